@@ -1,0 +1,43 @@
+"""camkit: Class Activation Maps done exactly, turned into boxes, scored on the real benchmarks.
+
+Entry points: :func:`explain` (photos -> classes, CAMs, boxes), :func:`load_model` and
+:func:`list_models` (the model registry), :mod:`camkit.localize` (maps -> boxes),
+:mod:`camkit.metrics` (localization metrics), :mod:`camkit.datasets` (ILSVRC, CUB, ... readers).
+Submodules that need torch import it on first use, so ``import camkit`` stays light.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "explain": ("camkit.explanation", "explain"),
+    "Explanation": ("camkit.explanation", "Explanation"),
+    "load_model": ("camkit.models.registry", "load_model"),
+    "list_models": ("camkit.models.registry", "list_models"),
+    "load_image": ("camkit.io", "load_image"),
+    "normalize_maps": ("camkit.normalize", "normalize_maps"),
+    "CamkitError": ("camkit.errors", "CamkitError"),
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+if TYPE_CHECKING:
+    from .errors import CamkitError
+    from .explanation import Explanation, explain
+    from .io import load_image
+    from .models.registry import list_models, load_model
+    from .normalize import normalize_maps
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        mod, attr = _LAZY[name]
+        value = getattr(importlib.import_module(mod), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'camkit' has no attribute {name!r}")

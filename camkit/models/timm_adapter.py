@@ -1,0 +1,102 @@
+"""timm models whose head is global pool -> [dropout] -> one linear layer.
+
+timm exposes ``forward_features`` (the last feature map) and ``get_classifier()``; the pooling type
+is checked, and the decomposition is verified numerically on a probe input when a model is wrapped,
+so a head with extra layers (a norm, an MLP, a conv) is refused with a clear error instead of
+silently giving wrong maps.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import nn
+
+from ..errors import ModelError
+from ..preprocess import Preprocess
+from .cam_model import CAMModel
+from .registry import ModelSpec
+
+
+def _timm_features(net, x):
+    return net.forward_features(x)
+
+
+def _classifier_path(net: nn.Module) -> str:
+    clf = net.get_classifier()
+    for name, module in net.named_modules():
+        if module is clf:
+            return name
+    raise ModelError("timm model's classifier is not a submodule; it cannot be decomposed for CAM")
+
+
+def wrap_timm(net: nn.Module, name: str, *, pool: str = "avg", preprocess: Preprocess | None = None,
+              categories: list[str] | None = None, weights_name: str | None = None) -> CAMModel:
+    """Wrap a timm model as a CAMModel after checking its head is pool -> linear."""
+    clf = net.get_classifier()
+    if not isinstance(clf, nn.Linear):
+        raise ModelError(f"timm model {name}: classifier is {type(clf).__name__}, not one Linear; exact CAM needs pool+linear (use a gradient method)")
+    gp = getattr(net, "global_pool", None)
+    pool_type = getattr(gp, "pool_type", None)
+    if pool_type not in ("avg", "fast_avg", "avgmax", None) or pool_type == "avgmax":
+        raise ModelError(f"timm model {name}: global pool is {pool_type!r}, exact CAM needs average pooling")
+    model = CAMModel(net, _timm_features, _classifier_path(net), pool=pool, name=name,
+                     preprocess=preprocess or Preprocess(), categories=categories, weights_name=weights_name)
+    if pool == "avg":
+        _verify_head(model, name)
+    return model
+
+
+@torch.inference_mode()
+def _verify_head(model: CAMModel, name: str) -> None:
+    was_training = model.training
+    model.eval()
+    try:
+        x = torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+        f = model.features(x)
+        ours, theirs = model.head(f), model.net.forward_head(f)
+    finally:
+        model.train(was_training)
+    if not torch.allclose(ours, theirs, rtol=1e-4, atol=1e-4 * float(theirs.abs().max()) + 1e-6):
+        raise ModelError(f"timm model {name}: its head is not global-average-pool + linear (extra layers), so CAM is not exact; use a gradient method")
+
+
+def _timm_preprocess(net: nn.Module) -> Preprocess:
+    cfg = getattr(net, "pretrained_cfg", {}) or {}
+    size = int(cfg.get("input_size", (3, 224, 224))[-1])
+    crop_pct = float(cfg.get("crop_pct", 0.875))
+    interp = cfg.get("interpolation", "bilinear")
+    return Preprocess(
+        resize=int(size / crop_pct), crop=size, interpolation=interp if interp in ("bilinear", "bicubic", "nearest") else "bilinear",
+        mean=tuple(cfg.get("mean", (0.485, 0.456, 0.406))), std=tuple(cfg.get("std", (0.229, 0.224, 0.225))),
+    )
+
+
+def build_timm(timm_name: str, weights: str | None = None, num_classes: int | None = None, pool: str | None = None) -> CAMModel:
+    import timm
+
+    from ..errors import WeightsError
+    from .imagenet import imagenet_categories
+
+    random = weights is not None and weights.lower() in ("random", "none")
+    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    try:
+        net = timm.create_model(timm_name, pretrained=not random, **kwargs)
+    except RuntimeError as e:
+        if "Unknown model" in str(e):
+            raise ModelError(f"timm has no model {timm_name!r}; see timm.list_models()") from None
+        raise
+    except Exception as e:  # hub/network errors vary
+        if random:
+            raise
+        reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise WeightsError(f"cannot get timm/{timm_name} pretrained weights ({reason}); go online once or pass --weights PATH") from None
+    n = net.get_classifier().out_features if isinstance(net.get_classifier(), nn.Linear) else 0
+    cats = imagenet_categories() if not random and n == 1000 else None
+    return wrap_timm(net.eval(), f"timm/{timm_name}", pool=pool or "avg", preprocess=_timm_preprocess(net),
+                     categories=cats, weights_name="random" if random else "timm pretrained")
+
+
+def timm_spec(timm_name: str) -> ModelSpec:
+    return ModelSpec(f"timm/{timm_name}", "timm", "exact", f"timm {timm_name}", partial(build_timm, timm_name))

@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Set up and run camkit from a fresh clone with nothing but python3.
+
+    python3 tools/dev.py demo   # explain a bundled real photo with the embedded model -> camkit-out/demo
+    python3 tools/dev.py test   # the test suite (what CI runs)
+    python3 tools/dev.py bench  # the speed benchmarks under bench/
+
+Each creates ./.venv (and installs camkit with its dev extras) when missing or when pyproject.toml
+changed since the last install. Pass extra arguments after the command (e.g. `test -k lite0`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV = ROOT / ".venv"
+PY = VENV / "bin" / "python"
+STAMP = VENV / ".camkit-install-stamp"
+
+
+def _stamp() -> str:
+    h = hashlib.sha256((ROOT / "pyproject.toml").read_bytes())
+    h.update((ROOT / "tools" / "constraints.txt").read_bytes())
+    return h.hexdigest()
+
+
+def ensure_env() -> None:
+    if PY.exists() and STAMP.exists() and STAMP.read_text() == _stamp():
+        return
+    if not PY.exists():
+        print(f"creating virtual environment {VENV} ...", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    print("installing camkit and its dependencies (torch is large: a few minutes the first time) ...", flush=True)
+    subprocess.run(
+        [str(PY), "-m", "pip", "install", "--quiet", "-c", str(ROOT / "tools" / "constraints.txt"), "-e", f"{ROOT}[dev]"],
+        check=True,
+    )
+    STAMP.write_text(_stamp())
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("demo", "test", "bench"):
+        print(__doc__)
+        return 2
+    cmd, rest = argv[0], argv[1:]
+    ensure_env()
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    if cmd == "test":
+        return subprocess.run([str(PY), "-m", "pytest", "-q", *rest], cwd=ROOT, env=env).returncode
+    if cmd == "bench":
+        code = 0
+        for script in sorted((ROOT / "bench").glob("bench_*.py")):
+            print(f"\n=== {script.name}", flush=True)
+            code |= subprocess.run([str(PY), str(script), *rest], cwd=ROOT, env=env).returncode
+        return code
+    photo = subprocess.run(
+        [str(PY), "-c", "import camkit.io.samples as s; print(s.sample_path('chelsea'))"],
+        check=True, capture_output=True, text=True, env=env,
+    ).stdout.strip()
+    out = ROOT / "camkit-out" / "demo"
+    return subprocess.run(
+        [str(VENV / "bin" / "camkit"), "explain", photo, "--topk", "3", "--out", str(out), *rest], cwd=ROOT, env=env
+    ).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
