@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -138,3 +139,10 @@ def _ensure_builtin() -> None:
     if not _BUILTIN_DONE:
         _BUILTIN_DONE = True
         from . import builtin  # noqa: F401  (registers the built-in models)
+
+        for optional in ("builtin_gradient", "builtin_cifar"):
+            try:  # families added by later work register themselves here
+                importlib.import_module(f"{__package__}.{optional}")
+            except ModuleNotFoundError as e:
+                if e.name != f"{__package__}.{optional}":
+                    raise

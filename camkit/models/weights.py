@@ -37,13 +37,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "Weights only load failed" in first or "weights_only" in str(e):
+        text = str(e)
+        if "Unsupported global" in text or "GLOBAL" in text:
             raise WeightsError(
-                f"{p} contains pickled Python objects beyond tensors, which camkit refuses to load "
+                f"{p} contains pickled Python code or objects beyond tensors, which camkit refuses to load "
                 "(weights_only=True); save a plain state_dict with torch.save(model.state_dict(), path)"
             ) from None
-        raise WeightsError(f"{p} is not a PyTorch checkpoint ({first}); pass a .pt/.pth saved with torch.save") from None
+        detail = next((ln.strip() for ln in text.splitlines() if ln.strip().startswith("Unsupported")), "unreadable pickle")
+        raise WeightsError(f"{p} is not a PyTorch checkpoint ({detail}); pass a .pt/.pth saved with torch.save") from None
     except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise WeightsError(f"{p} is not a readable PyTorch checkpoint ({msg}); pass a .pt/.pth saved with torch.save") from None

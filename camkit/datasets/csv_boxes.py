@@ -1,0 +1,94 @@
+"""A plain CSV of boxes, for users' own data.
+
+Header ``image_path,class_index,x1,y1,x2,y2`` (columns in any order, extra columns ignored), one row
+per box; rows of the same image are merged into one sample (first-appearance order) and must agree on
+the class. Coordinates are ``x0, y0, x1, y1`` in original pixels, inclusive, numbers (floats allowed).
+Relative image paths are relative to ``image_root``, or to the CSV's folder when no root is given.
+No image sizes are known: only negative coordinates are clipped (to 0).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from camkit.datasets.sample import LocDataset, LocSample, check_box, clip_boxes, line_error, warn_clipped
+from camkit.errors import DatasetError
+
+COLUMNS = ("image_path", "class_index", "x1", "y1", "x2", "y2")
+
+
+def read_csv_boxes(
+    csv_path: str | Path, image_root: str | Path | None = None, class_names: Sequence[str] | None = None
+) -> LocDataset:
+    """Read ``image_path,class_index,x1,y1,x2,y2`` rows into a LocDataset.
+
+    ``class_names`` (optional) names the classes; then every class_index must be < len(class_names).
+    ``image_id`` is the path exactly as written in the CSV.
+    """
+    csv_path = Path(csv_path)
+    base = Path(os.path.abspath(image_root if image_root is not None else csv_path.parent))
+    n_classes = len(class_names) if class_names is not None else None
+    merged: dict[str, tuple[int, list[tuple[float, ...]], int]] = {}
+    expected_row = "'image_path,class_index,x1,y1,x2,y2' with an integer class >= 0 and numeric corners"
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            names = [h.strip() for h in header] if header else []
+            missing = [c for c in COLUMNS if c not in names]
+            if missing:
+                raise line_error(
+                    csv_path, 1, "the header " + ",".join(COLUMNS), ",".join(header or []),
+                    f"add the column(s) {', '.join(missing)}",
+                )
+            col = {c: names.index(c) for c in COLUMNS}
+            for row in reader:
+                no = reader.line_num
+                if not row or not "".join(row).strip():
+                    continue
+                raw = ",".join(row)
+                try:
+                    image = row[col["image_path"]].strip()
+                    index = int(row[col["class_index"]])
+                    box = tuple(float(row[col[c]]) for c in ("x1", "y1", "x2", "y2"))
+                    if not image or index < 0:
+                        raise ValueError
+                except (IndexError, ValueError):
+                    raise line_error(csv_path, no, expected_row, raw) from None
+                if n_classes is not None and index >= n_classes:
+                    raise DatasetError(
+                        f"{csv_path} line {no}: class_index {index} is out of range for {n_classes} class names; "
+                        "use 0-based indices."
+                    )
+                check_box(csv_path, f"line {no}", box)  # type: ignore[arg-type]
+                if image in merged:
+                    first_index, boxes, first_no = merged[image]
+                    if index != first_index:
+                        raise DatasetError(
+                            f"{csv_path} line {no}: {image} has class {index} but class {first_index} on line "
+                            f"{first_no}; one image holds one class's boxes."
+                        )
+                    boxes.append(box)
+                else:
+                    merged[image] = (index, [box], no)
+    except OSError as e:
+        raise DatasetError(f"cannot read {csv_path}: {e.strerror or e}; check the path.") from None
+    except UnicodeDecodeError:
+        raise DatasetError(f"{csv_path} is not UTF-8 text; save the CSV as UTF-8.") from None
+    if not merged:
+        raise DatasetError(f"{csv_path} has a header but no rows; add one row per box.")
+
+    samples, n_clipped = [], 0
+    for image, (index, boxes, _) in merged.items():
+        arr, changed = clip_boxes(boxes, None, None)
+        n_clipped += changed
+        path = Path(image)
+        samples.append(LocSample(path if path.is_absolute() else base / path, image, index, arr))
+    name = csv_path.stem
+    warn_clipped(name, n_clipped)
+    return LocDataset(
+        name, samples, list(class_names) if class_names is not None else None, None, n_clipped, f"CSV {csv_path}"
+    )

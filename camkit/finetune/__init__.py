@@ -1,0 +1,38 @@
+"""Fine-tuning: train GAP heads (the paper's surgeries), new linear heads and CIFAR-scale GAP nets.
+
+``finetune(FinetuneConfig(...))`` runs the whole recipe (data, adapted model, optimizer and
+schedule, validation, atomic checkpoints, CSV log and plot); ``camkit finetune`` is its command
+line. The checkpoints load with ``camkit.load_model(None, weights="out/best.pt")``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+_LAZY = {
+    "FinetuneConfig": ("camkit.finetune.trainer", "FinetuneConfig"),
+    "FinetuneResult": ("camkit.finetune.trainer", "FinetuneResult"),
+    "finetune": ("camkit.finetune.trainer", "finetune"),
+    "prepare_model": ("camkit.finetune.model", "prepare_model"),
+    "load_training_data": ("camkit.finetune.data", "load_training_data"),
+    "make_photo_dataset": ("camkit.finetune.photos", "make_photo_dataset"),
+}
+
+__all__ = sorted(_LAZY)
+
+if TYPE_CHECKING:
+    from .data import load_training_data
+    from .model import prepare_model
+    from .photos import make_photo_dataset
+    from .trainer import FinetuneConfig, FinetuneResult, finetune
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        mod, attr = _LAZY[name]
+        value = getattr(importlib.import_module(mod), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'camkit.finetune' has no attribute {name!r}")
