@@ -72,8 +72,9 @@ def explain_command(
         if not as_json:
             err_console.print(f"wrote overlays, maps and JSON to {out}")
     if failures:
-        err_console.print(f"{failures} of {len(paths)} images could not be read (listed above)")
-        raise typer.Exit(1)
+        if len(paths) > 1:
+            err_console.print(f"{failures} of {len(paths)} images could not be read (listed above)")
+        raise typer.Exit(1 if failures < len(paths) else 2)
 
 
 _used_stems: dict[str, int] = {}
