@@ -1,0 +1,142 @@
+"""Benchmark ``camkit evaluate``: throughput against a plain forward pass, and peak memory vs images.
+
+(a) Throughput. The real ILSVRC sample (12 photos, ../shared/data/ilsvrc_val_sample) is listed
+    ``--repeat`` times under different ids. The same DataLoader (camkit's LocalizationImages with the
+    squash transform, batch 32, ``--workers`` processes) feeds (1) a plain forward pass
+    (``model.features`` + ``model.head`` under ``torch.inference_mode()``) and (2) the whole
+    ``camkit.evaluate.evaluate`` loop (maps, upsampling, CVPR16 boxes, the wsolevaluation tau sweep,
+    fsync'd records). Runs are interleaved after a warm-up, in one process with glibc told to keep
+    freed memory (as the CLI does), and the best of ``--rounds`` is reported for each.
+(b) Peak memory. ``evaluate`` on 100 and on 1000 images, each in a fresh subprocess; peak RSS of the
+    main process (``ru_maxrss``) and of the largest DataLoader worker (``RUSAGE_CHILDREN``).
+
+Prints a Markdown table. Usage: ``python bench/bench_evaluate.py [--repeat 20] [--rounds 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SAMPLE = Path(__file__).resolve().parents[2] / "shared/data/ilsvrc_val_sample"
+
+
+def repeated_dataset(n: int):
+    from camkit.datasets import LocDataset, LocSample, read_ilsvrc
+
+    base = read_ilsvrc(SAMPLE).samples
+    samples = [
+        LocSample(s.image_path, f"{s.image_id}#{k // len(base)}", s.class_index, s.boxes, s.width, s.height)
+        for k, s in ((k, base[k % len(base)]) for k in range(n))
+    ]
+    return LocDataset("ILSVRC sample, repeated", samples, source=f"{SAMPLE} x{n}")
+
+
+def plain_forward(model, dataset, batch_size: int, workers: int) -> float:
+    import torch
+
+    from camkit.datasets.torch_dataset import LocalizationImages, collate_localization
+    from camkit.evaluate.runner import SquashTransform
+
+    loader = torch.utils.data.DataLoader(
+        LocalizationImages(dataset, SquashTransform(model.preprocess.with_input_size(224))),
+        batch_size=batch_size, num_workers=workers, collate_fn=collate_localization,
+    )
+    t = time.perf_counter()
+    with torch.inference_mode():
+        for batch in loader:
+            model.head(model.features(batch["images"]))
+    return time.perf_counter() - t
+
+
+def full_evaluate(model, dataset, batch_size: int, workers: int) -> tuple[float, float]:
+    from camkit.evaluate import evaluate
+
+    with tempfile.TemporaryDirectory() as d:
+        t = time.perf_counter()
+        s = evaluate(dataset, model, batch_size=batch_size, workers=workers, out_dir=d, progress=False, gallery_size=0)
+        total = time.perf_counter() - t
+    return s["run"]["seconds"], total
+
+
+def throughput(args) -> list[str]:
+    from camkit.cli.common import keep_allocator_memory
+    from camkit.models import load_model
+
+    keep_allocator_memory()
+    model = load_model("efficientnet_lite0")
+    ds = repeated_dataset(12 * args.repeat)
+    n = len(ds)
+    plain_forward(model, repeated_dataset(64), args.batch_size, args.workers)  # warm-up
+    fwd, ev, ev_total = [], [], []
+    for r in range(args.rounds):
+        fwd.append(plain_forward(model, ds, args.batch_size, args.workers))
+        loop, total = full_evaluate(model, ds, args.batch_size, args.workers)
+        ev.append(loop)
+        ev_total.append(total)
+        print(f"round {r + 1}: forward {n / fwd[-1]:.1f} img/s, evaluate loop {n / loop:.1f} img/s "
+              f"(with summary/CSV/curves {n / total:.1f} img/s)", file=sys.stderr)
+    f, e, t = n / min(fwd), n / min(ev), n / min(ev_total)
+    return [
+        f"| throughput, {n} images, batch {args.batch_size}, {args.workers} workers | img/s | ratio to forward |",
+        "|---|---|---|",
+        f"| plain forward (same loader) | {f:.1f} | 1.00 |",
+        f"| camkit evaluate loop (maps, boxes, 100-tau sweep V1+V2, fsync'd records) | {e:.1f} | {e / f:.2f} |",
+        f"| camkit evaluate incl. summary, per_image.csv, curves PNG | {t:.1f} | {t / f:.2f} |",
+    ]
+
+
+def rss_child(n: int, workers: int) -> None:
+    from camkit.cli.common import keep_allocator_memory
+    from camkit.evaluate import evaluate
+    from camkit.models import load_model
+
+    keep_allocator_memory()
+    model = load_model("efficientnet_lite0")
+    with tempfile.TemporaryDirectory() as d:
+        t = time.perf_counter()
+        evaluate(repeated_dataset(n), model, batch_size=32, workers=workers, out_dir=d, progress=False, gallery_size=0)
+        seconds = time.perf_counter() - t
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(json.dumps({"n": n, "main_mb": own, "worker_mb": kids, "seconds": seconds}))
+
+
+def peak_memory(args) -> list[str]:
+    rows = ["| images | peak RSS main (MB) | peak RSS largest worker (MB) | seconds |", "|---|---|---|---|"]
+    for n in (100, 1000):
+        out = subprocess.run([sys.executable, __file__, "--rss-child", str(n), "--workers", str(args.workers)],
+                             capture_output=True, text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append(f"| {n} | {r['main_mb']:.0f} | {r['worker_mb']:.0f} | {r['seconds']:.1f} |")
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeat", type=int, default=20, help="copies of the 12 photos for the throughput run")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--rss-child", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--skip-memory", action="store_true")
+    args = p.parse_args()
+    if not (SAMPLE / "val").is_dir():
+        sys.exit(f"the ILSVRC sample is not at {SAMPLE}")
+    if args.rss_child is not None:
+        rss_child(args.rss_child, args.workers)
+        return
+    lines = throughput(args)
+    if not args.skip_memory:
+        lines += [""] + peak_memory(args)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

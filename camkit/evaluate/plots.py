@@ -1,0 +1,81 @@
+"""Figures: BoxAcc against the CAM threshold, and galleries of localized photos (matplotlib Agg canvas).
+
+Colours in galleries: ground-truth boxes green, the predicted (CVPR16, GT class) box red, drawn over
+the GT class's map (JET, CVPR16-normalised) blended with the squashed input photo.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+GT_COLOUR = "#00c000"
+PRED_COLOUR = "#ff2020"
+
+
+def _figure(**kwargs):
+    # A bare Figure (Agg canvas), no pyplot: never touches the caller's backend or open figures.
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
+def plot_curves(summary: dict, path: str | Path) -> None:
+    """BoxAcc(tau) per IoU threshold for MaxBoxAcc (V1) and MaxBoxAccV2, best taus marked."""
+    curves = summary["curves"]
+    taus = np.asarray(curves["taus"])
+    fig = _figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2, sharey=True)
+    titles = {"v1": "MaxBoxAcc (V1: largest contour)", "v2": "MaxBoxAccV2 (all contours)"}
+    for ax, v in zip(axes, ("v1", "v2")):
+        for key, acc in curves[v].items():
+            if acc is None or acc[0] is None:
+                continue
+            acc = np.asarray(acc, dtype=float)
+            (line,) = ax.plot(taus, acc, label=f"IoU {int(key) / 100:.1f}: max {acc.max():.1f} @ tau {summary['best_tau'][v][key]:.2f}")
+            j = int(np.argmax(acc))
+            ax.plot([taus[j]], [acc[j]], "o", color=line.get_color())
+        ax.set_title(titles[v])
+        ax.set_xlabel("CAM threshold tau")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 101)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper right", fontsize=8)
+    axes[0].set_ylabel("BoxAcc (%)")
+    n = summary["n_images"]
+    model = summary.get("model", {}).get("name", "")
+    fig.suptitle(f"BoxAcc vs tau - {model}, {n} images, input {summary['protocol']['input_size']}", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def plot_gallery(panels: list[dict], path: str | Path, title: str, columns: int = 3) -> None:
+    """A grid of panels (``image`` uint8 [S,S,3], ``cam`` [S,S], ``gt_boxes``, ``pred_box``, ``title``)."""
+    from camkit.viz import heatmap_rgb
+
+    from matplotlib.patches import Patch, Rectangle
+
+    cols = max(1, min(columns, len(panels)))
+    rows = (len(panels) + cols - 1) // cols
+    fig = _figure(figsize=(3.3 * cols, 3.9 * rows + 0.5))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, p in zip(axes.ravel(), panels):
+        img = p["image"].astype(np.float32)
+        heat = heatmap_rgb(p["cam"]).astype(np.float32)
+        ax.imshow((0.5 * img + 0.5 * heat).astype(np.uint8))
+        for b in p["gt_boxes"]:
+            x0, y0, x1, y1 = b
+            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, ec=GT_COLOUR, lw=2))
+        x0, y0, x1, y1 = p["pred_box"]
+        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, ec=PRED_COLOUR, lw=2, ls="--"))
+        ax.set_title(p["title"], fontsize=8)
+    fig.legend(handles=[Patch(ec=GT_COLOUR, fc="none", label="ground truth"),
+                        Patch(ec=PRED_COLOUR, fc="none", ls="--", label="predicted (CVPR16, GT class)")],
+               loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.savefig(path, dpi=100)

@@ -1,0 +1,164 @@
+"""The evaluation protocol, one image at a time: maps at input resolution -> boxes -> IoUs.
+
+camkit evaluates exactly as clovaai/wsolevaluation (Choe et al., CVPR 2020) does, plus the CAM
+paper's (Zhou et al., CVPR 2016) top-1 / top-5 localization:
+
+- The photo is squashed to ``input_size x input_size`` (aspect ignored) with the model's own
+  interpolation, mean and std (``Preprocess.with_input_size(n).to_array(img, "squash")``).
+- GT boxes (original pixels, inclusive; first clipped to the image, as camkit's readers do when
+  they know the size) are rescaled to the input as the reference's ``resize_bbox``:
+  ``int(x * input_size / width)`` per coordinate (truncation, no rounding).
+- Each raw map (float32, feature resolution) is resized to the input with
+  ``cv2.resize(..., INTER_CUBIC)``, as the reference's ``CAMComputer``.
+- MaxBoxAcc / MaxBoxAccV2: the GT class's map, min-max normalised (constant -> zeros), swept over
+  ``taus = np.arange(0, 1, tau_step)`` with wsolevaluation's boxes (V1: the largest contour; V2:
+  every contour); per tau the best inclusive-pixel IoU over predicted x GT boxes.
+- Top-1 / top-5 / GT-known localization: the CVPR16 box (ReLU, divide by the max, keep >= 0.2,
+  largest 8-connected component) of the predicted classes' maps and of the GT class's map, IoU >= 0.5
+  with any GT box.
+
+Everything an image contributes is returned as a plain record (see :mod:`camkit.evaluate.records`),
+so the summary is a pure function of the records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import cv2
+import numpy as np
+
+from camkit.evaluate.boxes import box_iou_inclusive, cvpr16_box, wsol_best_ious
+
+# Decimals kept for IoUs in the records. IoUs are ratios p/q of integer areas with q <= H*W of the
+# input, so |IoU - d| >= 1/(10 q) for d in {0.3, 0.5, 0.7} unless equal: 8 decimals keep every
+# threshold decision exact for inputs up to ~1000 x 1000 pixels.
+IOU_DECIMALS = 8
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What was measured and how; stored in the summary next to the numbers.
+
+    ``input_size``: the square network input; ``tau_step``: the CAM threshold grid
+    ``np.arange(0, 1, tau_step)``; ``iou_thresholds``: MaxBoxAccV2's deltas (V1 uses 0.5);
+    ``cvpr16_tau``: the CVPR16 box threshold (fraction of the map's max); ``topk``: classes kept
+    for top-k localization; ``method``: which maps (``"cam"`` = the exact class activation map).
+    """
+
+    input_size: int = 224
+    tau_step: float = 0.01
+    iou_thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)
+    cvpr16_tau: float = 0.2
+    topk: int = 5
+    method: str = "cam"
+    resize: str = "squash"
+    map_upsampling: str = "cv2.resize INTER_CUBIC to the input size"
+    gt_box_rescaling: str = "int(x * input_size / image_size) (wsolevaluation resize_bbox)"
+    maxboxacc_map: str = "ground-truth class"
+    topk_loc_maps: str = "predicted classes (CVPR16 box, tau 0.2, IoU >= 0.5)"
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def taus(self) -> np.ndarray:
+        """The threshold grid, float64 ``[T]``, exactly ``np.arange(0, 1, tau_step)``."""
+        return np.arange(0, 1, self.tau_step)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["iou_thresholds"] = list(self.iou_thresholds)
+        d["notes"] = list(self.notes)
+        d["n_taus"] = int(len(self.taus))
+        return d
+
+    def describe(self) -> str:
+        """One paragraph stating the protocol (printed by the CLI and written in the report)."""
+        return (
+            f"Images squashed to {self.input_size}x{self.input_size} (aspect ignored, the model's own "
+            f"interpolation/mean/std); maps by '{self.method}' resized with cv2 INTER_CUBIC to the input; "
+            "GT boxes rescaled with int() truncation as wsolevaluation. MaxBoxAcc (V1, largest contour, "
+            f"IoU 0.5) and MaxBoxAccV2 (all contours, mean over IoU {', '.join(f'{d:g}' for d in self.iou_thresholds)}) "
+            f"on the ground-truth class's min-max normalised map over tau = np.arange(0, 1, {self.tau_step:g}) "
+            f"({len(self.taus)} thresholds). Top-1/top-{self.topk} localization on the predicted classes' "
+            f"maps and GT-known localization on the GT class's map with the CVPR16 box (tau {self.cvpr16_tau:g} "
+            "of the max, largest 8-connected component), IoU >= 0.5, inclusive pixels."
+        )
+
+
+def rescale_gt_boxes(boxes: np.ndarray, width: int, height: int, input_size: int) -> np.ndarray:
+    """Original-pixel boxes ``[n, 4]`` -> int64 boxes on the squashed ``input_size`` square.
+
+    Boxes are first clipped to ``[0, W-1] x [0, H-1]`` (camkit's readers do this whenever the layout
+    carries the size; doing it here makes layouts without sizes agree), then each coordinate becomes
+    ``int(x * input_size / size)`` like wsolevaluation's ``resize_bbox`` (float64, truncation).
+    """
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    w, h = float(width), float(height)
+    x = np.clip(b[:, [0, 2]], 0.0, w - 1) * float(input_size) / w
+    y = np.clip(b[:, [1, 3]], 0.0, h - 1) * float(input_size) / h
+    return np.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], axis=1).astype(np.int64)
+
+
+def upsample_map(cam: np.ndarray, size: int) -> np.ndarray:
+    """A raw float map ``[h, w]`` -> float32 ``[size, size]`` with cv2 INTER_CUBIC (the reference's resize)."""
+    return cv2.resize(np.ascontiguousarray(cam, dtype=np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+
+
+def minmax_normalize(cam: np.ndarray) -> np.ndarray:
+    """wsolevaluation's ``normalize_scoremap``: ``(m - min) / (max - min)``; NaN or constant -> zeros."""
+    m = np.array(cam, dtype=np.float32, copy=True)
+    if np.isnan(m).any() or m.min() == m.max():
+        return np.zeros_like(m)
+    m -= m.min()
+    m /= m.max()
+    return m
+
+
+def _round(values: np.ndarray) -> list[float]:
+    return [float(v) for v in np.round(np.asarray(values, dtype=np.float64), IOU_DECIMALS)]
+
+
+def image_record(
+    protocol: Protocol,
+    maps: np.ndarray,
+    classes: np.ndarray,
+    gt_class: int,
+    scores: np.ndarray,
+    gt_boxes_input: np.ndarray,
+) -> dict:
+    """Everything one image contributes to the summary.
+
+    Args:
+        maps: raw maps ``[1 + k, h, w]`` (float32, feature resolution): the GT class's first, then
+            the top-k predicted classes' in descending score.
+        classes: int ``[1 + k]`` the class of each map (``classes[0] == gt_class``).
+        scores: float ``[k]`` softmax probabilities of the top-k classes.
+        gt_boxes_input: int64 ``[n, 4]`` GT boxes on the input (:func:`rescale_gt_boxes`).
+
+    Returns a JSON-ready dict: ``gt``, ``topk`` (classes), ``scores``, ``gt_boxes``, ``cvpr16_boxes``
+    (``[1 + k, 4]``, GT class first), ``cvpr16_ious`` (``[1 + k]`` best IoU with any GT box),
+    ``v1`` / ``v2`` (``[T]`` per-tau best IoU of the GT class's map), rounded to :data:`IOU_DECIMALS`.
+    """
+    size = protocol.input_size
+    classes = np.asarray(classes, dtype=np.int64)
+    up = {}
+    cvpr_boxes = np.empty((len(classes), 4), dtype=np.int64)
+    for j, c in enumerate(classes.tolist()):
+        if c not in up:  # the GT class is often also in the top-k: one map, one box
+            up[c] = upsample_map(maps[j], size)
+            cvpr_boxes[j] = cvpr16_box(up[c], protocol.cvpr16_tau)
+        else:
+            cvpr_boxes[j] = cvpr_boxes[classes.tolist().index(c)]
+    cvpr_ious = box_iou_inclusive(cvpr_boxes, gt_boxes_input).max(axis=1)
+    unit = minmax_normalize(up[int(classes[0])])
+    v1, v2 = wsol_best_ious(unit, protocol.taus, gt_boxes_input)
+    return {
+        "gt": int(gt_class),
+        "topk": [int(c) for c in classes[1:]],
+        "scores": [round(float(s), 6) for s in scores],
+        "gt_boxes": gt_boxes_input.tolist(),
+        "cvpr16_boxes": cvpr_boxes.tolist(),
+        "cvpr16_ious": _round(cvpr_ious),
+        "v1": _round(v1),
+        "v2": _round(v2),
+    }

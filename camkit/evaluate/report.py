@@ -1,0 +1,90 @@
+"""A short Markdown report: our numbers, the protocol, and the published CAM numbers beside them."""
+
+from __future__ import annotations
+
+# Published CAM results (design.md §4). CAM paper (Zhou et al., CVPR 2016, Table 2): GoogLeNet-GAP
+# top-1 / top-5 localization *error* on ILSVRC val; accuracy = 100 - error.
+CAM_PAPER_GOOGLENET_GAP_ERROR = {"top1": 56.40, "top5": 43.00}
+# wsolevaluation (Choe et al., CVPR 2020), CAM, MaxBoxAccV2 on the test splits.
+WSOLEVAL_CAM_MAXBOXACC_V2 = {
+    "ImageNet": {"VGG16": 60.0, "InceptionV3": 63.4, "ResNet50": 63.7},
+    "CUB": {"VGG16": 63.7, "InceptionV3": 56.7, "ResNet50": 63.0},
+}
+# Below this many images a benchmark number says little (one image moves it by > 1 point).
+COMPARABLE_MIN_IMAGES = 1000
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def markdown_report(summary: dict, files: dict | None = None) -> str:
+    """The report text for ``summary`` (see :func:`camkit.evaluate.summary.summarize`)."""
+    n = summary["n_images"]
+    p = summary["protocol"]
+    model = summary.get("model", {})
+    ds = summary.get("dataset", {})
+    v2 = summary["maxboxacc_v2_per_iou"]
+    lines = [
+        f"# Localization benchmark: {model.get('name', '?')} on {ds.get('name', '?')}",
+        "",
+        f"{n} images evaluated, {summary['n_failed']} unreadable (listed in summary.json). "
+        f"Maps: `{p['method']}`; weights: `{model.get('weights')}`.",
+        "",
+        "## Our numbers (%)",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| top-1 classification | {_fmt(summary['top1_cls'])} |",
+        f"| top-5 classification | {_fmt(summary['top5_cls'])} |",
+        f"| top-1 localization (CVPR16 box) | {_fmt(summary['top1_loc'])} |",
+        f"| top-5 localization (CVPR16 box) | {_fmt(summary['top5_loc'])} |",
+        f"| GT-known localization (CVPR16 box) | {_fmt(summary['gt_known_loc'])} |",
+        f"| MaxBoxAcc (V1, IoU 0.5) | {_fmt(summary['maxboxacc'])} (tau {summary['best_tau']['v1'].get('50')}) |",
+        f"| MaxBoxAccV2 (mean of IoU 0.3/0.5/0.7) | {_fmt(summary['maxboxacc_v2'])} |",
+    ]
+    for key in sorted(v2, key=int):
+        lines.append(f"| MaxBoxAccV2 @ IoU {int(key) / 100:.1f} | {_fmt(v2[key])} (tau {summary['best_tau']['v2'][key]}) |")
+    err1 = None if summary["top1_loc"] is None else 100 - summary["top1_loc"]
+    err5 = None if summary["top5_loc"] is None else 100 - summary["top5_loc"]
+    lines += [
+        "",
+        "## Published CAM numbers beside ours",
+        "",
+        "| source | model | metric | published | ours |",
+        "|---|---|---|---|---|",
+        f"| CAM paper (Zhou et al. 2016), ILSVRC val | GoogLeNet-GAP | top-1 loc error | {CAM_PAPER_GOOGLENET_GAP_ERROR['top1']:.2f} | {_fmt(err1)} |",
+        f"| CAM paper (Zhou et al. 2016), ILSVRC val | GoogLeNet-GAP | top-5 loc error | {CAM_PAPER_GOOGLENET_GAP_ERROR['top5']:.2f} | {_fmt(err5)} |",
+    ]
+    for dataset, rows in WSOLEVAL_CAM_MAXBOXACC_V2.items():
+        for arch, value in rows.items():
+            lines.append(f"| wsolevaluation (Choe et al. 2020), {dataset} test | {arch} | MaxBoxAccV2 | {value:.1f} | {_fmt(summary['maxboxacc_v2'])} |")
+    lines += [""]
+    if n < COMPARABLE_MIN_IMAGES:
+        lines.append(
+            f"**Not comparable:** {n} images is a sample, not the benchmark split (ILSVRC val: 50,000; CUB test: 5,794); "
+            f"one image moves every number by {100 / max(n, 1):.1f} points. Published numbers are for other models "
+            "trained for WSOL; they are context, not a target."
+        )
+    else:
+        lines.append(
+            "Published numbers are for other architectures and training recipes; compare like with like "
+            f"(this run: {model.get('name')}, input {p['input_size']}, {p['n_taus']} thresholds)."
+        )
+    lines += ["", "## Protocol", "", _protocol_text(p), ""]
+    if files:
+        lines += ["## Files", ""] + [f"- {k}: `{v}`" for k, v in files.items()] + [""]
+        if "curves" in files:
+            lines += [f"![BoxAcc vs tau]({files['curves']})", ""]
+        for k in ("gallery_best", "gallery_worst"):
+            if k in files:
+                lines += [f"![{k.replace('_', ' ')}]({files[k]})", ""]
+    return "\n".join(lines)
+
+
+def _protocol_text(p: dict) -> str:
+    from camkit.evaluate.protocol import Protocol
+
+    proto = Protocol(input_size=p["input_size"], tau_step=p["tau_step"], iou_thresholds=tuple(p["iou_thresholds"]),
+                     cvpr16_tau=p["cvpr16_tau"], topk=p["topk"], method=p["method"])
+    return proto.describe()

@@ -1,0 +1,58 @@
+"""``per_image.csv``: one row per image, streamed from the records.
+
+Boxes are ``x0 y0 x1 y1`` on the squashed input (inclusive pixels), several joined by ``;``.
+``gt_known_*`` is the CVPR16 box of the GT class's map, ``top1_*`` that of the top-1 class's map;
+``v1_best_iou`` / ``v2_best_iou`` are the image's best wsolevaluation IoU over all taus (and the
+first tau reaching it) — per image, unlike MaxBoxAcc, which fixes one tau for the whole split.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from camkit.evaluate.protocol import Protocol
+
+COLUMNS = (
+    "index", "image_id", "width", "height", "gt_class", "gt_name", "top1_class", "top1_name", "top1_score",
+    "top5_classes", "top5_scores", "gt_boxes", "gt_known_box", "gt_known_iou", "top1_box", "top1_iou",
+    "top1_loc", "top5_loc", "v1_best_iou", "v1_best_tau", "v2_best_iou", "v2_best_tau", "error",
+)
+
+
+def _boxes(boxes) -> str:
+    return ";".join(" ".join(str(int(v)) for v in b) for b in np.asarray(boxes).reshape(-1, 4))
+
+
+def _name(names: Sequence[str] | None, c: int) -> str:
+    return names[c] if names is not None and 0 <= c < len(names) else ""
+
+
+def write_per_image_csv(path: str | Path, records: Iterable[dict], protocol: Protocol, names: Sequence[str] | None) -> int:
+    """Write the CSV (columns :data:`COLUMNS`); returns the number of rows. Failed images keep ``error``."""
+    taus = protocol.taus
+    n = 0
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(COLUMNS)
+        for r in records:
+            n += 1
+            if "error" in r:
+                w.writerow([r["i"], r.get("id", "")] + [""] * (len(COLUMNS) - 3) + [r["error"]])
+                continue
+            gt, top, ious = r["gt"], r["topk"], r["cvpr16_ious"]
+            v1, v2 = np.asarray(r["v1"]), np.asarray(r["v2"])
+            j1, j2 = int(np.argmax(v1)), int(np.argmax(v2))
+            w.writerow([
+                r["i"], r["id"], r["w"], r["h"], gt, _name(names, gt), top[0], _name(names, top[0]),
+                f"{r['scores'][0]:.6f}", " ".join(map(str, top)), " ".join(f"{s:.6f}" for s in r["scores"]),
+                _boxes(r["gt_boxes"]), _boxes(r["cvpr16_boxes"][0]), f"{ious[0]:.6f}",
+                _boxes(r["cvpr16_boxes"][1]), f"{ious[1]:.6f}",
+                int(top[0] == gt and ious[1] >= 0.5),
+                int(any(c == gt and ious[1 + k] >= 0.5 for k, c in enumerate(top))),
+                f"{v1[j1]:.6f}", f"{taus[j1]:.4g}", f"{v2[j2]:.6f}", f"{taus[j2]:.4g}", "",
+            ])
+    return n

@@ -1,0 +1,111 @@
+"""``camkit evaluate``: localization benchmark on ILSVRC / CUB / wsolevaluation metadata / a CSV of boxes."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import err_console, fail, one_line_errors, out_console
+
+DATASET_KINDS = ("ilsvrc", "cub", "wsol", "csv")
+
+
+def load_dataset(kind: str, root: Path, annotations: Optional[Path], split: Optional[str]):
+    """The LocDataset for ``--dataset kind`` (readers raise one-line DatasetErrors)."""
+    from camkit.datasets import read_csv_boxes, read_cub, read_ilsvrc, read_wsol_metadata
+    from camkit.errors import DatasetError
+
+    if not root.is_dir():
+        raise DatasetError(f"--root {root} is not a folder; pass the dataset's root folder.")
+    if kind == "ilsvrc":
+        return read_ilsvrc(root, annotations)
+    if kind == "cub":
+        return read_cub(annotations or root, split or "test")
+    if kind == "wsol":
+        if annotations is None:
+            split = split or "test"
+            found = sorted(p for p in (root / "metadata").glob(f"*/{split}") if (p / "image_ids.txt").is_file())
+            if len(found) != 1:
+                what = "no" if not found else f"{len(found)} ({', '.join(p.parent.name for p in found)})"
+                raise DatasetError(
+                    f"{what} wsolevaluation split folders {root}/metadata/*/{split}; "
+                    "pass the split folder with --annotations (e.g. metadata/CUB/test)."
+                )
+            annotations = found[0]
+        return read_wsol_metadata(annotations, root)
+    if annotations is None:
+        raise DatasetError("--dataset csv needs --annotations boxes.csv (columns image_path,class_index,x1,y1,x2,y2).")
+    return read_csv_boxes(annotations, root)
+
+
+@one_line_errors
+def evaluate_command(
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Layout: ilsvrc (XML, Kaggle CSV or wsolevaluation, auto-detected), cub, wsol, csv."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Dataset root folder (images are found relative to it)."),
+    annotations: Optional[Path] = typer.Option(None, "--annotations", help="Boxes file/folder: XML folder, LOC_val_solution.csv, a wsolevaluation split folder, or the CSV for --dataset csv."),
+    split: Optional[str] = typer.Option(None, "--split", help="cub: test/train/all; wsol: the metadata split folder (default test)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Registry name (see `camkit models`); default: the embedded efficientnet_lite0."),
+    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Checkpoint file or a torchvision weights name."),
+    input_size: int = typer.Option(224, "--input-size", help="Square input the photos are squashed to (WSOL protocol)."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per forward pass."),
+    workers: int = typer.Option(2, "--workers", min=0, help="DataLoader worker processes decoding images."),
+    tau_step: float = typer.Option(0.01, "--tau-step", help="CAM threshold grid np.arange(0, 1, step) (wsolevaluation: 0.01; 0.001 in training code)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate only the first N images."),
+    out: Path = typer.Option(Path("camkit-eval"), "--out", "-o", help="Output folder: summary.json, per_image.csv, plots, report.md."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out (same dataset, model and options)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary JSON on stdout instead of the table."),
+) -> None:
+    """Score CAM localization: MaxBoxAcc, MaxBoxAccV2, top-1/top-5/GT-known loc (wsolevaluation protocol)."""
+    from camkit.evaluate import evaluate
+    from camkit.models import load_model
+
+    if dataset is None:
+        raise fail(f"--dataset is required: one of {', '.join(DATASET_KINDS)}")
+    if root is None:
+        raise fail("--root is required: the dataset folder (e.g. --root ILSVRC2012 holding val/ and the boxes)")
+    kind = dataset.lower()
+    if kind not in DATASET_KINDS:
+        raise fail(f"unknown --dataset {dataset!r}; use one of {', '.join(DATASET_KINDS)}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = load_dataset(kind, root, annotations, split)
+    for w in caught:
+        err_console.print(f"[yellow]warning:[/] {w.message}", soft_wrap=True)
+    m = load_model(model, weights)
+    summary = evaluate(ds, m, input_size=input_size, batch_size=batch_size, workers=workers, tau_step=tau_step,
+                       limit=limit, out_dir=out, resume=resume, progress=progress)
+    if as_json:
+        out_console.print_json(json.dumps({k: v for k, v in summary.items() if k != "curves"}))
+        return
+    _print_summary(summary, out)
+
+
+def _print_summary(s: dict, out: Path) -> None:
+    from rich.table import Table
+
+    from camkit.evaluate.protocol import Protocol
+
+    def f(v) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
+    out_console.print(f"[bold]{s['model']['name']}[/] on {s['dataset']['name']}: {s['n_images']} images")
+    t = Table()
+    t.add_column("metric")
+    t.add_column("%", justify="right")
+    for label, key in (("top-1 cls", "top1_cls"), ("top-5 cls", "top5_cls"), ("top-1 loc", "top1_loc"),
+                       ("top-5 loc", "top5_loc"), ("GT-known loc", "gt_known_loc"), ("MaxBoxAcc (V1)", "maxboxacc"),
+                       ("MaxBoxAccV2", "maxboxacc_v2")):
+        t.add_row(label, f(s[key]))
+    for k, v in s["maxboxacc_v2_per_iou"].items():
+        t.add_row(f"  V2 @ IoU {int(k) / 100:.1f} (tau {s['best_tau']['v2'][k]})", f(v))
+    out_console.print(t)
+    p = s["protocol"]
+    out_console.print(Protocol(input_size=p["input_size"], tau_step=p["tau_step"], method=p["method"]).describe(), soft_wrap=True)
+    if s["n_failed"]:
+        err_console.print(f"[yellow]{s['n_failed']} unreadable image(s) skipped[/], e.g. {s['failed'][0]['error']}", soft_wrap=True)
+    out_console.print(f"results in {out}/ (summary.json, per_image.csv, report.md, plots)")
