@@ -179,3 +179,26 @@ def test_flat_result_shares_levels():
     assert res.level_start[-1] == len(res.boxes)
     per_tau = res.per_tau()
     assert per_tau[0] is per_tau[1]  # taus 0.000 and 0.001 share level 0
+
+
+def test_row_order_matches_lexsort():
+    # The packed int64 sort key must order rows exactly as a 5-key lexsort (column, then box).
+    rng = np.random.default_rng(3)
+    for shape in ((224, 224), (7, 300), (1, 1)):
+        n = 500
+        boxes = rng.integers(0, max(shape), (n, 4)).astype(np.int64)
+        boxes[: n // 2] = boxes[0]  # many duplicate rows: ties must keep a valid order
+        col = rng.integers(0, 256, n).astype(np.int64)
+        got = sweep_mod._row_order(boxes, col, shape)
+        want = np.lexsort((boxes[:, 3], boxes[:, 2], boxes[:, 1], boxes[:, 0], col))
+        assert np.array_equal(np.c_[col, boxes][got], np.c_[col, boxes][want])
+
+
+def test_one_row_and_one_column_maps():
+    # Flat-raster neighbour pairs must not wrap across rows (w == 1) or run past the end (h == 1).
+    rng = np.random.default_rng(9)
+    for shape in ((1, 30), (30, 1), (2, 30), (30, 2)):
+        for _ in range(20):
+            cam = _normalised(rng.random(shape))
+            for multi in (False, True):
+                assert_same(cam, TAUS, multi)

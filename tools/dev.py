@@ -38,7 +38,7 @@ def ensure_env() -> None:
         venv.EnvBuilder(with_pip=True).create(VENV)
     print("installing camkit and its dependencies (torch is large: a few minutes the first time) ...", flush=True)
     subprocess.run(
-        [str(PY), "-m", "pip", "install", "--quiet", "-c", str(ROOT / "tools" / "constraints.txt"), "-e", f"{ROOT}[dev]"],
+        [str(PY), "-m", "pip", "install", "-qq", "-c", str(ROOT / "tools" / "constraints.txt"), "-e", f"{ROOT}[dev]"],
         check=True,
     )
     STAMP.write_text(_stamp())

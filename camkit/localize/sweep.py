@@ -73,18 +73,10 @@ class SweepResult:
     levels: np.ndarray
 
     def per_tau(self) -> list[np.ndarray]:
-        per_level = np.split(self.boxes, self.level_start[1:-1])
+        b = self.boxes
+        bounds = self.level_start.tolist()
+        per_level = [b[i:j] for i, j in zip(bounds[:-1], bounds[1:])]
         return [per_level[j] for j in self.tau_level.tolist()]
-
-
-def _pair_views(a: np.ndarray, dy: int, dx: int) -> tuple[np.ndarray, np.ndarray]:
-    h, w = a.shape
-    ys, yd = (slice(0, h - dy), slice(dy, h))
-    if dx >= 0:
-        xs, xd = slice(0, w - dx), slice(dx, w)
-    else:
-        xs, xd = slice(-dx, w), slice(0, w + dx)
-    return a[ys, xs], a[yd, xd]
 
 
 @dataclass
@@ -101,13 +93,12 @@ _GRIDS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
 
 def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cached read-only int64 arrays for an ``h x w`` map: flat index and x in raster order, y in
-    column-major order (the order of ``a.T.ravel()``)."""
+    """Cached read-only intp arrays for an ``h x w`` map in raster order: flat index, x, y."""
     g = _GRIDS.get((h, w))
     if g is None:
-        idx = np.arange(h * w, dtype=np.int64)
+        idx = np.arange(h * w, dtype=np.intp)
         xs = idx % w
-        ys = idx % h
+        ys = idx // w
         for a in (idx, xs, ys):
             a.flags.writeable = False
         if len(_GRIDS) > 8:
@@ -119,22 +110,19 @@ def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 _KERNELS = {8: np.ones((3, 3), np.uint8), 4: np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8)}
 
 
-def _forest(v: np.ndarray, order_key: np.ndarray, conn: int, levels: np.ndarray, want_area: bool) -> _Forest:
-    """Component forest of ``{v > k}`` (``conn``-connected) at each sorted level.
-
-    ``order_key`` is a float64 ``[H, W]`` array of exact integers whose order refines ``v``'s
-    (``order_key[p] < order_key[q]`` implies ``v[p] <= v[q]``), below ``2**53 / (H * W)``.
-    """
-    h, w = v.shape
+def _basins(order_key: np.ndarray, conn: int) -> tuple[np.ndarray, int]:
+    """Steepest-ascent basins: flat intp label ``[H * W]`` (0..m-1) and the number of basins m."""
+    h, w = order_key.shape
     n = h * w
-    idx, xs, ys = _grid(h, w)
+    idx, _, _ = _grid(h, w)
     idx_bits = max(1, (n - 1).bit_length())
     # Unique exact float64 keys (cv2.dilate finds the neighbourhood maximum, the low bits say where).
-    key = order_key.reshape(h, w) * float(1 << idx_bits)
+    key = order_key * float(1 << idx_bits)
     key += idx.reshape(h, w)
-    best = cv2.dilate(key, _KERNELS[conn]).ravel().astype(np.int64)
-    best &= (1 << idx_bits) - 1
-    root = best.astype(np.intp, copy=False)
+    best = cv2.dilate(key, _KERNELS[conn]).ravel()
+    # the winning key is exact in float64, so its low idx_bits are the winner's flat index
+    root = best.astype(np.intp)
+    root &= (1 << idx_bits) - 1
     is_top = root == idx
     # Climbing paths rarely exceed h + w steps; check for convergence only after that many jumps.
     for _ in range(max(0, (h + w).bit_length() - 1)):
@@ -144,23 +132,40 @@ def _forest(v: np.ndarray, order_key: np.ndarray, conn: int, levels: np.ndarray,
         if np.array_equal(nxt, root):
             break
         root = nxt
-    basin_id = np.cumsum(is_top, dtype=np.int32) - 1
-    lab = basin_id.take(root)
-    m = int(basin_id[-1]) + 1
-    lab2 = lab.reshape(h, w)
-    vflat = v.ravel().astype(np.int64)
+    basin_id = np.cumsum(is_top, dtype=np.intp)
+    basin_id -= 1
+    return basin_id.take(root), int(basin_id[-1]) + 1
+
+
+def _forest(v: np.ndarray, order_key: np.ndarray, conn: int, levels: np.ndarray, want_area: bool) -> _Forest:
+    """Component forest of ``{v > k}`` (``conn``-connected) at each sorted level.
+
+    ``order_key`` is a float64 ``[H, W]`` array of exact integers whose order refines ``v``'s
+    (``order_key[p] < order_key[q]`` implies ``v[p] <= v[q]``), below ``2**53 / (H * W)``.
+    """
+    h, w = v.shape
+    n = h * w
+    idx, xs, ys = _grid(h, w)
+    lab, m = _basins(order_key, conn)
+    vflat = v.ravel()
 
     # Basin graph: for each pair of adjacent basins, the highest level at which they touch.
+    # Pairs are taken on the flat raster (p, p + d); pairs that wrap around a row are dropped.
     combs = []
     for dy, dx in _PAIRS[conn]:
-        la, lb = _pair_views(lab2, dy, dx)
-        rows, cols_ = np.nonzero(la != lb)
-        if len(rows):
-            p = rows * w + (cols_ + max(0, -dx))  # flat index of the first pixel of each pair
-            q = p + (dy * w + dx)
-            a = lab.take(p).astype(np.int64)
-            b = lab.take(q).astype(np.int64)
-            wt = np.minimum(vflat.take(p), vflat.take(q))
+        d = dy * w + dx
+        if d >= n or (dx and w == 1):
+            continue
+        p = np.flatnonzero(lab[: n - d] != lab[d:])
+        if dx == 1:
+            p = p[xs.take(p) != w - 1]
+        elif dx == -1:
+            p = p[xs.take(p) != 0]
+        if len(p):
+            q = p + d
+            a = lab.take(p)
+            b = lab.take(q)
+            wt = np.minimum(vflat.take(p), vflat.take(q)).astype(np.intp)
             combs.append((np.minimum(a, b) * m + np.maximum(a, b)) * 256 + wt)
     ea: list[int] = []
     eb: list[int] = []
@@ -217,19 +222,23 @@ def _forest(v: np.ndarray, order_key: np.ndarray, conn: int, levels: np.ndarray,
     n_levels = len(levels)
     at = np.clip(levels, -1, 255) + 1
     box = np.empty((4, n_nodes, n_levels), dtype=np.int64)
-    base = np.arange(m, dtype=np.int64)[:, None] * 258 + 1
-    # ufunc.at is slow on runs of equal indices, so rows are visited column by column.
-    for axis, labels, coords, values, size in (
-        (0, lab, xs, vflat, w),
-        (1, lab2.T.ravel(), ys, v.T.ravel().astype(np.int64), h),
-    ):
-        prof = np.full(m * size, -1, dtype=np.int64)
-        np.maximum.at(prof, labels * np.int64(size) + coords, values)
-        prof = prof.reshape(m, size)
+    base = np.arange(m, dtype=np.intp)[:, None] * 258 + 1
+    # values + 1 so that 0 marks "no pixel of the basin in this column" in a uint16 table
+    v1 = vflat.astype(np.uint16)
+    v1 += 1
+    for axis, coords, size in ((0, xs, w), (1, ys, h)):
+        prof = np.zeros(m * size, dtype=np.uint16)
+        grp = lab * size
+        grp += coords
+        np.maximum.at(prof, grp, v1)
+        prof = prof.reshape(m, size).astype(np.intp)
+        prof -= 1
         lead = np.maximum.accumulate(prof, axis=1)
         trail = np.maximum.accumulate(prof[:, ::-1], axis=1)
-        n_lead = np.bincount((base + lead).ravel(), minlength=m * 258).reshape(m, 258).cumsum(axis=1)[:, at]
-        n_trail = np.bincount((base + trail).ravel(), minlength=m * 258).reshape(m, 258).cumsum(axis=1)[:, at]
+        lead += base
+        trail += base
+        n_lead = np.bincount(lead.ravel(), minlength=m * 258).reshape(m, 258).cumsum(axis=1)[:, at]
+        n_trail = np.bincount(trail.ravel(), minlength=m * 258).reshape(m, 258).cumsum(axis=1)[:, at]
         empty = n_lead == size
         box[axis, :m] = np.where(empty, _BIG, n_lead)
         box[axis + 2, :m] = np.where(empty, _BIG, n_trail - (size - 1))
@@ -237,12 +246,13 @@ def _forest(v: np.ndarray, order_key: np.ndarray, conn: int, levels: np.ndarray,
     if want_area:
         # 2x2 cells: corners sorted a <= b <= ...; a cell adds 2 to the doubled N4 + N3/2 for k < a
         # and 1 for a <= k < b, to the component of any corner >= b (c00 unless c00 is the minimum).
+        lab2 = lab.reshape(h, w)
         c00, c01, c10, c11 = v[:-1, :-1], v[:-1, 1:], v[1:, :-1], v[1:, 1:]
         l1, h1 = np.minimum(c00, c01), np.maximum(c00, c01)
         l2, h2 = np.minimum(c10, c11), np.maximum(c10, c11)
         first = np.minimum(l1, l2)
         second = np.minimum(np.maximum(l1, l2), np.minimum(h1, h2))
-        cell_lab = np.where(c00 >= second, lab2[:-1, :-1], lab2[1:, 1:]).astype(np.int32).ravel()
+        cell_lab = np.where(c00 >= second, lab2[:-1, :-1], lab2[1:, 1:]).ravel()
         cell_lab *= 256
         counts = np.bincount(cell_lab + first.ravel(), minlength=m * 256)
         counts += np.bincount(cell_lab + second.ravel(), minlength=m * 256)
@@ -408,6 +418,21 @@ def _level_boxes(u: np.ndarray, cam: np.ndarray, levels: np.ndarray, multi_conto
     return boxes, col
 
 
+def _row_order(boxes: np.ndarray, col: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Permutation sorting rows by level column, then lexicographically by box."""
+    if np.all(col[1:] > col[:-1]):  # one box per level, already in level order (V1 often)
+        return np.arange(len(col))
+    # Coordinates lie in [0, max(H, W)) and columns in [0, 257): one int64 key when they fit.
+    bits = max(1, max(shape).bit_length())
+    if 9 + 4 * bits <= 62:
+        key = col.astype(np.int64)
+        for c in range(4):
+            key <<= bits
+            key |= boxes[:, c]
+        return np.argsort(key, kind="stable")
+    return np.lexsort((boxes[:, 3], boxes[:, 2], boxes[:, 1], boxes[:, 0], col))
+
+
 def sweep_boxes_flat(
     cam_normalized: np.ndarray, taus: Iterable[float] | np.ndarray, multi_contour: bool = False
 ) -> SweepResult:
@@ -417,7 +442,7 @@ def sweep_boxes_flat(
     # Levels below 0 keep every pixel and levels from 255 up keep none: the same as -1 and 255.
     levels, tau_level = np.unique(np.clip(k, -1, 255), return_inverse=True)
     boxes, col = _level_boxes(u, np.asarray(cam_normalized), levels, multi_contour)
-    order = np.lexsort((boxes[:, 3], boxes[:, 2], boxes[:, 1], boxes[:, 0], col))
+    order = _row_order(boxes, col, u.shape)
     boxes = np.ascontiguousarray(boxes[order], dtype=np.int64)
     start = np.zeros(len(levels) + 1, dtype=np.int64)
     np.cumsum(np.bincount(col, minlength=len(levels)), out=start[1:])
