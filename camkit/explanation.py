@@ -120,19 +120,22 @@ def _box_in_window(cam: np.ndarray, window: tuple[int, int, int, int], tau: floa
     return b + np.array([x0, y0, x0, y0], dtype=np.int64)
 
 
-def _labels(model: CAMModel, idx: Iterable[int]) -> list[str]:
-    cats = model.categories
-    return [cats[i] if cats and i < len(cats) else f"class {i}" for i in idx]
+def _labels(model, idx: Iterable[int]) -> list[str]:
+    cats = getattr(model, "categories", None)
+    return [cats[i] if cats and 0 <= i < len(cats) else f"class {i}" for i in idx]
 
 
 def explain_batch(
-    model: CAMModel,
+    model,
     images: Sequence[Image.Image],
     paths: Sequence[str | None] | None = None,
     classes=5,
     resize_mode: ResizeMode = "crop",
     interpolation: str = "bicubic",
     tau: float = 0.2,
+    method: str | None = None,
+    layer: str | None = None,
+    method_batch_size: int = 32,
 ) -> list[Explanation]:
     """Explain already-loaded RGB PIL images in one forward pass (see :func:`explain`)."""
     import torch
@@ -141,7 +144,14 @@ def explain_batch(
 
     arrays, geos = zip(*(model.preprocess.to_array(im, resize_mode) for im in images))
     x = torch.from_numpy(np.stack(arrays))
-    res = compute_cams(model, x, classes)
+    if method is None and layer is None and isinstance(model, CAMModel) and model.cam_kind != "gradient":
+        method = "cam"
+    if method == "cam" and layer is None:
+        res = compute_cams(model, x, classes)
+    else:
+        from .cam.methods import compute_method_maps, default_method
+
+        res = compute_method_maps(model, x, method or default_method(model), classes, layer, method_batch_size)
     feats = res.maps.float().cpu().numpy()
     out = []
     for i, im in enumerate(images):
@@ -153,7 +163,7 @@ def explain_batch(
             Explanation(
                 image=np.asarray(im, dtype=np.uint8),
                 path=None if paths is None else paths[i],
-                model_name=model.name,
+                model_name=getattr(model, "name", type(model).__name__),
                 class_indices=idx.astype(np.int64),
                 labels=_labels(model, idx),
                 scores=res.scores[i].float().cpu().numpy(),
@@ -163,6 +173,7 @@ def explain_batch(
                 boxes=boxes,
                 geometry=geos[i],
                 tau=tau,
+                extra={"method": getattr(res, "method", "cam"), "layer": getattr(res, "layer", "features")},
             )
         )
     return out
@@ -170,7 +181,7 @@ def explain_batch(
 
 def explain(
     images: ImageInput | Sequence[ImageInput],
-    model: str | CAMModel | None = None,
+    model: "str | CAMModel | torch.nn.Module | None" = None,
     *,
     weights: str | None = None,
     topk: int = 5,
@@ -179,6 +190,8 @@ def explain(
     interpolation: str = "bicubic",
     tau: float = 0.2,
     batch_size: int = 16,
+    method: str | None = None,
+    layer: str | None = None,
 ) -> Explanation | list[Explanation]:
     """Explain one image or many.
 
@@ -194,6 +207,10 @@ def explain(
         interpolation: how maps are brought to the photo's size, ``"bicubic"`` or ``"bilinear"``.
         tau: CVPR16 box threshold as a fraction of the map's maximum.
         batch_size: images per forward pass.
+        method: ``"cam"`` (default where exact), or ``"gradcam"``, ``"gradcam++"``, ``"xgradcam"``,
+            ``"layercam"``, ``"hirescam"``, ``"scorecam"``, ``"eigencam"`` (see :mod:`camkit.cam.methods`);
+            models whose head is not pool+linear default to Grad-CAM.
+        layer: target layer for the non-CAM methods (module name, e.g. ``"layer4"``); None = automatic.
 
     Example:
         >>> import camkit, skimage.data
@@ -206,7 +223,7 @@ def explain(
 
     single = isinstance(images, (str, Path, Image.Image, np.ndarray))
     items = [images] if single else list(images)
-    m = model if isinstance(model, CAMModel) else load_model(model, weights)
+    m = load_model(model, weights) if model is None or isinstance(model, str) else model
     spec = topk if classes is None else classes
     per_image = spec is not None and not isinstance(spec, int) and len(spec) > 0 and all(isinstance(c, (list, tuple)) for c in spec)
     results: list[Explanation] = []
@@ -215,5 +232,5 @@ def explain(
         pil = [load_image(it) for it in chunk]
         paths = [str(it) if isinstance(it, (str, Path)) else None for it in chunk]
         chunk_spec = spec[start : start + batch_size] if per_image else spec
-        results.extend(explain_batch(m, pil, paths, chunk_spec, resize_mode, interpolation, tau))
+        results.extend(explain_batch(m, pil, paths, chunk_spec, resize_mode, interpolation, tau, method, layer))
     return results[0] if single else results

@@ -23,7 +23,9 @@ def explain_command(
     resize_mode: str = typer.Option("crop", "--resize-mode", help="'crop': the weights' resize+centre crop; 'squash': whole image to the input square (WSOL protocol)."),
     tau: float = typer.Option(0.2, "--tau", min=0.0, max=1.0, help="CVPR16 box threshold, fraction of the map's max."),
     interpolation: str = typer.Option("bicubic", "--interpolation", help="Map upsampling: bicubic or bilinear."),
-    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Images per forward pass."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Images per forward pass (and Score-CAM's masked inputs per pass)."),
+    method: Optional[str] = typer.Option(None, "--method", help="cam (default where exact), gradcam, gradcam++, xgradcam, layercam, hirescam, scorecam, eigencam."),
+    layer: Optional[str] = typer.Option(None, "--layer", help="Target layer for non-CAM methods (module name, e.g. layer4); default: automatic."),
 ) -> None:
     """Top-k classes, their class activation maps and CVPR16 boxes for each image."""
     from camkit.cam.engine import resolve_class
@@ -36,6 +38,10 @@ def explain_command(
         raise fail(f"--resize-mode must be 'crop' or 'squash', not {resize_mode!r}")
     if interpolation not in ("bicubic", "bilinear"):
         raise fail(f"--interpolation must be 'bicubic' or 'bilinear', not {interpolation!r}")
+    if method is not None:
+        from camkit.cam.methods import method_info
+
+        method_info(method)  # unknown names fail here, before any work
     paths = find_images(images)
     m = load_model(model, weights)
     spec: object = topk
@@ -57,14 +63,14 @@ def explain_command(
                 records.append({"path": str(p), "error": str(e)})
         if not loaded:
             continue
-        for exp in explain_batch(m, loaded, kept, spec, resize_mode, interpolation, tau):
+        for exp in explain_batch(m, loaded, kept, spec, resize_mode, interpolation, tau, method, layer, batch_size):
             records.append(exp.to_dict())
             if out is not None:
                 stem = _unique_stem(out, Path(exp.path).stem)
                 exp.save(out, stem, model=m.name)
             if not as_json:
                 _print_table(exp)
-    doc = {"model": m.name, "weights": m.weights_name, "images": records}
+    doc = {"model": m.name, "weights": m.weights_name, "method": method or ("cam" if m.cam_kind != "gradient" else "gradcam"), "images": records}
     if as_json:
         typer.echo(json.dumps(doc, indent=2))
     if out is not None:

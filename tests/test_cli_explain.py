@@ -129,3 +129,14 @@ def test_real_process_no_traceback_and_python_m(tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1
     r = subprocess.run([*exe, "explain", str(sample_path("chelsea")), "--topk", "1", "--json"], capture_output=True, text=True)
     assert r.returncode == 0 and json.loads(r.stdout)["images"][0]["predictions"][0]["label"] == "tiger cat"
+
+
+def test_method_and_layer_options():
+    photo = str(sample_path("chelsea"))
+    r = run("explain", photo, "--method", "gradcam", "--topk", "1", "--json")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["method"] == "gradcam" and doc["images"][0]["predictions"][0]["class_index"] == 282
+    for args, expected in ((["--method", "smoothcam"], "unknown CAM method"), (["--method", "gradcam", "--layer", "nope"], "no layer named 'nope'")):
+        r = run("explain", photo, *args)
+        assert r.exit_code == 2 and expected in r.stderr and len(r.stderr.strip().splitlines()) == 1
