@@ -1,0 +1,138 @@
+"""``compute_method_maps``: one entry point for CAM, the gradient family, Score-CAM and Eigen-CAM."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ...errors import ClassSelectionError, ModelError
+from ..engine import CAMBatch, compute_cams
+from .base import (
+    Targets,
+    activations_and_logits,
+    check_grad_allowed,
+    display_layer,
+    method_info,
+    model_state,
+    resolve_layer,
+    target_scores,
+)
+
+
+@dataclass
+class MethodBatch(CAMBatch):
+    """A :class:`~camkit.cam.engine.CAMBatch` plus the method and the target layer that made it.
+
+    Fields as in CAMBatch: logits ``[B, C]``, probs ``[B, C]``, class_idx ``[B, k]`` (-1 for a callable
+    target), scores ``[B, k]`` (softmax probabilities of the classes; the callable's own values for a
+    callable target), maps ``[B, k, h, w]`` raw at the target layer's resolution (float32, before any
+    ReLU/normalisation; units: CAM = logit units, gradient methods = CAM units, see
+    :mod:`camkit.cam.methods.gradient`; Score-CAM and Eigen-CAM are unitless), bias ``[B, k]`` — the
+    classifier bias for ``cam``, zeros for every other method.
+    """
+
+    method: str = "cam"
+    layer: str = "features"
+
+
+def default_method(model: nn.Module) -> str:
+    """``"cam"`` where it is exact (a CAMModel with cam_kind "exact"), ``"gradcam"`` otherwise."""
+    from ...models.cam_model import CAMModel
+
+    return "cam" if isinstance(model, CAMModel) and model.cam_kind == "exact" else "gradcam"
+
+
+def compute_method_maps(
+    model: nn.Module,
+    x: torch.Tensor,
+    method: str = "cam",
+    classes: Targets = 5,
+    layer: str | None = None,
+    batch_size: int = 32,
+) -> MethodBatch:
+    """Maps of ``classes`` for the normalised input ``x [B, 3, H, W]`` by ``method``.
+
+    Args:
+        model: a :class:`~camkit.models.CAMModel`, a :class:`~camkit.models.classifier_model.ClassifierModel`
+            or any ``nn.Module`` returning logits ``[B, C]``.
+        method: one of :data:`~camkit.cam.methods.METHODS` (``cam`` needs a CAMModel and its own map).
+        classes: top-k (int), class ids or names for every image, one list per image, an int64 tensor
+            ``[k]`` or ``[B, k]``, or a callable ``fn(logits [N, C]) -> [N]`` or ``[N, k]`` (row-wise) whose
+            values are explained instead of class logits.
+        layer: target layer name (``"features.28"``, ``"layer4"``); None = the map the head consumes
+            (see :mod:`camkit.cam.methods.base`). A bad name is a one-line :class:`ModelError` listing
+            the candidates.
+        batch_size: Score-CAM's masked inputs per forward pass.
+
+    Gradient methods turn on gradients themselves (an outer ``torch.no_grad()`` is fine; inside
+    ``torch.inference_mode()`` they raise). During the call the model is in eval mode with frozen
+    parameters; its modes and ``requires_grad`` flags are restored afterwards. Hooks are registered for
+    the call only and removed in ``finally``.
+    """
+    from ...models.cam_model import CAMModel
+
+    info = method_info(method)
+    name = info.name
+    categories = getattr(model, "categories", None)
+    if name == "cam":
+        if not isinstance(model, CAMModel):
+            raise ModelError(
+                f"plain CAM is exact only for a pool+linear head; {getattr(model, 'name', type(model).__name__)} has "
+                "another head: use --method gradcam (or another gradient/perturbation method)"
+            )
+        if layer not in (None, "features"):
+            raise ModelError("plain CAM uses the feature map the head pools; --layer applies to the other methods")
+        if callable(classes) and not isinstance(classes, torch.Tensor):
+            raise ClassSelectionError("plain CAM explains classes; pass class ids/names, or use a gradient method for a custom score")
+        with model_state(model, freeze=False):
+            r = compute_cams(model, x, classes)  # type: ignore[arg-type]
+        return MethodBatch(r.logits, r.probs, r.class_idx, r.scores, r.maps.float(), r.bias, method="cam", layer="features")
+
+    if info.needs_gradients:
+        check_grad_allowed(name)
+    full = resolve_layer(model, x, layer)
+    with model_state(model, freeze=True):
+        if info.needs_gradients:
+            from .gradient import gradient_maps
+
+            a, logits = activations_and_logits(model, x, full, need_grad=True)
+            with torch.enable_grad():
+                idx, s = target_scores(logits, classes, categories)
+                maps = gradient_maps(name, a, s)
+            logits = logits.detach()
+            s = s.detach()
+        else:
+            with torch.inference_mode():
+                a, logits = activations_and_logits(model, x, full, need_grad=False)
+                idx, s = target_scores(logits, classes, categories)
+                if name == "scorecam":
+                    from .scorecam import scorecam_maps, scorecam_weights
+
+                    alpha = scorecam_weights(model, x, a, _selector(classes, idx, categories), batch_size)
+                    maps = scorecam_maps(a, alpha)
+                else:
+                    from .eigencam import eigencam_maps
+
+                    maps = eigencam_maps(a).unsqueeze(1).expand(-1, idx.shape[1], -1, -1).contiguous()
+    probs = logits.float().softmax(dim=1)
+    custom = bool((idx < 0).any())
+    scores = s.float() if custom else probs.gather(1, idx)
+    bias = torch.zeros(idx.shape, dtype=torch.float32, device=maps.device)
+    return MethodBatch(logits, probs, idx, scores, maps.float(), bias, method=name, layer=display_layer(model, full))
+
+
+def _selector(classes: Targets, idx: torch.Tensor, categories):
+    """Scores of masked inputs: the selected classes' logits of their image, or the callable's values."""
+    if callable(classes) and not isinstance(classes, torch.Tensor):
+
+        def sel_fn(logits: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
+            return target_scores(logits, classes, categories)[1]
+
+        return sel_fn
+
+    def sel(logits: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
+        return logits.gather(1, idx[sample])
+
+    return sel

@@ -1,0 +1,310 @@
+"""Shared machinery of the CAM method family: the method table, target layers, per-call hooks, targets.
+
+Conventions every method follows:
+
+- The *target layer* is a module whose output is a feature map ``A [B, K, h, w]``. By default it is
+  the map the head consumes: ``CAMModel.features`` for a :class:`~camkit.models.CAMModel`, the
+  model's ``default_layer`` for a :class:`~camkit.models.classifier_model.ClassifierModel`, and for
+  any other ``nn.Module`` the last module (in execution order) with a 4-D output larger than 1x1
+  that is not an adaptive pool (adaptive pools only resize for the head). ``layer="features.28"``
+  overrides it; names are the network's own (``net.`` may be left out for camkit models).
+- Hooks live inside one call: registered in a ``with`` block and removed in ``finally``, even when
+  the forward raises.
+- During a call the model runs in eval mode with every parameter's ``requires_grad`` off; both are
+  restored afterwards, module by module and parameter by parameter.
+"""
+
+from __future__ import annotations
+
+import weakref
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator, Union
+
+import torch
+from torch import nn
+
+from ...errors import ClassSelectionError, ModelError
+from ..engine import ClassSpec, select_classes
+
+# A custom target: logits [N, C] -> scores [N] or [N, k]; each row may depend only on its own row.
+TargetFn = Callable[[torch.Tensor], torch.Tensor]
+Targets = Union[ClassSpec, TargetFn]
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """One entry of :data:`METHODS`."""
+
+    name: str
+    title: str
+    paper: str
+    needs_gradients: bool
+    class_specific: bool = True
+
+
+METHODS: dict[str, MethodInfo] = {
+    m.name: m
+    for m in (
+        MethodInfo("cam", "CAM", "Zhou et al., Learning Deep Features for Discriminative Localization, CVPR 2016 (arXiv 1512.04150)", False),
+        MethodInfo("gradcam", "Grad-CAM", "Selvaraju et al., Grad-CAM: Visual Explanations from Deep Networks via Gradient-based Localization, ICCV 2017 (arXiv 1610.02391)", True),
+        MethodInfo("gradcam++", "Grad-CAM++", "Chattopadhay et al., Grad-CAM++: Improved Visual Explanations for Deep Convolutional Networks, WACV 2018 (arXiv 1710.11063)", True),
+        MethodInfo("xgradcam", "XGrad-CAM", "Fu et al., Axiom-based Grad-CAM: Towards Accurate Visualization and Explanation of CNNs, BMVC 2020 (arXiv 2008.02312)", True),
+        MethodInfo("layercam", "LayerCAM", "Jiang et al., LayerCAM: Exploring Hierarchical Class Activation Maps for Localization, IEEE TIP 2021", True),
+        MethodInfo("hirescam", "HiResCAM", "Draelos & Carin, Use HiResCAM instead of Grad-CAM for faithful explanations of convolutional neural networks (arXiv 2011.08891)", True),
+        MethodInfo("scorecam", "Score-CAM", "Wang et al., Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks, CVPR-W 2020 (arXiv 1910.01279)", False),
+        MethodInfo("eigencam", "Eigen-CAM", "Muhammad & Yeasin, Eigen-CAM: Class Activation Map using Principal Components, IJCNN 2020 (arXiv 2008.00299)", False, class_specific=False),
+    )
+}
+
+
+def method_info(method: str) -> MethodInfo:
+    """The table entry for ``method`` (case-insensitive; ``grad-cam`` and ``gradcampp`` are accepted)."""
+    key = method.strip().lower().replace("-", "").replace("_", "")
+    key = {"gradcampp": "gradcam++", "gradcamplusplus": "gradcam++"}.get(key, key)
+    if key not in METHODS:
+        raise ModelError(f"unknown CAM method {method!r}; use one of {', '.join(METHODS)}")
+    return METHODS[key]
+
+
+# ---------------------------------------------------------------- model state
+
+
+@contextmanager
+def model_state(model: nn.Module, freeze: bool = True) -> Iterator[None]:
+    """Eval mode and (optionally) frozen parameters for one call; the previous state comes back in ``finally``."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        if freeze:
+            for p, _ in flags:
+                p.requires_grad_(False)
+        model.eval()
+        yield
+    finally:
+        for p, f in flags:
+            p.requires_grad_(f)
+        for m, t in modes:
+            m.training = t
+
+
+def check_grad_allowed(method: str) -> None:
+    """Gradient methods turn gradients on themselves (an outer ``no_grad`` is fine); inference mode forbids it."""
+    if torch.is_inference_mode_enabled():
+        raise ModelError(
+            f"method {method!r} needs gradients, which torch.inference_mode() forbids; call it outside "
+            "inference_mode (an outer torch.no_grad() is fine), or use method='cam', 'scorecam' or 'eigencam'"
+        )
+
+
+# ---------------------------------------------------------------- target layers
+
+
+def _modules(model: nn.Module) -> dict[str, nn.Module]:
+    return dict(model.named_modules())
+
+
+def _display(name: str, model: nn.Module) -> str:
+    """Names as users write them: without the ``net.`` prefix of camkit's wrappers."""
+    return name[4:] if name.startswith("net.") and hasattr(model, "net") else name
+
+
+def probe_spatial_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple[int, ...]]]:
+    """``(name, output shape)`` of every module whose output is a 4-D tensor, in execution order.
+
+    One forward of ``x[:1]`` with a hook on every module (all removed in ``finally``).
+    """
+    seen: list[tuple[str, tuple[int, ...]]] = []
+    handles = []
+
+    def make(name: str):
+        def hook(_m, _i, out):
+            if isinstance(out, torch.Tensor) and out.dim() == 4:
+                seen.append((name, tuple(out.shape)))
+
+        return hook
+
+    try:
+        for name, m in model.named_modules():
+            if name:
+                handles.append(m.register_forward_hook(make(name)))
+        with torch.no_grad(), model_state(model, freeze=False):
+            model(x[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    # A module called several times (a shared ReLU) counts once, at its last call.
+    last: dict[str, tuple[int, ...]] = {}
+    order: list[str] = []
+    for name, shape in seen:
+        if name in last:
+            order.remove(name)
+        last[name] = shape
+        order.append(name)
+    return [(n, last[n]) for n in order]
+
+
+_AUTO_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, int], str]]" = weakref.WeakKeyDictionary()
+
+
+def auto_layer(model: nn.Module, x: torch.Tensor) -> str:
+    """The last module with a spatial (>1x1) 4-D output that is not an adaptive pool (cached per input size)."""
+    key = (int(x.shape[-2]), int(x.shape[-1]))
+    cache = _AUTO_CACHE.setdefault(model, {})
+    if key in cache:
+        return cache[key]
+    mods = _modules(model)
+    cands = [
+        n for n, s in probe_spatial_layers(model, x)
+        if s[2] * s[3] > 1 and not isinstance(mods[n], (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d))
+    ]
+    if not cands:
+        raise ModelError(f"{type(model).__name__} has no layer with a spatial 4-D output at input size {key}; it cannot give CAMs")
+    cache[key] = cands[-1]
+    return cands[-1]
+
+
+_CHECKED: "weakref.WeakKeyDictionary[nn.Module, set]" = weakref.WeakKeyDictionary()
+
+
+def _candidates_text(model: nn.Module, x: torch.Tensor, limit: int = 12) -> str:
+    cands = [(n, s) for n, s in probe_spatial_layers(model, x) if s[2] * s[3] > 1]
+    names = [f"{_display(n, model)} {s[2]}x{s[3]}" for n, s in cands]
+    if len(names) > limit:
+        return f"{len(names)} in all, the last {limit}: " + ", ".join(names[-limit:])
+    return ", ".join(names)
+
+
+def resolve_layer(model: nn.Module, x: torch.Tensor, layer: str | None) -> str | None:
+    """Full module name of the target layer, or None for a CAMModel's own ``features`` output.
+
+    Raises :class:`ModelError` (one line, listing layers with spatial outputs) when ``layer`` does not
+    exist or its output is not a spatial 4-D map.
+    """
+    from ...models.cam_model import CAMModel
+
+    if layer is None:
+        if isinstance(model, CAMModel):
+            return None
+        default = getattr(model, "default_layer", None)
+        return _full_name(model, default) if default else auto_layer(model, x)
+    if isinstance(model, CAMModel) and layer in ("features", "@features"):
+        return None
+    full = _full_name(model, layer)
+    key = (full, int(x.shape[-2]), int(x.shape[-1]))
+    checked = _CHECKED.setdefault(model, set())
+    if key in checked:
+        return full
+    if full is None:
+        raise ModelError(
+            f"no layer named {layer!r} in {getattr(model, 'name', type(model).__name__)}; layers with a spatial "
+            f"output (use one with --layer): {_candidates_text(model, x)}"
+        )
+    shapes = dict(probe_spatial_layers(model, x))
+    if full not in shapes or shapes[full][2] * shapes[full][3] <= 1:
+        what = "is not run by the forward pass or has no 4-D output" if full not in shapes else f"outputs a {shapes[full][2]}x{shapes[full][3]} map"
+        raise ModelError(
+            f"layer {layer!r} {what}, so it has no spatial map to explain; layers with a spatial output: "
+            f"{_candidates_text(model, x)}"
+        )
+    checked.add(key)  # validated once per model, layer and input size (the probe costs a forward)
+    return full
+
+
+def _full_name(model: nn.Module, layer: str) -> str | None:
+    mods = _modules(model)
+    for cand in (layer, "net." + layer):
+        if cand in mods and cand:
+            return cand
+    return None
+
+
+def display_layer(model: nn.Module, full: str | None) -> str:
+    """The target layer's name as reported to users (``features`` for a CAMModel's own map)."""
+    return "features" if full is None else _display(full, model)
+
+
+# ---------------------------------------------------------------- per-call capture
+
+
+@contextmanager
+def capture(module: nn.Module, make_leaf: bool) -> Iterator[dict]:
+    """Forward hook for one call: ``store["a"]`` is the module's (last) output ``[B, K, h, w]``.
+
+    ``make_leaf``: the stored tensor is a fresh leaf that requires grad and the network continues from a
+    copy of it, so the graph starts at this layer (everything upstream is gradient-free when parameters
+    are frozen) and in-place ops downstream (``ReLU(inplace=True)``) cannot modify it. Without
+    ``make_leaf`` the output is cloned for the same reason. The hook is removed in ``finally``.
+    """
+    store: dict = {}
+
+    def hook(_m, _inp, out):
+        if not isinstance(out, torch.Tensor) or out.dim() != 4:
+            store["bad"] = type(out).__name__ if not isinstance(out, torch.Tensor) else f"{out.dim()}-D tensor"
+            return None
+        if make_leaf:
+            a = out.detach().requires_grad_(True)
+            store["a"] = a
+            return a.clone()
+        store["a"] = out.detach().clone()
+        return None
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield store
+    finally:
+        handle.remove()
+
+
+def activations_and_logits(
+    model: nn.Module, x: torch.Tensor, full_layer: str | None, need_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(A, logits)``; with ``need_grad`` A is a leaf requiring grad and logits depend on it.
+
+    Call inside :func:`model_state` (frozen parameters); with ``need_grad`` this enables gradients itself.
+    """
+    from ...models.cam_model import CAMModel
+
+    if need_grad and x.is_inference():
+        x = x.clone()  # an inference tensor cannot enter an autograd graph; a clone made here can
+    grad_ctx = torch.enable_grad() if need_grad else torch.no_grad()
+    with grad_ctx:
+        if full_layer is None:
+            assert isinstance(model, CAMModel)
+            a = model.features(x)
+            if need_grad:
+                a = a.detach().requires_grad_(True)
+            logits = model.head(a)
+            return a, logits
+        module = model.get_submodule(full_layer)
+        with capture(module, need_grad) as store:
+            logits = model(x)
+        if "a" not in store:
+            what = store.get("bad", "nothing (the layer was not run)")
+            raise ModelError(f"layer {_display(full_layer, model)!r} produced {what}, not a [B, K, h, w] feature map")
+        if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+            raise ModelError(f"the model returned {type(logits).__name__}, not logits [B, C]; wrap it so forward returns a tensor")
+        return store["a"], logits
+
+
+# ---------------------------------------------------------------- targets
+
+
+def target_scores(
+    logits: torch.Tensor, targets: Targets, categories: list[str] | None, class_idx: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(class_idx [B, k], scores [B, k])``: the scores to explain, differentiable in ``logits``.
+
+    ``targets`` is a :data:`~camkit.cam.engine.ClassSpec` (the class logits are the scores) or a callable
+    ``fn(logits [B, C]) -> [B]`` or ``[B, k]`` (class_idx is then all -1). ``class_idx`` given: reuse it.
+    """
+    if callable(targets) and not isinstance(targets, torch.Tensor):
+        s = targets(logits)
+        if not isinstance(s, torch.Tensor) or s.dim() not in (1, 2) or s.shape[0] != logits.shape[0]:
+            raise ClassSelectionError("a target callable must return a tensor [B] or [B, k] from logits [B, C]")
+        s = s.reshape(logits.shape[0], -1)
+        return torch.full(s.shape, -1, dtype=torch.int64, device=s.device), s
+    idx = class_idx if class_idx is not None else select_classes(logits.detach(), targets, categories).to(logits.device)
+    if idx.is_inference() and not torch.is_inference_mode_enabled():
+        idx = idx.clone()  # e.g. class_idx from compute_cams: an inference tensor cannot be saved for backward
+    return idx, logits.gather(1, idx)

@@ -1,0 +1,96 @@
+"""Score-CAM (Wang et al., CVPR-W 2020, arXiv 1910.01279): channel weights from masked forward passes.
+
+Algorithm 1 of the paper, for target layer activations ``A [B, K, h, w]`` and input ``X [B, 3, H, W]``:
+
+    H_k   = s(Up(A_k))                 bilinear upsampling to H x W, then min-max to [0, 1]
+    S_k^c = f^c(X o H_k) - f^c(X_b)    f^c = the logit of class c, o = element-wise product
+    alpha_k^c = softmax_k(S_k^c)       over the K channels
+    L^c   = ReLU(sum_k alpha_k^c A_k)  (returned without the ReLU, at the layer's resolution h x w)
+
+Choices and differences, documented:
+
+- ``f^c(X_b)`` (the baseline image's logit) is the same for every channel k, so it cancels in the
+  softmax over k; camkit does not run it. torch-cam subtracts the unmasked input's logit instead,
+  which cancels just the same.
+- Up: ``F.interpolate(bilinear, align_corners=False)`` as in the authors' code; min-max after
+  upsampling (paper order). pytorch-grad-cam 1.5.7 upsamples with ``align_corners=True``; torch-cam
+  0.5.0 min-max normalises at feature resolution and then upsamples. Both are reproducible with the
+  keyword arguments ``align_corners`` / ``normalize_first`` (used by the parity tests).
+- The authors' released code weights each map by the softmax *probability* of class c (no softmax
+  over channels); the paper's Algorithm 1 (followed here, and by both peers) uses logits and a
+  softmax over channels.
+- A constant channel gives the all-zero mask, hence the all-zero input for every image; it is
+  forwarded once, not once per channel (the result is identical, the work is not repeated).
+
+One masked forward yields the logits of every class, so explaining k classes costs the same as one.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+def scorecam_weights(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    a: torch.Tensor,
+    select: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    batch_size: int = 32,
+    *,
+    align_corners: bool = False,
+    normalize_first: bool = False,
+) -> torch.Tensor:
+    """Channel weights ``alpha [B, K, k]`` (softmax over K) for ``k`` targets per image.
+
+    Args:
+        forward: the model, ``[n, 3, H, W] -> logits [n, C]`` (called under inference mode).
+        x: the input ``[B, 3, H, W]``; a: activations ``[B, K, h, w]``.
+        select: ``select(logits [n, C], sample_index [n]) -> scores [n, k]`` of the masked inputs.
+        batch_size: masked inputs per forward pass.
+    """
+    b, kch, h, w = a.shape
+    size = tuple(x.shape[-2:])
+    flat = a.reshape(b * kch, 1, h, w).float()
+    span = flat.amax(dim=(2, 3)) - flat.amin(dim=(2, 3))
+    constant = (span <= 0).reshape(-1)
+    sample = torch.arange(b, device=a.device).repeat_interleave(kch)
+    live = torch.nonzero(~constant).reshape(-1)
+    scores: torch.Tensor | None = None
+
+    def put(rows: torch.Tensor, vals: torch.Tensor) -> None:
+        nonlocal scores
+        if scores is None:
+            scores = torch.empty((b * kch, vals.shape[1]), dtype=torch.float32, device=a.device)
+        scores[rows] = vals.float()
+
+    if constant.any():
+        rows = torch.nonzero(constant).reshape(-1)
+        zero_logits = forward(torch.zeros_like(x[:1]))
+        put(rows, select(zero_logits.expand(len(rows), -1), sample[rows]))
+    for start in range(0, len(live), max(1, int(batch_size))):
+        rows = live[start : start + batch_size]
+        m = flat[rows]
+        if normalize_first:
+            m = _minmax(m)
+            m = F.interpolate(m, size=size, mode="bilinear", align_corners=align_corners)
+        else:
+            m = F.interpolate(m, size=size, mode="bilinear", align_corners=align_corners)
+            m = _minmax(m)
+        logits = forward(x[sample[rows]] * m.to(x.dtype))
+        put(rows, select(logits, sample[rows]))
+    assert scores is not None
+    return scores.reshape(b, kch, -1).softmax(dim=1)
+
+
+def _minmax(m: torch.Tensor) -> torch.Tensor:
+    lo = m.amin(dim=(2, 3), keepdim=True)
+    span = m.amax(dim=(2, 3), keepdim=True) - lo
+    return torch.where(span > 0, (m - lo) / span.clamp_min(torch.finfo(m.dtype).tiny), torch.zeros_like(m))
+
+
+def scorecam_maps(a: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """``sum_k alpha_k A_k``: activations ``[B, K, h, w]``, weights ``[B, K, k]`` -> maps ``[B, k, h, w]``."""
+    return torch.einsum("bkhw,bkj->bjhw", a.float(), alpha)
