@@ -59,6 +59,10 @@ def evaluate_command(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out (same dataset, model and options)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary JSON on stdout instead of the table."),
+    method: str = typer.Option("cam", "--method", help="cam (exact, default), gradcam, gradcam++, xgradcam, layercam, hirescam, scorecam, eigencam."),
+    layer: Optional[str] = typer.Option(None, "--layer", help="Target layer for non-CAM methods (module name); default: automatic."),
+    faithfulness: bool = typer.Option(False, "--faithfulness", help="Also measure deletion/insertion AUC, average drop and increase in confidence (slow: ~450 forwards per image)."),
+    faithfulness_steps: int = typer.Option(224, "--faithfulness-steps", min=2, help="Deletion/insertion steps (RISE: 224)."),
 ) -> None:
     """Score CAM localization: MaxBoxAcc, MaxBoxAccV2, top-1/top-5/GT-known loc (wsolevaluation protocol)."""
     from camkit.evaluate import evaluate
@@ -76,9 +80,15 @@ def evaluate_command(
         ds = load_dataset(kind, root, annotations, split)
     for w in caught:
         err_console.print(f"[yellow]warning:[/] {w.message}", soft_wrap=True)
+    from camkit.cam.methods import method_info
+
+    method = method_info(method).name  # an unknown method fails before any work
     m = load_model(model, weights)
+    if method == "cam" and getattr(m, "cam_kind", "exact") == "gradient":
+        raise fail(f"{m.name} has no pool+linear head, so plain CAM does not apply; pass --method gradcam (or another method)")
     summary = evaluate(ds, m, input_size=input_size, batch_size=batch_size, workers=workers, tau_step=tau_step,
-                       limit=limit, out_dir=out, resume=resume, progress=progress)
+                       limit=limit, out_dir=out, resume=resume, progress=progress, method=method, layer=layer,
+                       faithfulness=faithfulness, faithfulness_steps=faithfulness_steps)
     if as_json:
         out_console.print_json(json.dumps({k: v for k, v in summary.items() if k != "curves"}))
         return
@@ -106,6 +116,12 @@ def _print_summary(s: dict, out: Path) -> None:
     out_console.print(t)
     p = s["protocol"]
     out_console.print(Protocol(input_size=p["input_size"], tau_step=p["tau_step"], method=p["method"]).describe(), soft_wrap=True)
+    if s.get("faithfulness"):
+        fa = s["faithfulness"]
+        out_console.print(
+            f"faithfulness ({fa['n']} images): deletion AUC {fa['deletion_auc']:.4f} (lower is better), insertion AUC "
+            f"{fa['insertion_auc']:.4f} (higher), average drop {fa['average_drop']:.2f}% (lower), increase in "
+            f"confidence {fa['increase_in_confidence']:.2f}% (higher)", soft_wrap=True)
     if s["n_failed"]:
         err_console.print(f"[yellow]{s['n_failed']} unreadable image(s) skipped[/], e.g. {s['failed'][0]['error']}", soft_wrap=True)
     out_console.print(f"results in {out}/ (summary.json, per_image.csv, report.md, plots)")

@@ -52,6 +52,8 @@ class Protocol:
     cvpr16_tau: float = 0.2
     topk: int = 5
     method: str = "cam"
+    layer: str | None = None
+    faithfulness_steps: int = 0  # 0: off; else deletion/insertion curves with this many steps (RISE: 224)
     resize: str = "squash"
     map_upsampling: str = "cv2.resize INTER_CUBIC to the input size"
     gt_box_rescaling: str = "int(x * input_size / image_size) (wsolevaluation resize_bbox)"

@@ -164,6 +164,39 @@ def _progress(enabled: bool, total: int, done: int):
     )
 
 
+def faithfulness_records(model, x: "torch.Tensor", maps_gt: np.ndarray, gt: "torch.Tensor", steps: int) -> list[dict]:
+    """Per-image faithfulness of the GT-class maps: deletion/insertion AUC (RISE) and the confidence
+    change behind average drop / increase in confidence (Grad-CAM++), see :mod:`camkit.metrics.faithfulness`."""
+    import torch
+
+    from camkit.metrics.faithfulness import auc, confidence_change, deletion_insertion_curves
+
+    m = torch.from_numpy(np.ascontiguousarray(maps_gt))
+    d = auc(deletion_insertion_curves(model, x, m, gt, "deletion", steps=steps))
+    ins = auc(deletion_insertion_curves(model, x, m, gt, "insertion", steps=steps))
+    y, o = confidence_change(model, x, m, gt)
+    return [
+        {"del": round(float(d[b]), 8), "ins": round(float(ins[b]), 8), "y": round(float(y[b]), 8), "o": round(float(o[b]), 8)}
+        for b in range(len(y))
+    ]
+
+
+def summarize_faithfulness(records: Iterator[dict]) -> dict:
+    """Means over the records that carry faithfulness values (a pure function of the records)."""
+    rows = [r["faith"] for r in records if "faith" in r]
+    if not rows:
+        return {}
+    y = np.array([r["y"] for r in rows])
+    o = np.array([r["o"] for r in rows])
+    return {
+        "n": len(rows),
+        "deletion_auc": float(np.mean([r["del"] for r in rows])),
+        "insertion_auc": float(np.mean([r["ins"] for r in rows])),
+        "average_drop": float(100.0 * np.mean(np.maximum(0.0, y - o) / y)),
+        "increase_in_confidence": float(100.0 * np.mean(o > y)),
+    }
+
+
 def run_records(
     samples: list,
     todo: list[int],
@@ -176,6 +209,7 @@ def run_records(
     sink: Callable[[list[dict]], None],
     progress: bool = False,
     n_done: int = 0,
+    model=None,
 ) -> None:
     """Evaluate ``samples[i] for i in todo`` and hand each batch's records to ``sink``.
 
@@ -205,6 +239,11 @@ def run_records(
                 idx = [todo[j] for j in batch["indices"].tolist()]
                 gt = torch.tensor([samples[i].class_index for i in idx], dtype=torch.int64)
                 classes, scores, maps = map_source(batch["images"], gt)
+                faith = (
+                    faithfulness_records(model, batch["images"], maps[:, 0], gt, protocol.faithfulness_steps)
+                    if protocol.faithfulness_steps and model is not None
+                    else None
+                )
                 for b, i in enumerate(idx):
                     s = samples[i]
                     # Boxes are in the annotation's frame: use its size when the layout gives one.
@@ -212,6 +251,8 @@ def run_records(
                     h = s.height if s.height is not None else batch["heights"][b]
                     gt_boxes = rescale_gt_boxes(s.boxes, w, h, protocol.input_size)
                     rec = image_record(protocol, maps[b], classes[b], s.class_index, scores[b], gt_boxes)
+                    if faith is not None:
+                        rec["faith"] = faith[b]
                     out.append({"i": i, "id": s.image_id, "w": int(w), "h": int(h), **rec})
             out.sort(key=lambda r: r["i"])
             sink(out)
@@ -244,6 +285,8 @@ def evaluate(
     layer: str | None = None,
     gallery_size: int = 6,
     map_source: MapSource | None = None,
+    faithfulness: bool = False,
+    faithfulness_steps: int = 224,
 ) -> dict:
     """Evaluate localization of ``model`` on ``dataset`` (see :mod:`camkit.evaluate.protocol`).
 
@@ -261,6 +304,8 @@ def evaluate(
         method: ``"cam"`` (exact CAM) or a :mod:`camkit.cam.methods` name; ``layer`` its target layer.
         progress: a Rich progress bar (images/s, ETA) on stderr.
         map_source: replaces the maps entirely (see :data:`MapSource`); ``method`` then only labels them.
+        faithfulness: also measure deletion/insertion AUC and average drop / increase in confidence of the
+            GT-class maps (``faithfulness_steps`` deletion/insertion steps; ~2 x steps forwards per image).
 
     Returns:
         The summary dict (see :func:`camkit.evaluate.summary.summarize`) plus ``run`` (timing,
@@ -290,7 +335,12 @@ def evaluate(
     if empty:
         raise DatasetError(f"{empty[0].image_id}: no ground-truth box ({len(empty)} image(s)); box metrics need boxes.")
 
-    protocol = Protocol(input_size=input_size, tau_step=tau_step, method=method)
+    if method != "cam" or layer is not None:
+        from camkit.cam.methods import method_info
+
+        method = method_info(method).name
+    protocol = Protocol(input_size=input_size, tau_step=tau_step, method=method, layer=layer,
+                        faithfulness_steps=int(faithfulness_steps) if faithfulness else 0)
     info = _RunInfo(
         protocol,
         _model_info(model),
@@ -317,19 +367,21 @@ def evaluate(
         n_done = len(samples) - len(todo)
         with RecordWriter(records_path) as writer:
             run_records(samples, todo, protocol, source, preprocess, batch_size=batch_size, workers=workers,
-                        sink=writer.write, progress=progress, n_done=n_done)
+                        sink=writer.write, progress=progress, n_done=n_done, model=model)
 
         def records() -> Iterator[dict]:
             return iter_records(records_path)
     else:
         run_records(samples, list(range(len(samples))), protocol, source, preprocess, batch_size=batch_size,
-                    workers=workers, sink=memory.extend, progress=progress)
+                    workers=workers, sink=memory.extend, progress=progress, model=model)
 
         def records() -> Iterator[dict]:
             return iter(memory)
 
     elapsed = time.perf_counter() - t0
     summary = summarize(records(), protocol, model=info.model, dataset=info.dataset)
+    if protocol.faithfulness_steps:
+        summary["faithfulness"] = summarize_faithfulness(records())
     n_new = len(samples) - n_done
     summary["run"] = {
         "seconds": round(elapsed, 3),

@@ -4,6 +4,7 @@ Every evaluator streams: ``accumulate(...)`` per batch, ``compute()`` at the end
 inside (the order of accumulation does not change the result), percentages out.
 """
 
+from camkit.metrics.faithfulness import FaithfulnessEvaluator
 from camkit.metrics.boxacc import MaxBoxAccEvaluator, maxboxacc_v1, maxboxacc_v2
 from camkit.metrics.iou import box_iou_inclusive
 from camkit.metrics.locacc import ClassificationAccuracy, LocalizationAccuracy
@@ -17,4 +18,5 @@ __all__ = [
     "LocalizationAccuracy",
     "ClassificationAccuracy",
     "PxAPEvaluator",
+    "FaithfulnessEvaluator",
 ]
