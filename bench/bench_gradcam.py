@@ -24,26 +24,16 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from camkit.cli.common import keep_allocator_memory  # noqa: E402
 
 keep_allocator_memory()
 
 import torch  # noqa: E402
+from _timing import interleaved  # noqa: E402
 
 warnings.filterwarnings("ignore")
-
-
-def timed(fn, rounds: int, contenders: dict) -> dict[str, float]:
-    times: dict[str, list[float]] = {k: [] for k in contenders}
-    for name, f in contenders.items():  # warm-up
-        f()
-    for _ in range(rounds):
-        for name, f in contenders.items():
-            t = time.perf_counter()
-            f()
-            times[name].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def gradcam_part(model_name: str, rounds: int) -> list[str]:
@@ -82,8 +72,8 @@ def gradcam_part(model_name: str, rounds: int) -> list[str]:
         pgc(input_tensor=x, targets=targets)
         model.net.zero_grad(set_to_none=True)
 
-    t = timed(None, rounds, {"forward": forward, "camkit": camkit_gradcam, "torch-cam": torchcam_gradcam,
-                             "pytorch-grad-cam": pgc_gradcam})
+    t = interleaved({"forward": forward, "camkit": camkit_gradcam, "torch-cam": torchcam_gradcam,
+                     "pytorch-grad-cam": pgc_gradcam}, rounds=rounds)
     tc.remove_hooks()
     pgc.activations_and_grads.release()
     f = t["forward"]
@@ -137,7 +127,7 @@ def scorecam_part(rounds: int) -> list[str]:
             pgc(input_tensor=x, targets=targets)
 
         contenders = {"camkit": camkit_sc, "torch-cam": torchcam_sc, "pytorch-grad-cam": pgc_sc}
-        t = timed(None, rounds, contenders)
+        t = interleaved(contenders, rounds=rounds)
         tc.remove_hooks()
         pgc.activations_and_grads.release()
         with torch.no_grad():

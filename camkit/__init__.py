@@ -8,7 +8,9 @@ Submodules that need torch import it on first use, so ``import camkit`` stays li
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from camkit._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -32,12 +34,4 @@ if TYPE_CHECKING:
     from .normalize import normalize_maps
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        mod, attr = _LAZY[name]
-        value = getattr(importlib.import_module(mod), attr)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'camkit' has no attribute {name!r}")
+__getattr__ = lazy_getattr("camkit", _LAZY, globals())

@@ -7,7 +7,9 @@ line. The checkpoints load with ``camkit.load_model(None, weights="out/best.pt")
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from camkit._lazy import lazy_getattr
 
 _LAZY = {
     "FinetuneConfig": ("camkit.finetune.trainer", "FinetuneConfig"),
@@ -27,12 +29,4 @@ if TYPE_CHECKING:
     from .trainer import FinetuneConfig, FinetuneResult, finetune
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        mod, attr = _LAZY[name]
-        value = getattr(importlib.import_module(mod), attr)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'camkit.finetune' has no attribute {name!r}")
+__getattr__ = lazy_getattr("camkit.finetune", _LAZY, globals())
