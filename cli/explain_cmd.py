@@ -97,7 +97,7 @@ def _unique_stem(out: Path, stem: str) -> str:
 def _print_table(exp) -> None:
     from rich.table import Table
 
-    t = Table(title=f"{exp.path}  ({exp.width}x{exp.height})", title_justify="left", show_edge=False)
+    t = Table(title=f"{Path(exp.path).name}  ({exp.width}x{exp.height})", title_justify="left", show_edge=False)
     for col in ("rank", "class", "label", "score", "box x0,y0,x1,y1"):
         t.add_column(col, justify="right" if col in ("rank", "class", "score") else "left")
     for r, (c, lab, s, b) in enumerate(zip(exp.class_indices, exp.labels, exp.scores, exp.boxes), 1):
