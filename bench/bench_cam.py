@@ -63,7 +63,7 @@ def bench_model(name: str, weights: str | None, target_layer: str, fc_layer: str
 
     def gradcam_top1():
         with GradCAM(model=net, target_layers=[net.get_submodule(target_layer)]) as cam:
-            return cam(input_tensor=x)
+            return cam(input_tensor=x, targets=None)
 
     # Same results before timing: torch-cam's raw CAM equals ours.
     ours, theirs = camkit_cam(), torchcam_cam()
