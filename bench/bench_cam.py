@@ -1,6 +1,6 @@
 """CAM cost vs the plain forward pass and vs the peers (issue 2 speed targets).
 
-Measured in one run, interleaved, after warm-up, with glibc told to keep freed memory (design.md §8),
+Measured in one run, interleaved (9 rounds, medians), after warm-up, with glibc told to keep freed memory (design.md §8),
 batch 32 at 224x224 on the CPU:
 
 - forward: the plain network forward (``model.net(x)``) under inference_mode;
@@ -69,7 +69,7 @@ def bench_model(name: str, weights: str | None, target_layer: str, fc_layer: str
     ours, theirs = camkit_cam(), torchcam_cam()
     assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-4 * float(ours.abs().max())), "peer parity broken"
 
-    t = interleaved({"forward": forward, "camkit": camkit_cam, "torchcam": torchcam_cam}, rounds=5)
+    t = interleaved({"forward": forward, "camkit": camkit_cam, "torchcam": torchcam_cam}, rounds=9)
     tg = interleaved({"forward": forward, "gradcam": gradcam_top1}, rounds=2)
     gradcam_ratio = tg["gradcam"] / tg["forward"]
     return [
