@@ -154,10 +154,10 @@ def main() -> None:
     for name in ("resnet50", "efficientnet_lite0"):
         for row in gradcam_part(name, rounds=3 if name != "resnet50" else 2):
             print(row, flush=True)
-    print("\n### Score-CAM, 1 image at 112x112, 32 masked inputs per forward (one timed run after a warm-up run, seconds)\n")
+    print("\n### Score-CAM, 1 image at 112x112, 32 masked inputs per forward (median of 3 interleaved rounds after a warm-up run, seconds)\n")
     print("| target layer | channels = masks | camkit | torch-cam | pytorch-grad-cam | peer / camkit |")
     print("|---|---|---|---|---|---|", flush=True)
-    scorecam_part(rounds=1)  # after a warm-up run; Score-CAM runs are long
+    scorecam_part(rounds=3)  # medians of 3 interleaved rounds after a warm-up run
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 
 
