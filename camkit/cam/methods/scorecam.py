@@ -75,14 +75,22 @@ def scorecam_weights(
         m = flat[rows]
         if normalize_first:
             m = _minmax(m)
-            m = F.interpolate(m, size=size, mode="bilinear", align_corners=align_corners)
+            m = _bilinear(m, size, align_corners)
         else:
-            m = F.interpolate(m, size=size, mode="bilinear", align_corners=align_corners)
+            m = _bilinear(m, size, align_corners)
             m = _minmax(m)
         logits = forward(x[sample[rows]] * m.to(x.dtype))
         put(rows, select(logits, sample[rows]))
     assert scores is not None
     return scores.reshape(b, kch, -1).softmax(dim=1)
+
+
+def _bilinear(m: torch.Tensor, size: tuple[int, int], align_corners: bool) -> torch.Tensor:
+    if align_corners:  # only for parity with pytorch-grad-cam
+        return F.interpolate(m, size=size, mode="bilinear", align_corners=True)
+    from ..engine import upsample  # separable matrices: equal to F.interpolate, faster on the CPU
+
+    return upsample(m, size, "bilinear")
 
 
 def _minmax(m: torch.Tensor) -> torch.Tensor:
