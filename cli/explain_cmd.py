@@ -49,6 +49,7 @@ def explain_command(
         spec = [resolve_class(c, m.categories, m.num_classes) for c in classes]
 
     records: list[dict] = []
+    stems: dict[str, int] = {}
     failures = 0
     for start in range(0, len(paths), batch_size):
         chunk = paths[start : start + batch_size]
@@ -66,7 +67,7 @@ def explain_command(
         for exp in explain_batch(m, loaded, kept, spec, resize_mode, interpolation, tau, method, layer, batch_size):
             records.append(exp.to_dict())
             if out is not None:
-                stem = _unique_stem(out, Path(exp.path).stem)
+                stem = _unique_stem(stems, Path(exp.path).stem)
                 exp.save(out, stem, model=m.name)
             if not as_json:
                 _print_table(exp)
@@ -83,14 +84,10 @@ def explain_command(
         raise typer.Exit(1 if failures < len(paths) else 2)
 
 
-_used_stems: dict[str, int] = {}
-
-
-def _unique_stem(out: Path, stem: str) -> str:
+def _unique_stem(used: dict[str, int], stem: str) -> str:
     """Two inputs with the same file name (from different folders) must not overwrite each other."""
-    key = f"{out}/{stem}"
-    n = _used_stems.get(key, 0)
-    _used_stems[key] = n + 1
+    n = used.get(stem, 0)
+    used[stem] = n + 1
     return stem if n == 0 else f"{stem}_{n}"
 
 

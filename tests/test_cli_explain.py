@@ -140,3 +140,16 @@ def test_method_and_layer_options():
     for args, expected in ((["--method", "smoothcam"], "unknown CAM method"), (["--method", "gradcam", "--layer", "nope"], "no layer named 'nope'")):
         r = run("explain", photo, *args)
         assert r.exit_code == 2 and expected in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_same_file_name_in_two_folders_keeps_both(tmp_path):
+    import shutil
+
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        shutil.copy(sample_path("coffee"), tmp_path / d / "photo.png")
+    out = tmp_path / "out"
+    for _ in range(2):  # a second run in the same process starts afresh (no state kept between calls)
+        r = run("explain", str(tmp_path / "a"), str(tmp_path / "b"), "--topk", "1", "--out", str(out))
+        assert r.exit_code == 0, r.stderr
+        assert sorted(p.name for p in out.glob("*_cam.png")) == ["photo_1_cam.png", "photo_cam.png"]
