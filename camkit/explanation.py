@@ -112,6 +112,10 @@ class Explanation:
         return paths
 
 
+def _is_tensor(obj) -> bool:
+    return type(obj).__module__.startswith("torch") and hasattr(obj, "detach")
+
+
 def _box_in_window(cam: np.ndarray, window: tuple[int, int, int, int], tau: float) -> np.ndarray:
     from .localize import cvpr16_box
 
@@ -196,8 +200,10 @@ def explain(
     """Explain one image or many.
 
     Args:
-        images: a path, PIL image or ``[H, W, 3]`` uint8 array, or a list of them (a list returns a
-            list of :class:`Explanation`, one image returns one).
+        images: a path, PIL image, ``[H, W, 3]`` uint8 array, or an image tensor in torchvision's
+            convention (``[3, H, W]`` uint8 or float in [0, 1], as ``torchvision.io.decode_image`` gives),
+            or a list of them / a ``[B, 3, H, W]`` tensor (a list or batch returns a list of
+            :class:`Explanation`, one image returns one).
         model: a registry name, a loaded :class:`CAMModel`, or None for the embedded default.
         weights: weights for a model given by name (see :func:`camkit.load_model`).
         topk: explain the k highest-scoring classes (ignored when ``classes`` is given).
@@ -221,8 +227,14 @@ def explain(
     from .io import load_image
     from .models import load_model
 
-    single = isinstance(images, (str, Path, Image.Image, np.ndarray))
-    items = [images] if single else list(images)
+    if _is_tensor(images):
+        # torchvision convention: [3, H, W] or [B, 3, H, W], uint8 or float in [0, 1] (e.g. io.decode_image)
+        arr = images.detach().cpu().numpy()
+        single = arr.ndim == 3
+        items = [np.moveaxis(a, 0, -1) for a in (arr[None] if single else arr)]
+    else:
+        single = isinstance(images, (str, Path, Image.Image, np.ndarray))
+        items = [images] if single else [np.moveaxis(it.detach().cpu().numpy(), 0, -1) if _is_tensor(it) else it for it in images]
     m = load_model(model, weights) if model is None or isinstance(model, str) else model
     spec = topk if classes is None else classes
     per_image = spec is not None and not isinstance(spec, int) and len(spec) > 0 and all(isinstance(c, (list, tuple)) for c in spec)

@@ -151,3 +151,15 @@ def test_overlay_and_save(lite0, tmp_path):
     assert np.array_equal(np.load(paths["maps"]), e.maps)
     doc = json.loads(paths["json"].read_text())
     assert doc["images"][0]["predictions"][0]["label"] == "tiger cat"
+
+
+def test_tensor_input_torchvision_convention(lite0):
+    from torchvision.io import decode_image
+
+    path = sample_path("chelsea")
+    t = decode_image(str(path))  # uint8 [3, H, W]
+    from_tensor = camkit.explain(t, model=lite0, topk=2)
+    from_path = camkit.explain(path, model=lite0, topk=2)
+    assert np.array_equal(from_tensor.maps, from_path.maps) and from_tensor.labels == from_path.labels
+    batch = camkit.explain(torch.stack([t, t]).float() / 255, model=lite0, topk=1)
+    assert len(batch) == 2 and batch[0].labels[0] == "tiger cat"
