@@ -103,17 +103,29 @@ def _binary(u: np.ndarray, level: int) -> np.ndarray:
     return binary
 
 
-def _contour_boxes(u: np.ndarray, level: int, multi_contour: bool) -> np.ndarray:
+def level_boxes(u: np.ndarray, level: int) -> tuple[np.ndarray, int]:
+    """The reference's boxes of one integer level of a uint8 map, in OpenCV's contour order.
+
+    Returns (int64 ``[n, 4]`` boxes ``x, y, min(x + w, W - 1), min(y + h, H - 1)`` of every
+    ``RETR_TREE`` contour, index of V1's box: the largest ``cv2.contourArea``, the first on ties as
+    Python's ``max``). No contour: ``([[0, 0, 0, 0]], 0)``.
+    """
     height, width = u.shape
     contours = cv2.findContours(_binary(u, level), cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
     if len(contours) == 0:
-        return EMPTY_BOX.copy()
-    if not multi_contour:
-        contours = [max(contours, key=cv2.contourArea)]
+        return EMPTY_BOX.copy(), 0
+    areas = [cv2.contourArea(c) for c in contours]
     boxes = np.empty((len(contours), 4), dtype=np.int64)
     for i, contour in enumerate(contours):
         x, y, w, h = cv2.boundingRect(contour)
         boxes[i] = (x, y, min(x + w, width - 1), min(y + h, height - 1))
+    return boxes, areas.index(max(areas))
+
+
+def _contour_boxes(u: np.ndarray, level: int, multi_contour: bool) -> np.ndarray:
+    boxes, largest = level_boxes(u, level)
+    if not multi_contour:
+        return boxes[largest : largest + 1]
     if len(boxes) > 1:
         boxes = boxes[np.lexsort(boxes.T[::-1])]
     return boxes
