@@ -39,7 +39,8 @@ def wrap_timm(net: nn.Module, name: str, *, pool: str = "avg", preprocess: Prepr
         raise ModelError(f"timm model {name}: classifier is {type(clf).__name__}, not one Linear; exact CAM needs pool+linear (use a gradient method)")
     gp = getattr(net, "global_pool", None)
     pool_type = getattr(gp, "pool_type", None)
-    if pool_type not in ("avg", "fast_avg", "avgmax", None) or pool_type == "avgmax":
+    # None: no SelectAdaptivePool2d to inspect; the numerical check below decides.
+    if pool_type not in ("avg", "fast_avg", None):
         raise ModelError(f"timm model {name}: global pool is {pool_type!r}, exact CAM needs average pooling")
     model = CAMModel(net, _timm_features, _classifier_path(net), pool=pool, name=name,
                      preprocess=preprocess or Preprocess(), categories=categories, weights_name=weights_name)
