@@ -17,7 +17,6 @@ the per-mask cost in the table is what scales.)
 
 from __future__ import annotations
 
-import statistics
 import sys
 import time
 import warnings

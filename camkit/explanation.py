@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence, Union
+from typing import TYPE_CHECKING, Iterable, Sequence, Union
 
 import numpy as np
 from PIL import Image
@@ -26,6 +26,9 @@ from .cam.geometry import to_original, window_pixels
 from .models.cam_model import CAMModel
 from .normalize import Normalization, normalize_maps
 from .preprocess import Geometry, ResizeMode
+
+if TYPE_CHECKING:
+    import torch
 
 ImageInput = Union[str, Path, Image.Image, np.ndarray]
 

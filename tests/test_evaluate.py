@@ -203,7 +203,7 @@ def test_unreadable_images_are_skipped_and_listed(sample, lite0, xml_run, tmp_pa
         rows.append(f"{sample / rel},{labels[rel]},{','.join(box)}")
         if i == 3:  # the bad files sit between good ones
             rows.append(f"truncated.JPEG,{labels[rel]},10,10,100,100")
-            rows.append(f"notes.JPEG,1,0,0,5,5")
+            rows.append("notes.JPEG,1,0,0,5,5")
     (tmp_path / "boxes.csv").write_text("\n".join(rows) + "\n")
     from camkit.datasets import read_csv_boxes
 

@@ -3,7 +3,6 @@ FaithfulnessEvaluator fed the same inputs and maps; gradient-only models refuse 
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner

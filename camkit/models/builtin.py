@@ -9,11 +9,8 @@ from ..preprocess import Preprocess
 from .cam_model import CAMModel
 from .imagenet import imagenet_categories
 from .registry import LITE0_PREPROCESS, ModelSpec, register
-from .torchvision_adapters import DILATABLE, FAMILIES, TORCHVISION_EXACT
-
-
-def _is_random(weights: str | None) -> bool:
-    return weights is not None and weights.lower() in ("random", "none")
+from .torchvision_adapters import DILATABLE, FAMILIES, TORCHVISION_EXACT, replace_linear
+from .weights import is_random_weights as _is_random
 
 
 # ---------------------------------------------------------------- embedded EfficientNet-Lite0
@@ -73,47 +70,29 @@ def build_torchvision(
     """A torchvision classification model decomposed by its family; named/default weights downloaded."""
     import torchvision.models as tvm
 
-    from .weights import download_state_dict, preprocess_of, torchvision_weights
+    from .weights import load_torchvision_pretrained
 
     family = FAMILIES[TORCHVISION_EXACT[builder]]
     kwargs: dict = {}
     if dilated:
         kwargs["replace_stride_with_dilation"] = [False, False, True]
-    enum = None if _is_random(weights) else torchvision_weights(builder, weights)
+    pretrained = not _is_random(weights)
     if builder in ("googlenet", "inception_v3"):
         # As torchvision does for pretrained weights: no aux heads at eval, input re-normalised.
-        kwargs.update(aux_logits=False, init_weights=enum is None, transform_input=enum is not None)
+        kwargs.update(aux_logits=False, init_weights=not pretrained, transform_input=pretrained)
     net = tvm.get_model(builder, weights=None, **kwargs)
-    preprocess, categories = Preprocess(), None
-    if enum is not None:
-        sd = download_state_dict(enum, builder)
-        sd = {k: v for k, v in sd.items() if not k.startswith("AuxLogits.") and not k.startswith("aux")}
-        net.load_state_dict(sd, strict=True)
-        preprocess, categories = preprocess_of(enum), list(enum.meta["categories"])
+    enum, preprocess, categories = load_torchvision_pretrained(net, builder, weights, ("AuxLogits.", "aux"))
     if builder == "inception_v3" and enum is None:
         preprocess = Preprocess(resize=342, crop=299)
     name = builder + ("_dilated" if dilated else "")
     if num_classes not in (None, net.get_submodule(family.classifier_path).out_features):
-        _replace_linear(net, family.classifier_path, num_classes)
+        replace_linear(net, family.classifier_path, num_classes)
         categories = None
     return CAMModel(
         net, family.features_fn, family.classifier_path, dropout_path=family.dropout_path, pool=pool or "avg",
         name=name, preprocess=preprocess, categories=categories,
         weights_name=str(enum) if enum is not None else "random",
     )
-
-
-def _replace_linear(net, path: str, num_classes: int) -> None:
-    from torch import nn
-
-    parent_path, _, attr = path.rpartition(".")
-    parent = net.get_submodule(parent_path) if parent_path else net
-    old = net.get_submodule(path)
-    new = nn.Linear(old.in_features, num_classes)
-    if parent_path and attr.isdigit():
-        parent[int(attr)] = new
-    else:
-        setattr(parent, attr, new)
 
 
 # ---------------------------------------------------------------- GAP-head surgery (paper)

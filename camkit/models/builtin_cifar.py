@@ -27,8 +27,9 @@ def build_cifar(arch: str, weights: str | None = None, num_classes: int | None =
                 dropout: float = 0.0) -> CAMModel:
     """A CIFAR network, random init (``weights`` None or "random"; files go through load_model)."""
     from . import cifar
+    from .weights import is_random_weights
 
-    if weights is not None and weights.lower() not in ("random", "none"):
+    if weights is not None and not is_random_weights(weights):
         raise WeightsError(
             f"{arch} has no published weights ({weights!r}); train it with `camkit finetune --model {arch}` "
             "or pass --weights PATH to a checkpoint"

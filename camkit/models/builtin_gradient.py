@@ -11,7 +11,6 @@ from __future__ import annotations
 from functools import partial
 
 from ..errors import WeightsError
-from ..preprocess import Preprocess
 from .classifier_model import ClassifierModel
 from .registry import ModelSpec, register
 
@@ -31,38 +30,23 @@ def build_gradient_model(
     """A torchvision classifier with its own head; named/default weights downloaded, or random."""
     import torchvision.models as tvm
 
-    from .weights import download_state_dict, preprocess_of, torchvision_weights
+    from torch import nn
+
+    from .torchvision_adapters import replace_linear
+    from .weights import load_torchvision_pretrained
 
     if pool not in (None, "avg"):
         raise WeightsError(f"{builder} keeps its original head; --pool does not apply to it")
-    random = weights is not None and weights.lower() in ("random", "none")
-    enum = None if random else torchvision_weights(builder, weights)
     net = tvm.get_model(builder, weights=None)
-    preprocess, categories = Preprocess(), None
-    if enum is not None:
-        net.load_state_dict(download_state_dict(enum, builder), strict=True)
-        preprocess, categories = preprocess_of(enum), list(enum.meta["categories"])
+    enum, preprocess, categories = load_torchvision_pretrained(net, builder, weights)
     if num_classes not in (None, 1000):
-        _replace_last_linear(net, int(num_classes))
+        last = [n for n, m in net.named_modules() if isinstance(m, nn.Linear)][-1]
+        replace_linear(net, last, int(num_classes))
         categories = None
     return ClassifierModel(
         net, default_layer=GRADIENT_MODELS[builder][0], name=builder, preprocess=preprocess,
         categories=categories, weights_name=str(enum) if enum is not None else "random",
     ).eval()
-
-
-def _replace_last_linear(net, num_classes: int) -> None:
-    from torch import nn
-
-    name = [n for n, m in net.named_modules() if isinstance(m, nn.Linear)][-1]
-    parent_path, _, attr = name.rpartition(".")
-    parent = net.get_submodule(parent_path) if parent_path else net
-    old = net.get_submodule(name)
-    new = nn.Linear(old.in_features, num_classes)
-    if attr.isdigit():
-        parent[int(attr)] = new
-    else:
-        setattr(parent, attr, new)
 
 
 for _builder, (_layer, _desc) in GRADIENT_MODELS.items():

@@ -80,7 +80,9 @@ def build_timm(timm_name: str, weights: str | None = None, num_classes: int | No
     from ..errors import WeightsError
     from .imagenet import imagenet_categories
 
-    random = weights is not None and weights.lower() in ("random", "none")
+    from .weights import is_random_weights
+
+    random = is_random_weights(weights)
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
     try:
         net = timm.create_model(timm_name, pretrained=not random, **kwargs)

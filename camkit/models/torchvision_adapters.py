@@ -66,6 +66,17 @@ def _mnasnet(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return net.layers(x)
 
 
+def replace_linear(net: nn.Module, path: str, num_classes: int) -> None:
+    """Swap the ``nn.Linear`` at dotted ``path`` in ``net`` for a fresh one with ``num_classes`` outputs."""
+    parent_path, _, attr = path.rpartition(".")
+    parent = net.get_submodule(parent_path) if parent_path else net
+    new = nn.Linear(net.get_submodule(path).in_features, num_classes)
+    if attr.isdigit():
+        parent[int(attr)] = new
+    else:
+        setattr(parent, attr, new)
+
+
 @dataclass(frozen=True)
 class Family:
     """How a torchvision family decomposes."""

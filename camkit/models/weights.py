@@ -24,6 +24,27 @@ from ..preprocess import Preprocess
 RANDOM_WEIGHTS = ("random", "none")
 
 
+def is_random_weights(weights: str | None) -> bool:
+    """``--weights random`` (or ``none``): random initialisation, nothing downloaded."""
+    return weights is not None and weights.lower() in RANDOM_WEIGHTS
+
+
+def load_torchvision_pretrained(net, builder: str, weights: str | None, drop_prefixes: tuple[str, ...] = ()):
+    """Load torchvision's named/default ``weights`` for ``builder`` into ``net`` (strict).
+
+    Returns ``(enum, preprocess, categories)``; for random weights ``(None, Preprocess(), None)`` and
+    ``net`` is left as initialised. Keys starting with ``drop_prefixes`` (e.g. auxiliary heads) are skipped.
+    """
+    if is_random_weights(weights):
+        return None, Preprocess(), None
+    enum = torchvision_weights(builder, weights)
+    sd = download_state_dict(enum, builder)
+    if drop_prefixes:
+        sd = {k: v for k, v in sd.items() if not k.startswith(drop_prefixes)}
+    net.load_state_dict(sd, strict=True)
+    return enum, preprocess_of(enum), list(enum.meta["categories"])
+
+
 def looks_like_path(weights: str) -> bool:
     """A ``--weights`` value naming a file rather than a weights enum (``IMAGENET1K_V2``)."""
     return any(ch in weights for ch in "/\\.") or Path(weights).exists()
