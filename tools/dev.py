@@ -5,8 +5,9 @@
     python3 tools/dev.py test   # the test suite (what CI runs)
     python3 tools/dev.py bench  # the speed benchmarks under bench/
 
-Each creates ./.venv (and installs camkit with its dev extras) when missing or when pyproject.toml
-changed since the last install. Pass extra arguments after the command (e.g. `test -k lite0`).
+Each creates ./.venv (and installs camkit with its dev extras, building the C sweep kernel) when
+missing or when pyproject.toml, setup.py or the kernel's source changed since the last install.
+Pass extra arguments after the command (e.g. `test -k lite0`).
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ STAMP = VENV / ".camkit-install-stamp"
 
 
 def _stamp() -> str:
-    h = hashlib.sha256((ROOT / "pyproject.toml").read_bytes())
-    h.update((ROOT / "tools" / "constraints.txt").read_bytes())
+    # what the install depends on: a change to any of these reinstalls (and rebuilds the C kernel)
+    h = hashlib.sha256()
+    for path in ("pyproject.toml", "setup.py", "tools/constraints.txt", "camkit/localize/_components.c"):
+        h.update((ROOT / path).read_bytes())
     return h.hexdigest()
 
 

@@ -33,12 +33,21 @@ returns (one ``findContours`` call per tau), box for box, for V1 and V2, but in 
    contour has the outer contour's area, or bounds too loose) that level falls back to the
    reference ``findContours`` call, so ties resolve in OpenCV's contour order as the reference.
 
+Two implementations compute this. The compiled kernel ``camkit/localize/_components.c`` (built by
+setup.py when a C compiler is present) does it with three union-find passes over the pixels sorted
+by value: 8-connected components of ``{u > k}`` (outer boxes), 4-connected components of
+``{u <= k}`` keeping the bounded ones (hole boxes), and, for V1, the components of the map with
+its bounded basins filled (a component's outer contour encloses its holes, so its contourArea is
+the 2x2-cell area of the filled component; a hole contour or anything inside it never has more).
+V1 levels where that leaves a tie go to the reference call, as below. Without the kernel, the
+pure-numpy path of steps 3-5 runs; both are tested against the reference.
+
 Output rows are sorted lexicographically per tau (the reference's row order is OpenCV's contour
-order; :mod:`camkit.localize.wsol` sorts the same way). Speed (``bench/bench_sweep.py``): on
-224x224 CAM-like maps the 1000-threshold sweep costs a fraction of the reference loop, whose
-cost grows with the number of thresholds while the sweep's barely does; at 100 thresholds the two
-are comparable. Maps with thousands of local maxima (pure noise) are exact but slower, since the
-basin graph and its Python-level Kruskal loop grow with them.
+order; :mod:`camkit.localize.wsol` sorts the same way). Speed (``bench/bench_sweep.py``, figures in the
+README): the reference loop's cost grows with the number of thresholds while the sweep's does not;
+with the kernel, a 1000-threshold sweep of a 224x224 CAM costs about two milliseconds. The numpy
+path is several times slower, and on maps with thousands of local maxima (pure noise) slower still,
+since its basin graph and Python-level Kruskal loop grow with them.
 """
 
 from __future__ import annotations
@@ -418,6 +427,28 @@ def _level_boxes(u: np.ndarray, cam: np.ndarray, levels: np.ndarray, multi_conto
     return boxes, col
 
 
+try:  # the compiled kernel (setup.py builds it when a C compiler is present)
+    from camkit.localize import _components
+except ImportError:  # pragma: no cover - exercised by installs without a compiler
+    _components = None
+
+
+def _native_sweep(u: np.ndarray, levels: np.ndarray, multi_contour: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes and per-level offsets from the compiled kernel (see ``_components.c``): V2 from the
+    outer and hole passes, V1 from the pass over the basin-filled map; V1 ties (OpenCV's contour
+    order decides them) from the reference call at that level."""
+    h, w = u.shape
+    raw_boxes, raw_start, raw_open = _components.sweep(
+        np.ascontiguousarray(u), h, w, np.ascontiguousarray(levels, dtype=np.int32), multi_contour
+    )
+    boxes = np.frombuffer(raw_boxes, dtype=np.int32).reshape(-1, 4).astype(np.int64)
+    start = np.frombuffer(raw_start, dtype=np.int32).astype(np.int64)
+    for j in np.frombuffer(raw_open, dtype=np.int32).tolist():
+        # V1 has exactly one row per level
+        boxes[start[j]] = _contour_boxes(u, int(levels[j]), False)[0]
+    return boxes, start
+
+
 def _row_order(boxes: np.ndarray, col: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Permutation sorting rows by level column, then lexicographically by box."""
     if np.all(col[1:] > col[:-1]):  # one box per level, already in level order (V1 often)
@@ -441,11 +472,14 @@ def sweep_boxes_flat(
     k = threshold_levels(taus, u.max())
     # Levels below 0 keep every pixel and levels from 255 up keep none: the same as -1 and 255.
     levels, tau_level = np.unique(np.clip(k, -1, 255), return_inverse=True)
-    boxes, col = _level_boxes(u, np.asarray(cam_normalized), levels, multi_contour)
-    order = _row_order(boxes, col, u.shape)
-    boxes = np.ascontiguousarray(boxes[order], dtype=np.int64)
-    start = np.zeros(len(levels) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(col, minlength=len(levels)), out=start[1:])
+    if _components is not None and max(u.shape) < 1 << 15:
+        boxes, start = _native_sweep(u, levels, multi_contour)
+    else:
+        boxes, col = _level_boxes(u, np.asarray(cam_normalized), levels, multi_contour)
+        order = _row_order(boxes, col, u.shape)
+        boxes = np.ascontiguousarray(boxes[order], dtype=np.int64)
+        start = np.zeros(len(levels) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(col, minlength=len(levels)), out=start[1:])
     return SweepResult(boxes=boxes, level_start=start, tau_level=tau_level.reshape(-1), levels=levels)
 
 
