@@ -1,4 +1,5 @@
-"""``camkit evaluate``: localization benchmark on ILSVRC / CUB / wsolevaluation metadata / a CSV of boxes."""
+"""``camkit evaluate``: localization benchmark on ILSVRC / CUB / wsolevaluation metadata (boxes, or OpenImages
+masks for PxAP) / a CSV of boxes."""
 
 from __future__ import annotations
 
@@ -14,13 +15,21 @@ from .common import err_console, fail, one_line_errors, out_console
 DATASET_KINDS = ("ilsvrc", "cub", "wsol", "csv")
 
 
-def load_dataset(kind: str, root: Path, annotations: Optional[Path], split: Optional[str]):
-    """The LocDataset for ``--dataset kind`` (readers raise one-line DatasetErrors)."""
+def load_dataset(kind: str, root: Path, annotations: Optional[Path], split: Optional[str], mask_root: Optional[Path] = None):
+    """The LocDataset for ``--dataset kind`` (readers raise one-line DatasetErrors).
+
+    ``mask_root`` (wsol only): the folder OpenImages mask paths are relative to; default ``root``.
+    """
     from camkit.datasets import read_csv_boxes, read_cub, read_ilsvrc, read_wsol_metadata
     from camkit.errors import DatasetError
 
     if not root.is_dir():
         raise DatasetError(f"--root {root} is not a folder; pass the dataset's root folder.")
+    if mask_root is not None:
+        if kind != "wsol":
+            raise DatasetError(f"--mask-root applies to --dataset wsol (OpenImages masks), not {kind}; drop it.")
+        if not mask_root.is_dir():
+            raise DatasetError(f"--mask-root {mask_root} is not a folder; pass the folder the mask paths are relative to.")
     if kind == "ilsvrc":
         return read_ilsvrc(root, annotations)
     if kind == "cub":
@@ -36,7 +45,7 @@ def load_dataset(kind: str, root: Path, annotations: Optional[Path], split: Opti
                     "pass the split folder with --annotations (e.g. metadata/CUB/test)."
                 )
             annotations = found[0]
-        return read_wsol_metadata(annotations, root)
+        return read_wsol_metadata(annotations, root, mask_root)
     if annotations is None:
         raise DatasetError("--dataset csv needs --annotations boxes.csv (columns image_path,class_index,x1,y1,x2,y2).")
     return read_csv_boxes(annotations, root)
@@ -48,6 +57,7 @@ def evaluate_command(
     root: Optional[Path] = typer.Option(None, "--root", help="Dataset root folder (images are found relative to it)."),
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="Boxes file/folder: XML folder, LOC_val_solution.csv, a wsolevaluation split folder, or the CSV for --dataset csv."),
     split: Optional[str] = typer.Option(None, "--split", help="cub: test/train/all; wsol: the metadata split folder (default test)."),
+    mask_root: Optional[Path] = typer.Option(None, "--mask-root", help="wsol with OpenImages masks: the folder the mask paths in localization.txt are relative to (default: --root)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Registry name (see `camkit models`); default: the embedded efficientnet_lite0."),
     weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Checkpoint file or a torchvision weights name."),
     input_size: int = typer.Option(224, "--input-size", help="Square input the photos are squashed to (WSOL protocol)."),
@@ -64,7 +74,7 @@ def evaluate_command(
     faithfulness: bool = typer.Option(False, "--faithfulness", help="Also measure deletion/insertion AUC, average drop and increase in confidence (slow: ~450 forwards per image)."),
     faithfulness_steps: int = typer.Option(224, "--faithfulness-steps", min=2, help="Deletion/insertion steps (RISE: 224)."),
 ) -> None:
-    """Score CAM localization: MaxBoxAcc, MaxBoxAccV2, top-1/top-5/GT-known loc (wsolevaluation protocol)."""
+    """Score CAM localization: MaxBoxAcc, MaxBoxAccV2, top-1/top-5/GT-known loc, PxAP on masks (wsolevaluation protocol)."""
     from camkit.evaluate import evaluate
     from camkit.models import load_model
 
@@ -77,7 +87,7 @@ def evaluate_command(
         raise fail(f"unknown --dataset {dataset!r}; use one of {', '.join(DATASET_KINDS)}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ds = load_dataset(kind, root, annotations, split)
+        ds = load_dataset(kind, root, annotations, split, mask_root)
     for w in caught:
         err_console.print(f"[yellow]warning:[/] {w.message}", soft_wrap=True)
     from camkit.cam.methods import method_info
@@ -90,7 +100,7 @@ def evaluate_command(
                        limit=limit, out_dir=out, resume=resume, progress=progress, method=method, layer=layer,
                        faithfulness=faithfulness, faithfulness_steps=faithfulness_steps)
     if as_json:
-        out_console.print_json(json.dumps({k: v for k, v in summary.items() if k != "curves"}))
+        out_console.print_json(json.dumps({k: v for k, v in summary.items() if k not in ("curves", "pxap_curve")}))
         return
     _print_summary(summary, out)
 
@@ -107,15 +117,26 @@ def _print_summary(s: dict, out: Path) -> None:
     t = Table()
     t.add_column("metric")
     t.add_column("%", justify="right")
-    for label, key in (("top-1 cls", "top1_cls"), ("top-5 cls", "top5_cls"), ("top-1 loc", "top1_loc"),
-                       ("top-5 loc", "top5_loc"), ("GT-known loc", "gt_known_loc"), ("MaxBoxAcc (V1)", "maxboxacc"),
-                       ("MaxBoxAccV2", "maxboxacc_v2")):
+    rows = [("top-1 cls", "top1_cls"), ("top-5 cls", "top5_cls")]
+    if s["n_box_images"]:
+        rows += [("top-1 loc", "top1_loc"), ("top-5 loc", "top5_loc"), ("GT-known loc", "gt_known_loc"),
+                 ("MaxBoxAcc (V1)", "maxboxacc"), ("MaxBoxAccV2", "maxboxacc_v2")]
+    for label, key in rows:
         t.add_row(label, f(s[key]))
-    for k, v in s["maxboxacc_v2_per_iou"].items():
-        t.add_row(f"  V2 @ IoU {int(k) / 100:.1f} (tau {s['best_tau']['v2'][k]})", f(v))
+    if s["n_box_images"]:
+        for k, v in s["maxboxacc_v2_per_iou"].items():
+            t.add_row(f"  V2 @ IoU {int(k) / 100:.1f} (tau {s['best_tau']['v2'][k]})", f(v))
+    if s["pxap"] is not None:
+        t.add_row("PxAP", f(s["pxap"]))
     out_console.print(t)
     p = s["protocol"]
-    out_console.print(Protocol(input_size=p["input_size"], tau_step=p["tau_step"], method=p["method"]).describe(), soft_wrap=True)
+    proto = Protocol(input_size=p["input_size"], tau_step=p["tau_step"], method=p["method"])
+    if s["n_box_images"]:
+        out_console.print(proto.describe(), soft_wrap=True)
+    else:
+        out_console.print("box metrics skipped: the dataset has masks, no boxes", soft_wrap=True)
+    if s["pxap"] is not None:
+        out_console.print(proto.describe_pxap(), soft_wrap=True)
     if s.get("faithfulness"):
         fa = s["faithfulness"]
         out_console.print(
@@ -123,5 +144,5 @@ def _print_summary(s: dict, out: Path) -> None:
             f"{fa['insertion_auc']:.4f} (higher), average drop {fa['average_drop']:.2f}% (lower), increase in "
             f"confidence {fa['increase_in_confidence']:.2f}% (higher)", soft_wrap=True)
     if s["n_failed"]:
-        err_console.print(f"[yellow]{s['n_failed']} unreadable image(s) skipped[/], e.g. {s['failed'][0]['error']}", soft_wrap=True)
+        err_console.print(f"[yellow]{s['n_failed']} unreadable image(s) or mask(s) skipped[/], e.g. {s['failed'][0]['error']}", soft_wrap=True)
     out_console.print(f"results in {out}/ (summary.json, per_image.csv, report.md, plots)")

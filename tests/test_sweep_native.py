@@ -63,3 +63,26 @@ def test_kernel_rejects_bad_arguments():
         kernel(u, 4, 4, np.array([256], dtype=np.int32), False)
     with pytest.raises(ValueError, match="h \\* w"):
         kernel(u, 4, 5, np.array([0], dtype=np.int32), False)
+
+
+@needs_kernel
+def test_evaluator_ious_equal_with_and_without_the_kernel(monkeypatch):
+    # camkit evaluate's per-tau best IoUs: from the kernel's sweep, or from one findContours per level.
+    from camkit.evaluate.boxes import wsol_best_ious
+
+    rng = np.random.default_rng(4)
+    gt = np.array([[40, 50, 150, 180], [120, 10, 200, 90]])
+    cams = [
+        normalize_scoremap(
+            cv2.resize(rng.standard_normal((s, s)).astype(np.float32), (224, 224), interpolation=cv2.INTER_CUBIC)
+        )
+        for s in (7, 14, 7, 14)
+    ]
+    for taus in (np.arange(0, 1, 0.01), np.arange(0, 1, 0.001)):
+        native = [wsol_best_ious(c, taus, gt) for c in cams]
+        with monkeypatch.context() as m:
+            m.setattr(sweep_mod, "_components", None)
+            per_level = [wsol_best_ious(c, taus, gt) for c in cams]
+        for (a1, a2), (b1, b2) in zip(native, per_level):
+            assert np.array_equal(a1, b1) and np.array_equal(a2, b2)
+            assert a1.shape == taus.shape and (a2 >= a1).all()  # V2 scores every contour, V1's included

@@ -27,11 +27,13 @@ def _default_load(path: Path) -> Image.Image:
 
 class LocalizationImages(torch.utils.data.Dataset):
     """Images of a LocDataset, loaded with ``load`` (default ``camkit.io.load_image``, RGB PIL) and
-    turned into tensors by ``transform``.
+    turned into tensors by ``transform``; with ``load_mask`` also each sample's ground-truth mask
+    (e.g. :class:`camkit.datasets.masks.MaskLoader`), read in the worker like the image.
 
     ``self[i]`` is a dict: ``index`` (i), ``image`` (the transform's tensor, or None on failure),
     ``error`` ("" or a one-line message), ``width``/``height`` (the loaded image's size in pixels;
-    on failure the annotation's size, possibly None).
+    on failure the annotation's size, possibly None), ``mask`` (``load_mask(sample)``, or None
+    without ``load_mask`` or on failure). A mask that cannot be read fails the item like a bad image.
     """
 
     def __init__(
@@ -39,10 +41,12 @@ class LocalizationImages(torch.utils.data.Dataset):
         dataset: LocDataset,
         transform: Callable[[Image.Image], torch.Tensor],
         load: Callable[[Path], Image.Image] | None = None,
+        load_mask: Callable[[Any], Any] | None = None,
     ) -> None:
         self.dataset = dataset
         self.transform = transform
         self.load = load if load is not None else _default_load
+        self.load_mask = load_mask
 
     def __len__(self) -> int:
         return len(self.dataset.samples)
@@ -57,20 +61,29 @@ class LocalizationImages(torch.utils.data.Dataset):
             return self._failed(i, str(e))
         except Exception as e:  # noqa: BLE001 - a worker must survive any bad file or custom loader
             return self._failed(i, f"{sample.image_path}: {type(e).__name__}: {e}")
-        return {"index": i, "image": tensor, "error": "", "width": width, "height": height}
+        mask = None
+        if self.load_mask is not None:
+            try:
+                mask = self.load_mask(sample)
+            except CamkitError as e:
+                return self._failed(i, str(e))
+            except Exception as e:  # noqa: BLE001 - as above, for mask files
+                return self._failed(i, f"{sample.image_id} mask: {type(e).__name__}: {e}")
+        return {"index": i, "image": tensor, "error": "", "width": width, "height": height, "mask": mask}
 
     def _failed(self, i: int, message: str) -> dict[str, Any]:
         sample = self.dataset.samples[i]
         one_line = " ".join(message.split())
-        return {"index": i, "image": None, "error": one_line, "width": sample.width, "height": sample.height}
+        return {"index": i, "image": None, "error": one_line, "width": sample.width, "height": sample.height, "mask": None}
 
 
 def collate_localization(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Stack the good items of a batch and pass the failed ones through.
 
     Returns ``indices`` (int64 tensor [B_ok]), ``images`` (tensor [B_ok, ...] or None when every item
-    failed), ``widths``/``heights`` (lists of ints, B_ok long, aligned with ``indices``) and ``failed``
-    (list of ``(index, message)`` for the items whose image could not be read).
+    failed), ``widths``/``heights``/``masks`` (lists, B_ok long, aligned with ``indices``; masks are
+    None without a mask loader) and ``failed`` (list of ``(index, message)`` for the items whose
+    image or mask could not be read).
     """
     good = [item for item in batch if item["image"] is not None]
     return {
@@ -78,5 +91,6 @@ def collate_localization(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "images": torch.stack([item["image"] for item in good]) if good else None,
         "widths": [item["width"] for item in good],
         "heights": [item["height"] for item in good],
+        "masks": [item.get("mask") for item in good],
         "failed": [(item["index"], item["error"]) for item in batch if item["image"] is None],
     }

@@ -1,4 +1,5 @@
-"""Localization benchmarks: ``evaluate(dataset, model, ...)`` -> summary (MaxBoxAcc, MaxBoxAccV2, top-k loc).
+"""Localization benchmarks: ``evaluate(dataset, model, ...)`` -> summary (MaxBoxAcc, MaxBoxAccV2, top-k loc on
+box datasets; PxAP on mask datasets such as OpenImages30k).
 
 See :mod:`camkit.evaluate.protocol` for the exact protocol (wsolevaluation's, plus the CAM paper's
 top-1/top-5 localization) and :mod:`camkit.evaluate.records` for the crash-safe per-image log that

@@ -1,4 +1,5 @@
-"""Figures: BoxAcc against the CAM threshold, and galleries of localized photos (matplotlib Agg canvas).
+"""Figures: BoxAcc against the CAM threshold, PxAP's precision-recall curve, and galleries of localized
+photos (matplotlib Agg canvas).
 
 Colours in galleries: ground-truth boxes green, the predicted (CVPR16, GT class) box red, drawn over
 the GT class's map (JET, CVPR16-normalised) blended with the squashed input photo.
@@ -47,6 +48,46 @@ def plot_curves(summary: dict, path: str | Path) -> None:
     n = summary["n_images"]
     model = summary.get("model", {}).get("name", "")
     fig.suptitle(f"BoxAcc vs tau - {model}, {n} images, input {summary['protocol']['input_size']}", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def plot_pxap_curve(summary: dict, path: str | Path) -> None:
+    """PxAP's pixel precision-recall curve (one point per threshold predicting some pixel), area shaded.
+
+    The area under the step curve (precision at each threshold times the recall gained there) is the
+    PxAP; the dashed line is the foreground fraction, the precision of predicting every pixel (a
+    constant map scores exactly this).
+    """
+    c = summary["pxap_curve"]
+    precision = np.asarray(c["precision"], dtype=float)
+    recall = np.asarray(c["recall"], dtype=float)
+    thresholds = np.asarray(c["thresholds"], dtype=float)
+    fig = _figure(figsize=(5.6, 5.0))
+    ax = fig.subplots()
+    # PxAP sums precision[i] * (recall[i] - recall[i-1]), recall starting at 0: a step whose height
+    # on each recall interval is the precision at its right end.
+    r_step = np.concatenate([[0.0], recall])
+    p_step = np.concatenate([precision[:1], precision])
+    ax.fill_between(r_step, p_step, step="pre", alpha=0.2, color="#1f77b4")
+    ax.step(r_step, p_step, where="pre", color="#1f77b4", lw=1.5)
+    ax.plot(recall, precision, ".", ms=3, color="#1f77b4")
+    for tau in (0.2, 0.5, 0.8):  # a few thresholds for orientation
+        j = int(np.argmin(np.abs(thresholds - tau)))
+        if abs(thresholds[j] - tau) < 1e-9:
+            ax.annotate(f"tau {tau:g}", (recall[j], precision[j]), textcoords="offset points", xytext=(6, 6), fontsize=8)
+            ax.plot([recall[j]], [precision[j]], "o", color="#d62728", ms=4)
+    base = precision[-1]  # the lowest threshold predicts every pixel: precision = foreground fraction
+    ax.axhline(base, ls="--", color="grey", lw=1, label=f"foreground fraction {base:.3f}")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("pixel recall")
+    ax.set_ylabel("pixel precision")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    model = summary.get("model", {}).get("name", "")
+    fig.suptitle(f"PxAP {summary['pxap']:.2f} - {model}, {summary['n_pxap_images']} images, "
+                 f"input {summary['protocol']['input_size']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

@@ -16,6 +16,15 @@ paper's (Zhou et al., CVPR 2016) top-1 / top-5 localization:
 - Top-1 / top-5 / GT-known localization: the CVPR16 box (ReLU, divide by the max, keep >= 0.2,
   largest 8-connected component) of the predicted classes' maps and of the GT class's map, IoU >= 0.5
   with any GT box.
+- PxAP (datasets with masks, e.g. OpenImages30k): the same min-max normalised GT-class map at input
+  size (the reference's ``CAMComputer`` also normalises after the INTER_CUBIC resize) against the
+  mask of :func:`camkit.datasets.masks.load_gt_mask` (wsolevaluation's ``get_mask``); per image, the
+  fg/bg histogram counts over the bins ``taus + [1, 2, 3]`` (:func:`camkit.metrics.pxap.pxap_bin_counts`).
+  The map is float32 as in camkit's box metrics (the reference's is float64; a score within a float32
+  rounding of a bin edge could fall in the neighbouring bin).
+
+Box metrics need boxes and PxAP needs masks: an image record carries the box fields only when the
+dataset has boxes, and ``pxap`` only when it has masks.
 
 Everything an image contributes is returned as a plain record (see :mod:`camkit.evaluate.records`),
 so the summary is a pure function of the records.
@@ -58,6 +67,10 @@ class Protocol:
     map_upsampling: str = "cv2.resize INTER_CUBIC to the input size"
     gt_box_rescaling: str = "int(x * input_size / image_size) (wsolevaluation resize_bbox)"
     maxboxacc_map: str = "ground-truth class"
+    pxap_masks: str = (
+        "wsolevaluation get_mask: cv2 IMREAD_GRAYSCALE, cv2.resize INTER_NEAREST to the input, > 0.5, "
+        "OR over instances; ignore (255) = ignore mask > 0.5 and not foreground"
+    )
     topk_loc_maps: str = "predicted classes (CVPR16 box, tau 0.2, IoU >= 0.5)"
     notes: tuple[str, ...] = field(default=())
 
@@ -84,6 +97,17 @@ class Protocol:
             f"({len(self.taus)} thresholds). Top-1/top-{self.topk} localization on the predicted classes' "
             f"maps and GT-known localization on the GT class's map with the CVPR16 box (tau {self.cvpr16_tau:g} "
             "of the max, largest 8-connected component), IoU >= 0.5, inclusive pixels."
+        )
+
+    def describe_pxap(self) -> str:
+        """The PxAP part of the protocol (standalone: a mask-only run has no box paragraph)."""
+        return (
+            f"PxAP (wsolevaluation MaskEvaluator): images squashed to {self.input_size}x{self.input_size}; the "
+            f"ground-truth class's '{self.method}' map resized with cv2 INTER_CUBIC to the input and min-max "
+            "normalised, against masks read as the reference's get_mask (grayscale, "
+            "INTER_NEAREST to the input, > 0.5, OR over instances; ignore-mask pixels outside the foreground left "
+            f"out); fg/bg pixel histograms over np.arange(0, 1, {self.tau_step:g}) + [1, 2, 3], summed over the split; "
+            "PxAP = 100 * sum precision * recall step."
         )
 
 
@@ -120,13 +144,36 @@ def _round(values: np.ndarray) -> list[float]:
     return [float(v) for v in np.round(np.asarray(values, dtype=np.float64), IOU_DECIMALS)]
 
 
+def pack_counts(counts: np.ndarray) -> list[int]:
+    """Histogram counts ``[n]`` -> ``[first, c_first, ..., c_last]``: the span between the first and
+    last non-zero bin, prefixed by its start (``[]`` when all are zero). Exact and short: a CAM's scores
+    at one image's fg (or bg) pixels fill a contiguous range of bins, so the zeros outside it go."""
+    c = np.asarray(counts, dtype=np.int64).reshape(-1)
+    nz = np.flatnonzero(c)
+    if nz.size == 0:
+        return []
+    return [int(nz[0])] + c[nz[0] : nz[-1] + 1].tolist()
+
+
+def unpack_counts(packed: list[int], n_bins: int) -> np.ndarray:
+    """Inverse of :func:`pack_counts`: int64 ``[n_bins]``."""
+    out = np.zeros(n_bins, dtype=np.int64)
+    if packed:
+        start, values = int(packed[0]), packed[1:]
+        if start < 0 or start + len(values) > n_bins:
+            raise ValueError(f"packed counts do not fit {n_bins} bins (start {start}, {len(values)} values)")
+        out[start : start + len(values)] = values
+    return out
+
+
 def image_record(
     protocol: Protocol,
     maps: np.ndarray,
     classes: np.ndarray,
     gt_class: int,
     scores: np.ndarray,
-    gt_boxes_input: np.ndarray,
+    gt_boxes_input: np.ndarray | None,
+    mask: np.ndarray | None = None,
 ) -> dict:
     """Everything one image contributes to the summary.
 
@@ -135,14 +182,41 @@ def image_record(
             the top-k predicted classes' in descending score.
         classes: int ``[1 + k]`` the class of each map (``classes[0] == gt_class``).
         scores: float ``[k]`` softmax probabilities of the top-k classes.
-        gt_boxes_input: int64 ``[n, 4]`` GT boxes on the input (:func:`rescale_gt_boxes`).
+        gt_boxes_input: int64 ``[n >= 1, 4]`` GT boxes on the input (:func:`rescale_gt_boxes`), or None
+            to skip the box metrics (a dataset with masks only).
+        mask: uint8 ``[S, S]`` on the input (1 foreground, 0 background, 255 ignore;
+            :func:`camkit.datasets.masks.load_gt_mask`), or None to skip PxAP.
 
-    Returns a JSON-ready dict: ``gt``, ``topk`` (classes), ``scores``, ``gt_boxes``, ``cvpr16_boxes``
-    (``[1 + k, 4]``, GT class first), ``cvpr16_ious`` (``[1 + k]`` best IoU with any GT box),
-    ``v1`` / ``v2`` (``[T]`` per-tau best IoU of the GT class's map), rounded to :data:`IOU_DECIMALS`.
+    Returns a JSON-ready dict: ``gt``, ``topk`` (classes), ``scores``; with boxes ``gt_boxes``,
+    ``cvpr16_boxes`` (``[1 + k, 4]``, GT class first), ``cvpr16_ious`` (``[1 + k]`` best IoU with any
+    GT box), ``v1`` / ``v2`` (``[T]`` per-tau best IoU of the GT class's map), rounded to
+    :data:`IOU_DECIMALS`; with a mask ``pxap`` = ``{"fg": packed, "bg": packed}``, the GT-class map's
+    bin counts (:func:`camkit.metrics.pxap.pxap_bin_counts`, ``T + 2`` bins) in :func:`pack_counts` form.
     """
     size = protocol.input_size
     classes = np.asarray(classes, dtype=np.int64)
+    record: dict = {
+        "gt": int(gt_class),
+        "topk": [int(c) for c in classes[1:]],
+        "scores": [round(float(s), 6) for s in scores],
+    }
+    if gt_boxes_input is None:
+        unit = minmax_normalize(upsample_map(maps[0], size))
+    else:
+        unit = _box_fields(protocol, maps, classes, gt_boxes_input, record)
+    if mask is not None:
+        from camkit.metrics.pxap import pxap_bin_counts, pxap_edges
+
+        if mask.shape != unit.shape:
+            raise ValueError(f"mask {mask.shape} must be on the input, {unit.shape}")
+        fg, bg = pxap_bin_counts(unit, mask, pxap_edges(protocol.taus))
+        record["pxap"] = {"fg": pack_counts(fg), "bg": pack_counts(bg)}
+    return record
+
+
+def _box_fields(protocol: Protocol, maps: np.ndarray, classes: np.ndarray, gt_boxes_input: np.ndarray, record: dict) -> np.ndarray:
+    """Add the box fields to ``record``; returns the GT class's min-max normalised map at input size."""
+    size = protocol.input_size
     up = {}
     cvpr_boxes = np.empty((len(classes), 4), dtype=np.int64)
     for j, c in enumerate(classes.tolist()):
@@ -154,13 +228,11 @@ def image_record(
     cvpr_ious = box_iou_inclusive(cvpr_boxes, gt_boxes_input).max(axis=1)
     unit = minmax_normalize(up[int(classes[0])])
     v1, v2 = wsol_best_ious(unit, protocol.taus, gt_boxes_input)
-    return {
-        "gt": int(gt_class),
-        "topk": [int(c) for c in classes[1:]],
-        "scores": [round(float(s), 6) for s in scores],
+    record.update({
         "gt_boxes": gt_boxes_input.tolist(),
         "cvpr16_boxes": cvpr_boxes.tolist(),
         "cvpr16_ious": _round(cvpr_ious),
         "v1": _round(v1),
         "v2": _round(v2),
-    }
+    })
+    return unit

@@ -10,6 +10,11 @@ WSOLEVAL_CAM_MAXBOXACC_V2 = {
     "ImageNet": {"VGG16": 60.0, "InceptionV3": 63.4, "ResNet50": 63.7},
     "CUB": {"VGG16": 63.7, "InceptionV3": 56.7, "ResNet50": 63.0},
 }
+# wsolevaluation's CAM PxAP on OpenImages30k test: the numbers are in the paper's results table
+# (reproduced as main_table.png in the repository's README), which we could not read as text, so
+# the report points to it instead of quoting numbers we have not verified.
+WSOLEVAL_CAM_PXAP_SOURCE = "see Choe et al. 2020, results table (README main_table.png)"
+WSOLEVAL_PXAP_ARCHS = ("VGG16", "InceptionV3", "ResNet50")
 # Below this many images a benchmark number says little (one image moves it by > 1 point).
 COMPARABLE_MIN_IMAGES = 1000
 
@@ -25,10 +30,12 @@ def markdown_report(summary: dict, files: dict | None = None) -> str:
     model = summary.get("model", {})
     ds = summary.get("dataset", {})
     v2 = summary["maxboxacc_v2_per_iou"]
+    has_boxes = summary.get("n_box_images", n) > 0
+    pxap = summary.get("pxap")
     lines = [
         f"# Localization benchmark: {model.get('name', '?')} on {ds.get('name', '?')}",
         "",
-        f"{n} images evaluated, {summary['n_failed']} unreadable (listed in summary.json). "
+        f"{n} images evaluated, {summary['n_failed']} unreadable (image or mask; listed in summary.json). "
         f"Maps: `{p['method']}`; weights: `{model.get('weights')}`.",
         "",
         "## Our numbers (%)",
@@ -37,14 +44,22 @@ def markdown_report(summary: dict, files: dict | None = None) -> str:
         "|---|---|",
         f"| top-1 classification | {_fmt(summary['top1_cls'])} |",
         f"| top-5 classification | {_fmt(summary['top5_cls'])} |",
-        f"| top-1 localization (CVPR16 box) | {_fmt(summary['top1_loc'])} |",
-        f"| top-5 localization (CVPR16 box) | {_fmt(summary['top5_loc'])} |",
-        f"| GT-known localization (CVPR16 box) | {_fmt(summary['gt_known_loc'])} |",
-        f"| MaxBoxAcc (V1, IoU 0.5) | {_fmt(summary['maxboxacc'])} (tau {summary['best_tau']['v1'].get('50')}) |",
-        f"| MaxBoxAccV2 (mean of IoU 0.3/0.5/0.7) | {_fmt(summary['maxboxacc_v2'])} |",
     ]
-    for key in sorted(v2, key=int):
-        lines.append(f"| MaxBoxAccV2 @ IoU {int(key) / 100:.1f} | {_fmt(v2[key])} (tau {summary['best_tau']['v2'][key]}) |")
+    if has_boxes:
+        lines += [
+            f"| top-1 localization (CVPR16 box) | {_fmt(summary['top1_loc'])} |",
+            f"| top-5 localization (CVPR16 box) | {_fmt(summary['top5_loc'])} |",
+            f"| GT-known localization (CVPR16 box) | {_fmt(summary['gt_known_loc'])} |",
+            f"| MaxBoxAcc (V1, IoU 0.5) | {_fmt(summary['maxboxacc'])} (tau {summary['best_tau']['v1'].get('50')}) |",
+            f"| MaxBoxAccV2 (mean of IoU 0.3/0.5/0.7) | {_fmt(summary['maxboxacc_v2'])} |",
+        ]
+        for key in sorted(v2, key=int):
+            lines.append(f"| MaxBoxAccV2 @ IoU {int(key) / 100:.1f} | {_fmt(v2[key])} (tau {summary['best_tau']['v2'][key]}) |")
+    if pxap is not None:
+        lines.append(f"| PxAP (pixel average precision, {summary.get('n_pxap_images', n)} images) | {_fmt(pxap)} |")
+    if not has_boxes:
+        lines += ["", "Box metrics (top-k localization, MaxBoxAcc, MaxBoxAccV2) skipped: this dataset has masks, "
+                      "no boxes; they are null in summary.json."]
     err1 = None if summary["top1_loc"] is None else 100 - summary["top1_loc"]
     err5 = None if summary["top5_loc"] is None else 100 - summary["top5_loc"]
     lines += [
@@ -53,16 +68,23 @@ def markdown_report(summary: dict, files: dict | None = None) -> str:
         "",
         "| source | model | metric | published | ours |",
         "|---|---|---|---|---|",
-        f"| CAM paper (Zhou et al. 2016), ILSVRC val | GoogLeNet-GAP | top-1 loc error | {CAM_PAPER_GOOGLENET_GAP_ERROR['top1']:.2f} | {_fmt(err1)} |",
-        f"| CAM paper (Zhou et al. 2016), ILSVRC val | GoogLeNet-GAP | top-5 loc error | {CAM_PAPER_GOOGLENET_GAP_ERROR['top5']:.2f} | {_fmt(err5)} |",
     ]
-    for dataset, rows in WSOLEVAL_CAM_MAXBOXACC_V2.items():
-        for arch, value in rows.items():
-            lines.append(f"| wsolevaluation (Choe et al. 2020), {dataset} test | {arch} | MaxBoxAccV2 | {value:.1f} | {_fmt(summary['maxboxacc_v2'])} |")
+    if has_boxes:
+        lines += [
+            f"| CAM paper (Zhou et al. 2016), ILSVRC val | GoogLeNet-GAP | top-1 loc error | {CAM_PAPER_GOOGLENET_GAP_ERROR['top1']:.2f} | {_fmt(err1)} |",
+            f"| CAM paper (Zhou et al. 2016), ILSVRC val | GoogLeNet-GAP | top-5 loc error | {CAM_PAPER_GOOGLENET_GAP_ERROR['top5']:.2f} | {_fmt(err5)} |",
+        ]
+        for dataset, rows in WSOLEVAL_CAM_MAXBOXACC_V2.items():
+            for arch, value in rows.items():
+                lines.append(f"| wsolevaluation (Choe et al. 2020), {dataset} test | {arch} | MaxBoxAccV2 | {value:.1f} | {_fmt(summary['maxboxacc_v2'])} |")
+    if pxap is not None:
+        archs = ", ".join(WSOLEVAL_PXAP_ARCHS)
+        lines.append(f"| wsolevaluation (Choe et al. 2020), OpenImages30k test | CAM {archs} | PxAP | {WSOLEVAL_CAM_PXAP_SOURCE} | {_fmt(pxap)} |")
     lines += [""]
     if n < COMPARABLE_MIN_IMAGES:
         lines.append(
-            f"**Not comparable:** {n} images is a sample, not the benchmark split (ILSVRC val: 50,000; CUB test: 5,794); "
+            f"**Not comparable:** {n} images is a sample, not the benchmark split (ILSVRC val: 50,000; CUB test: 5,794; "
+            "OpenImages30k test: 5,000); "
             f"one image moves every number by {100 / max(n, 1):.1f} points. Published numbers are for other models "
             "trained for WSOL; they are context, not a target."
         )
@@ -71,20 +93,29 @@ def markdown_report(summary: dict, files: dict | None = None) -> str:
             "Published numbers are for other architectures and training recipes; compare like with like "
             f"(this run: {model.get('name')}, input {p['input_size']}, {p['n_taus']} thresholds)."
         )
-    lines += ["", "## Protocol", "", _protocol_text(p), ""]
+    lines += ["", "## Protocol", ""]
+    if has_boxes:
+        lines += [_protocol_text(p), ""]
+    if pxap is not None:
+        lines += [_protocol(p).describe_pxap(), ""]
     if files:
         lines += ["## Files", ""] + [f"- {k}: `{v}`" for k, v in files.items()] + [""]
         if "curves" in files:
             lines += [f"![BoxAcc vs tau]({files['curves']})", ""]
+        if "pxap_curve" in files:
+            lines += [f"![PxAP precision-recall curve]({files['pxap_curve']})", ""]
         for k in ("gallery_best", "gallery_worst"):
             if k in files:
                 lines += [f"![{k.replace('_', ' ')}]({files[k]})", ""]
     return "\n".join(lines)
 
 
-def _protocol_text(p: dict) -> str:
+def _protocol(p: dict):
     from camkit.evaluate.protocol import Protocol
 
-    proto = Protocol(input_size=p["input_size"], tau_step=p["tau_step"], iou_thresholds=tuple(p["iou_thresholds"]),
-                     cvpr16_tau=p["cvpr16_tau"], topk=p["topk"], method=p["method"])
-    return proto.describe()
+    return Protocol(input_size=p["input_size"], tau_step=p["tau_step"], iou_thresholds=tuple(p["iou_thresholds"]),
+                    cvpr16_tau=p["cvpr16_tau"], topk=p["topk"], method=p["method"])
+
+
+def _protocol_text(p: dict) -> str:
+    return _protocol(p).describe()

@@ -9,6 +9,10 @@ summary as an uninterrupted run.
 Maps come from one pluggable function (:data:`MapSource`): the default is the exact CAM from one
 forward pass (``model.features`` -> ``model.head`` -> ``cams_from_features`` for the GT class and
 the top-k classes); other methods go through :func:`camkit.cam.methods.compute_method_maps`.
+
+Which metrics apply follows the dataset: box metrics when every image has a GT box, PxAP when every
+image has masks (OpenImages30k; the masks are read in the DataLoader workers, and a missing or
+unreadable mask fails its image exactly like an unreadable photo).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ RUN_NAME = "run.json"
 SUMMARY_NAME = "summary.json"
 PER_IMAGE_NAME = "per_image.csv"
 CURVES_NAME = "boxacc_vs_tau.png"
+PXAP_CURVE_NAME = "pxap_pr_curve.png"
 GALLERY_BEST_NAME = "gallery_best.png"
 GALLERY_WORST_NAME = "gallery_worst.png"
 REPORT_NAME = "report.md"
@@ -114,6 +119,8 @@ def _ids_digest(samples) -> str:
     h = hashlib.sha1()
     for s in samples:
         h.update(f"{s.image_id}\t{s.class_index}\t{s.boxes.tolist()}\n".encode())
+        if s.mask_paths:  # only then, so box datasets keep the digest they had before masks existed
+            h.update(f"masks\t{[str(m) for m in s.mask_paths]}\t{s.ignore_path}\n".encode())
     return h.hexdigest()
 
 
@@ -210,19 +217,24 @@ def run_records(
     progress: bool = False,
     n_done: int = 0,
     model=None,
+    boxes: bool = True,
+    masks: bool = False,
 ) -> None:
     """Evaluate ``samples[i] for i in todo`` and hand each batch's records to ``sink``.
 
-    Unreadable images become failure records ``{"i", "id", "error"}``; the others
-    ``image_record(...)`` plus ``i``, ``id``, ``w``, ``h``.
+    ``boxes``: compute the box metrics (every sample has a GT box); ``masks``: read each sample's
+    masks (:class:`camkit.datasets.masks.MaskLoader`) and record its PxAP bin counts.
+    Images (or masks) that cannot be read become failure records ``{"i", "id", "error"}``; the
+    others ``image_record(...)`` plus ``i``, ``id``, ``w``, ``h``.
     """
     import torch
 
+    from camkit.datasets.masks import MaskLoader
     from camkit.datasets.torch_dataset import LocalizationImages, collate_localization
 
     subset = LocDataset("subset", [samples[i] for i in todo])
     loader = torch.utils.data.DataLoader(
-        LocalizationImages(subset, SquashTransform(preprocess)),
+        LocalizationImages(subset, SquashTransform(preprocess), load_mask=MaskLoader(protocol.input_size) if masks else None),
         batch_size=batch_size,
         shuffle=False,
         num_workers=workers,
@@ -249,8 +261,9 @@ def run_records(
                     # Boxes are in the annotation's frame: use its size when the layout gives one.
                     w = s.width if s.width is not None else batch["widths"][b]
                     h = s.height if s.height is not None else batch["heights"][b]
-                    gt_boxes = rescale_gt_boxes(s.boxes, w, h, protocol.input_size)
-                    rec = image_record(protocol, maps[b], classes[b], s.class_index, scores[b], gt_boxes)
+                    gt_boxes = rescale_gt_boxes(s.boxes, w, h, protocol.input_size) if boxes else None
+                    rec = image_record(protocol, maps[b], classes[b], s.class_index, scores[b], gt_boxes,
+                                       batch["masks"][b] if masks else None)
                     if faith is not None:
                         rec["faith"] = faith[b]
                     out.append({"i": i, "id": s.image_id, "w": int(w), "h": int(h), **rec})
@@ -298,7 +311,8 @@ def evaluate(
         tau_step: CAM threshold grid ``np.arange(0, 1, tau_step)``.
         limit: evaluate only the first ``limit`` images.
         out_dir: write ``records.jsonl`` (as it goes), ``summary.json``, ``per_image.csv``, the BoxAcc
-            curves, best/worst galleries and ``report.md`` there. None: nothing is written.
+            curves, best/worst galleries (box datasets), the PxAP precision-recall curve (mask
+            datasets) and ``report.md`` there. None: nothing is written.
         resume: continue the run in ``out_dir`` (same dataset, model and options), evaluating only
             the images without a record.
         method: ``"cam"`` (exact CAM) or a :mod:`camkit.cam.methods` name; ``layer`` its target layer.
@@ -331,9 +345,16 @@ def evaluate(
             f"{bad[0].image_id}: class {bad[0].class_index} is outside the model's {n_classes} classes "
             f"({len(bad)} image(s)); use labels of the model's class order."
         )
-    empty = [s for s in samples if len(s.boxes) == 0]
-    if empty:
-        raise DatasetError(f"{empty[0].image_id}: no ground-truth box ({len(empty)} image(s)); box metrics need boxes.")
+    # Box metrics need a box on every image, PxAP a mask on every image; a mask dataset (OpenImages)
+    # without boxes gets classification + PxAP only.
+    has_boxes = all(len(s.boxes) for s in samples)
+    has_masks = all(s.mask_paths for s in samples)
+    if not has_boxes and not has_masks:
+        empty = [s for s in samples if len(s.boxes) == 0]
+        raise DatasetError(
+            f"{empty[0].image_id}: no ground-truth box ({len(empty)} image(s)) and not every image has a mask; "
+            "box metrics need a box on every image, PxAP a mask on every image."
+        )
 
     if method != "cam" or layer is not None:
         from camkit.cam.methods import method_info
@@ -350,6 +371,7 @@ def evaluate(
             "n_images": len(samples),
             "limit": limit,
             "ids_sha1": _ids_digest(samples),
+            "metrics": [m for m, on in (("boxes", has_boxes), ("pxap", has_masks)) if on],
         },
     )
     preprocess = model.preprocess.with_input_size(input_size)
@@ -367,13 +389,15 @@ def evaluate(
         n_done = len(samples) - len(todo)
         with RecordWriter(records_path) as writer:
             run_records(samples, todo, protocol, source, preprocess, batch_size=batch_size, workers=workers,
-                        sink=writer.write, progress=progress, n_done=n_done, model=model)
+                        sink=writer.write, progress=progress, n_done=n_done, model=model,
+                        boxes=has_boxes, masks=has_masks)
 
         def records() -> Iterator[dict]:
             return iter_records(records_path)
     else:
         run_records(samples, list(range(len(samples))), protocol, source, preprocess, batch_size=batch_size,
-                    workers=workers, sink=memory.extend, progress=progress, model=model)
+                    workers=workers, sink=memory.extend, progress=progress, model=model,
+                    boxes=has_boxes, masks=has_masks)
 
         def records() -> Iterator[dict]:
             return iter(memory)
@@ -402,9 +426,15 @@ def _write_outputs(out: Path, summary: dict, records, samples, model, source, pr
 
     names = dataset.class_names if dataset.class_names else getattr(model, "categories", None)
     write_per_image_csv(out / PER_IMAGE_NAME, records(), protocol, names)
-    plots.plot_curves(summary, out / CURVES_NAME)
+    files = {"summary": SUMMARY_NAME, "per_image": PER_IMAGE_NAME}
+    if summary["n_box_images"]:
+        plots.plot_curves(summary, out / CURVES_NAME)
+        files["curves"] = CURVES_NAME
+    if summary["pxap"] is not None:
+        plots.plot_pxap_curve(summary, out / PXAP_CURVE_NAME)
+        files["pxap_curve"] = PXAP_CURVE_NAME
+    files["report"] = REPORT_NAME
     best, worst = select_extremes(records(), gallery_size)
-    files = {"summary": SUMMARY_NAME, "per_image": PER_IMAGE_NAME, "curves": CURVES_NAME, "report": REPORT_NAME}
     for name, chosen, title in ((GALLERY_BEST_NAME, best, "best"), (GALLERY_WORST_NAME, worst, "worst")):
         if chosen:
             panels = gallery_panels(chosen, samples, source, preprocess, protocol, names)
@@ -418,10 +448,11 @@ def _write_outputs(out: Path, summary: dict, records, samples, model, source, pr
 
 
 def select_extremes(records, n: int) -> tuple[list[dict], list[dict]]:
-    """The ``n`` best and ``n`` worst records by GT-known IoU (ties by index), streaming."""
+    """The ``n`` best and ``n`` worst records by GT-known IoU (ties by index), streaming; records
+    without box fields (failures, mask-only datasets) are left out."""
     if n <= 0:
         return [], []
-    good = ((r["cvpr16_ious"][0], r["i"], r) for r in records if "error" not in r)
+    good = ((r["cvpr16_ious"][0], r["i"], r) for r in records if "cvpr16_ious" in r)
     best: list = []
     worst: list = []
     for iou, i, r in good:

@@ -5,6 +5,10 @@ images that were evaluated; images that could not be read are listed under ``fai
 the denominator. The counting is camkit.metrics' streaming evaluators (MaxBoxAccEvaluator,
 LocalizationAccuracy, ClassificationAccuracy) fed from the records; their counts are integers, so
 any order of records gives bit-identical numbers.
+
+Box metrics come from the records that carry box fields, PxAP from those that carry ``pxap`` bin
+counts (:func:`camkit.evaluate.protocol.image_record`); a dataset with masks but no boxes has the box
+metrics None, a dataset without masks has ``pxap`` None.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from camkit.evaluate.protocol import Protocol
+from camkit.evaluate.protocol import Protocol, unpack_counts
 
 LOC_IOU = 0.5  # CVPR16 top-k / GT-known localization and MaxBoxAcc (V1)
 
@@ -37,16 +41,23 @@ def summarize(
     IoU >= 0.5), ``maxboxacc`` (V1 at IoU 0.5), ``maxboxacc_v2`` (mean over the IoU thresholds),
     ``maxboxacc_per_iou`` / ``maxboxacc_v2_per_iou`` (``{"30": .., "50": .., "70": ..}``),
     ``best_tau`` (``{"v1": {"50": tau, ...}, "v2": {...}}``, first tau reaching the maximum),
-    ``curves`` (``taus`` and BoxAcc per tau for each version and IoU), ``protocol``, ``model``,
-    ``dataset``. Accuracies are percentages; None when no image was evaluated.
+    ``curves`` (``taus`` and BoxAcc per tau for each version and IoU), ``n_box_images`` and
+    ``n_pxap_images`` (images each metric family was computed on), ``pxap`` (percent) and
+    ``pxap_curve`` (``precision``, ``recall``, ``thresholds`` from the top, only at thresholds where
+    some pixel is predicted positive), ``protocol``, ``model``, ``dataset``. Accuracies are
+    percentages; None when no image was evaluated or the metric does not apply (box metrics without
+    boxes, PxAP without masks or without a single foreground pixel).
     """
-    from camkit.metrics import ClassificationAccuracy, LocalizationAccuracy, MaxBoxAccEvaluator
+    from camkit.metrics import ClassificationAccuracy, LocalizationAccuracy, MaxBoxAccEvaluator, PxAPEvaluator
 
     taus = protocol.taus
     deltas = tuple(protocol.iou_thresholds)
     boxacc = {v: MaxBoxAccEvaluator(taus, deltas, multi_contour=(v == "v2")) for v in ("v1", "v2")}
     cls_acc = ClassificationAccuracy()
     loc_acc = LocalizationAccuracy(LOC_IOU)
+    pxap_eval = PxAPEvaluator(taus)
+    n_bins = len(pxap_eval.fg_hist)
+    n_pxap = 0
     failed = []
     for r in records:
         if "error" in r:
@@ -54,45 +65,66 @@ def summarize(
             continue
         gt = np.array([int(r["gt"])])
         top = np.array([r["topk"]], dtype=np.int64)
-        ious = r["cvpr16_ious"]  # [GT class, top-1, ..., top-k]
         cls_acc.accumulate(gt, top)
-        loc_acc.accumulate(gt, top, np.array([ious[1:]]), np.array([ious[0]]))
-        for v in ("v1", "v2"):
-            boxacc[v].accumulate_ious(np.asarray([r[v]], dtype=np.float64))
+        if "cvpr16_ious" in r:
+            ious = r["cvpr16_ious"]  # [GT class, top-1, ..., top-k]
+            loc_acc.accumulate(gt, top, np.array([ious[1:]]), np.array([ious[0]]))
+            for v in ("v1", "v2"):
+                boxacc[v].accumulate_ious(np.asarray([r[v]], dtype=np.float64))
+        if "pxap" in r:
+            pxap_eval.accumulate_counts(unpack_counts(r["pxap"]["fg"], n_bins), unpack_counts(r["pxap"]["bg"], n_bins))
+            n_pxap += 1
     n = cls_acc.n_images
+    nb = loc_acc.n_images
     failed.sort(key=lambda f: f["index"])
     curves: dict = {"taus": [round(float(t), 10) for t in taus]}
     best_tau: dict = {}
     per_iou: dict = {}
     for v in ("v1", "v2"):
-        res = boxacc[v].compute() if n else None
+        res = boxacc[v].compute() if nb else None
         curves[v] = {iou_key(d): (res["boxacc"][d].tolist() if res else None) for d in deltas}
         best_tau[v] = {iou_key(d): (round(res["best_tau"][d], 10) if res else None) for d in deltas}
         per_iou[v] = {iou_key(d): (res["maxboxacc"][d] if res else None) for d in deltas}
     cls = cls_acc.compute() if n else {}
-    loc = loc_acc.compute() if n else {}
+    loc = loc_acc.compute() if nb else {}
+    pxap, pxap_curve = _pxap(pxap_eval) if n_pxap else (None, None)
     return {
         "n_images": n,
         "n_failed": len(failed),
         "failed": failed,
+        "n_box_images": nb,
+        "n_pxap_images": n_pxap,
         "top1_cls": cls.get("top1"),
         "top5_cls": cls.get("top5"),
         "top1_loc": loc.get("top1_loc"),
         "top5_loc": loc.get("top5_loc"),
         "gt_known_loc": loc.get("gt_known_loc"),
         "maxboxacc": per_iou["v1"].get(iou_key(LOC_IOU)),
-        "maxboxacc_v2": boxacc["v2"].compute()["mean_maxboxacc"] if n else None,
+        "maxboxacc_v2": boxacc["v2"].compute()["mean_maxboxacc"] if nb else None,
         "maxboxacc_per_iou": per_iou["v1"],
         "maxboxacc_v2_per_iou": per_iou["v2"],
         "best_tau": best_tau,
         "curves": curves,
+        "pxap": pxap,
+        "pxap_curve": pxap_curve,
         "protocol": protocol.to_dict(),
         "model": dict(model or {}),
         "dataset": dict(dataset or {}),
     }
 
 
+def _pxap(ev) -> tuple[float | None, dict | None]:
+    """PxAP (percent) and its precision-recall curve, or (None, None) when no foreground pixel was seen."""
+    if ev.fg_hist.sum() == 0:
+        return None, None
+    res = ev.compute()
+    keep = (ev.fg_hist[::-1].cumsum() + ev.bg_hist[::-1].cumsum()) > 0  # thresholds predicting some pixel
+    curve = {k: [round(float(x), 10) for x in res[k][keep]] for k in ("precision", "recall", "thresholds")}
+    return res["pxap"], curve
+
+
 METRIC_KEYS = (
-    "n_images", "n_failed", "top1_cls", "top5_cls", "top1_loc", "top5_loc", "gt_known_loc",
-    "maxboxacc", "maxboxacc_v2", "maxboxacc_per_iou", "maxboxacc_v2_per_iou", "best_tau", "curves",
+    "n_images", "n_failed", "n_box_images", "n_pxap_images", "top1_cls", "top5_cls", "top1_loc", "top5_loc",
+    "gt_known_loc", "maxboxacc", "maxboxacc_v2", "maxboxacc_per_iou", "maxboxacc_v2_per_iou", "best_tau", "curves",
+    "pxap", "pxap_curve",
 )

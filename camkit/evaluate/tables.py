@@ -4,6 +4,11 @@ Boxes are ``x0 y0 x1 y1`` on the squashed input (inclusive pixels), several join
 ``gt_known_*`` is the CVPR16 box of the GT class's map, ``top1_*`` that of the top-1 class's map;
 ``v1_best_iou`` / ``v2_best_iou`` are the image's best wsolevaluation IoU over all taus (and the
 first tau reaching it) — per image, unlike MaxBoxAcc, which fixes one tau for the whole split.
+``pxap`` (mask datasets) is the image's own PxAP (percent) from its fg/bg bin counts: how well the
+GT-class map ranks this image's object pixels above its background pixels, useful to find the images
+that pull the split down. The split's PxAP pools every image's pixels, so it is not the mean of this
+column (large objects weigh more). Columns that do not apply (box columns on a mask-only dataset,
+``pxap`` without masks or when the mask has no foreground pixel at the input size) are empty.
 """
 
 from __future__ import annotations
@@ -14,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from camkit.evaluate.protocol import Protocol
+from camkit.evaluate.protocol import Protocol, unpack_counts
 
 COLUMNS = (
     "index", "image_id", "width", "height", "gt_class", "gt_name", "top1_class", "top1_name", "top1_score",
     "top5_classes", "top5_scores", "gt_boxes", "gt_known_box", "gt_known_iou", "top1_box", "top1_iou",
-    "top1_loc", "top5_loc", "v1_best_iou", "v1_best_tau", "v2_best_iou", "v2_best_tau", "error",
+    "top1_loc", "top5_loc", "v1_best_iou", "v1_best_tau", "v2_best_iou", "v2_best_tau", "pxap", "error",
 )
 
 
@@ -29,6 +34,18 @@ def _boxes(boxes) -> str:
 
 def _name(names: Sequence[str] | None, c: int) -> str:
     return names[c] if names is not None and 0 <= c < len(names) else ""
+
+
+def image_pxap(record: dict, protocol: Protocol) -> float | None:
+    """One record's own PxAP (percent) from its bin counts; None without counts or foreground pixels."""
+    from camkit.metrics.pxap import PxAPEvaluator
+
+    if "pxap" not in record:
+        return None
+    ev = PxAPEvaluator(protocol.taus)
+    n_bins = len(ev.fg_hist)
+    ev.accumulate_counts(unpack_counts(record["pxap"]["fg"], n_bins), unpack_counts(record["pxap"]["bg"], n_bins))
+    return ev.compute()["pxap"] if ev.fg_hist.sum() else None
 
 
 def write_per_image_csv(path: str | Path, records: Iterable[dict], protocol: Protocol, names: Sequence[str] | None) -> int:
@@ -43,16 +60,25 @@ def write_per_image_csv(path: str | Path, records: Iterable[dict], protocol: Pro
             if "error" in r:
                 w.writerow([r["i"], r.get("id", "")] + [""] * (len(COLUMNS) - 3) + [r["error"]])
                 continue
-            gt, top, ious = r["gt"], r["topk"], r["cvpr16_ious"]
-            v1, v2 = np.asarray(r["v1"]), np.asarray(r["v2"])
-            j1, j2 = int(np.argmax(v1)), int(np.argmax(v2))
-            w.writerow([
+            gt, top = r["gt"], r["topk"]
+            row = [
                 r["i"], r["id"], r["w"], r["h"], gt, _name(names, gt), top[0], _name(names, top[0]),
                 f"{r['scores'][0]:.6f}", " ".join(map(str, top)), " ".join(f"{s:.6f}" for s in r["scores"]),
-                _boxes(r["gt_boxes"]), _boxes(r["cvpr16_boxes"][0]), f"{ious[0]:.6f}",
-                _boxes(r["cvpr16_boxes"][1]), f"{ious[1]:.6f}",
-                int(top[0] == gt and ious[1] >= 0.5),
-                int(any(c == gt and ious[1 + k] >= 0.5 for k, c in enumerate(top))),
-                f"{v1[j1]:.6f}", f"{taus[j1]:.4g}", f"{v2[j2]:.6f}", f"{taus[j2]:.4g}", "",
-            ])
+            ]
+            if "cvpr16_ious" in r:
+                ious = r["cvpr16_ious"]
+                v1, v2 = np.asarray(r["v1"]), np.asarray(r["v2"])
+                j1, j2 = int(np.argmax(v1)), int(np.argmax(v2))
+                row += [
+                    _boxes(r["gt_boxes"]), _boxes(r["cvpr16_boxes"][0]), f"{ious[0]:.6f}",
+                    _boxes(r["cvpr16_boxes"][1]), f"{ious[1]:.6f}",
+                    int(top[0] == gt and ious[1] >= 0.5),
+                    int(any(c == gt and ious[1 + k] >= 0.5 for k, c in enumerate(top))),
+                    f"{v1[j1]:.6f}", f"{taus[j1]:.4g}", f"{v2[j2]:.6f}", f"{taus[j2]:.4g}",
+                ]
+            else:
+                row += [""] * 11
+            pxap = image_pxap(r, protocol)
+            row += ["" if pxap is None else f"{pxap:.4f}", ""]
+            w.writerow(row)
     return n
