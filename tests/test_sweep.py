@@ -30,13 +30,15 @@ def assert_same(cam: np.ndarray, taus, multi_contour: bool, expected=None) -> No
             )
 
 
-@pytest.fixture(params=["native", "numpy-forest", "numpy-per-level"], autouse=True)
+@pytest.fixture(params=["native", "native-exact-pass", "numpy-forest", "numpy-per-level"], autouse=True)
 def implementation(request, monkeypatch):
-    """Every test runs on the compiled kernel and on the pure-numpy path, the latter with hole
-    contours from the hole forest and from per-level reference calls."""
-    if request.param == "native":
+    """Every test runs on the compiled kernel (V1 levels its bounds leave open settled by per-level
+    reference calls, or always by its exact pass over the basin-filled map) and on the pure-numpy
+    path, the latter with hole contours from the hole forest and from per-level reference calls."""
+    if request.param.startswith("native"):
         if sweep_mod._components is None:
             pytest.skip("the compiled sweep kernel is not built (camkit was installed without a C compiler)")
+        monkeypatch.setattr(sweep_mod, "_EXACT_PASS_LEVELS", -1 if request.param == "native-exact-pass" else 10**9)
     else:
         monkeypatch.setattr(sweep_mod, "_components", None)
         monkeypatch.setattr(sweep_mod, "_HOLE_LEVELS_PER_CALL", -1 if request.param == "numpy-forest" else 10**9)

@@ -58,11 +58,11 @@ def test_kernel_rejects_bad_arguments():
     u = np.zeros((4, 4), dtype=np.uint8)
     kernel = sweep_mod._components.sweep
     with pytest.raises(ValueError, match="ascending"):
-        kernel(u, 4, 4, np.array([3, 2], dtype=np.int32), True)
+        kernel(u, 4, 4, np.array([3, 2], dtype=np.int32), True, 8)
     with pytest.raises(ValueError, match=r"\[-1, 255\]"):
-        kernel(u, 4, 4, np.array([256], dtype=np.int32), False)
+        kernel(u, 4, 4, np.array([256], dtype=np.int32), False, 8)
     with pytest.raises(ValueError, match="h \\* w"):
-        kernel(u, 4, 5, np.array([0], dtype=np.int32), False)
+        kernel(u, 4, 5, np.array([0], dtype=np.int32), False, 8)
 
 
 @needs_kernel

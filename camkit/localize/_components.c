@@ -2,15 +2,17 @@
  *
  * camkit.localize.sweep documents the geometry; in short, at level k the reference's findContours
  * (RETR_TREE) sees one outer contour per 8-connected component of {u > k}, box
- * (x0, y0, x1 + 1, y1 + 1), and one hole contour per bounded 4-connected component of
- * {u <= k} = {255 - u > 254 - k}, box (x0 - 1, y0 - 1, x1 + 2, y1 + 2), right/bottom clipped to
- * W - 1 / H - 1. V1 wants the contour of largest contourArea: the outer contour of a component
- * encloses its holes (and whatever lies in them), so its area is the 2x2-cell area of the component
- * with its holes filled, i.e. of a component of {e > k}, e = u with every bounded basin filled.
+ * (x0, y0, x1 + 1, y1 + 1), and one hole contour per bounded 4-connected component of {u <= k},
+ * box (x0 - 1, y0 - 1, x1 + 2, y1 + 2), right/bottom clipped to W - 1 / H - 1. V1 wants the
+ * contour of largest contourArea. The outer contour of a component encloses its holes (and whatever
+ * lies in them), so its area is the 2x2-cell area of the component with its holes filled: at least
+ * the component's own cell area (exactly that when its Euler number says it has no hole), at most
+ * its box of pixel centres. Those bounds settle most levels in the same pass; the rest take one exact
+ * pass over e, u with every bounded basin filled, whose components are the filled components.
  *
- * One pass per kind: pixels enter the set in decreasing value (counting sort), a union-find over
- * components (pixels carry only a node label; nodes are made at regional maxima) keeps each
- * component's box and cell area, and at each wanted level the current roots are read out.
+ * A pass: pixels enter the set one value at a time (counting sort); a union-find over components
+ * (pixels carry only a node label; nodes are made at regional extrema) keeps each component's box,
+ * cell area and Euler number, and at each wanted level the current roots are read out.
  *
  * The extension is optional (setup.py builds it when a C compiler is present); sweep.py has a
  * pure-numpy path with the same results. Buffers come through the buffer protocol, so nothing but
@@ -50,7 +52,7 @@ static int rows_push(Rows *r, int32_t col, int32_t x0, int32_t y0, int32_t x1, i
 /* A component: union-find node over components, its box and doubled cell area, and its place in
  * the list of current roots. */
 typedef struct {
-    int32_t parent, size, x0, y0, x1, y1, area2, prev, next;
+    int32_t parent, size, x0, y0, x1, y1, area2, euler4, prev, next;
 } Node;
 
 static inline int32_t find_root(Node *nodes, int32_t a) {
@@ -72,6 +74,7 @@ static inline int32_t merge(Node *nodes, int32_t *head, int32_t a, int32_t b) {
     if (nb->x1 > na->x1) na->x1 = nb->x1;
     if (nb->y1 > na->y1) na->y1 = nb->y1;
     na->area2 += nb->area2;
+    na->euler4 += nb->euler4;
     if (nb->prev >= 0) nodes[nb->prev].next = nb->next;
     else *head = nb->next;
     if (nb->next >= 0) nodes[nb->next].prev = nb->prev;
@@ -87,9 +90,18 @@ static inline __m128i vmax_epi32(__m128i a, __m128i b) {
 }
 #endif
 
+/* Per 2x2 cell, by the mask of its corners in the set (bit 0 top-left, 1 top-right, 2 bottom-left,
+ * 3 bottom-right): the step of the doubled area when the mask is reached by adding one corner (a
+ * cell adds 1 when its 3rd corner comes and 1 more with its 4th: 2 * N4 + N3 in all), and Gray's
+ * bit-quad term of the 8-connected Euler number, 4 * E = sum over cells of
+ * [one corner] - [three corners] - 2 [two diagonal corners]. The image is zero-padded, so the
+ * cells along the border count too. */
+static const int8_t CELL_AREA2[16] = {0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 1, 1, 1};
+static const int8_t CELL_EULER4[16] = {0, 1, 1, 0, 1, 0, -2, -1, 1, -2, 0, -1, 0, -1, -1, 0};
+
 typedef struct {
     int32_t *label; /* node of each pixel in the set, -1 outside; grid padded by one pixel */
-    uint8_t *cells; /* corners in the set of each 2x2 cell (padded the same way), or NULL */
+    uint8_t *cells; /* mask of the corners in the set of each 2x2 cell (padded the same way), or NULL */
     Node *nodes;
     int32_t wp, head, n_nodes;
 } Forest;
@@ -138,10 +150,13 @@ static inline __attribute__((always_inline)) void add_pixels(Forest *s, const in
                 const int32_t rq = find_root(nodes, lq);
                 if (rq != r) r = merge(nodes, &s->head, r, rq);
             }
+            /* refresh the neighbours' labels, so the growing front stops meeting stale ones */
+            for (int j = 0; j < conn; j++)
+                if (label[P + off[j]] >= 0) label[P + off[j]] = r;
         }
         if (r < 0) { /* a regional maximum: a new component */
             r = s->n_nodes++;
-            nodes[r] = (Node){r, 0, x, y, x, y, 0, -1, s->head};
+            nodes[r] = (Node){r, 0, x, y, x, y, 0, 0, -1, s->head};
             if (s->head >= 0) nodes[s->head].prev = r;
             s->head = r;
         }
@@ -153,16 +168,25 @@ static inline __attribute__((always_inline)) void add_pixels(Forest *s, const in
         nr->y0 = y < nr->y0 ? y : nr->y0;
         nr->y1 = y > nr->y1 ? y : nr->y1;
         if (area) {
-            /* the four cells with p as a corner; a cell with >= 3 corners in the set has them all
-             * 8-connected, i.e. in p's component */
+            /* The four cells with p as a corner: p is the bottom-right corner (bit 3) of the cell
+             * up-left, ..., the top-left corner (bit 0) of the cell down-right. All corners in the set
+             * of a cell are 8-connected to p, so the cell's whole contribution is its component's. */
             uint8_t *c = s->cells + y * wc + x;
-            nr->area2 += (++c[0] >= 3) + (++c[1] >= 3) + (++c[wc] >= 3) + (++c[wc + 1] >= 3);
+            const uint8_t o0 = c[0], o1 = c[1], o2 = c[wc], o3 = c[wc + 1];
+            const uint8_t n0 = o0 | 8, n1 = o1 | 4, n2 = o2 | 2, n3 = o3 | 1;
+            c[0] = n0;
+            c[1] = n1;
+            c[wc] = n2;
+            c[wc + 1] = n3;
+            nr->area2 += CELL_AREA2[n0] + CELL_AREA2[n1] + CELL_AREA2[n2] + CELL_AREA2[n3];
+            nr->euler4 += CELL_EULER4[n0] - CELL_EULER4[o0] + CELL_EULER4[n1] - CELL_EULER4[o1] + CELL_EULER4[n2] -
+                          CELL_EULER4[o2] + CELL_EULER4[n3] - CELL_EULER4[o3];
         }
     }
 }
 
 /* What a pass does with the components at a wanted level. */
-enum { EMIT_OUTER, EMIT_HOLES, EMIT_LARGEST };
+enum { EMIT_OUTER, EMIT_HOLES, EMIT_LARGEST, EMIT_LARGEST_BOUNDED };
 
 typedef struct {
     int mode;
@@ -184,15 +208,15 @@ static int emit_level(const Emit *e, const Forest *s, int k) {
             if (rows_push(e->rows, col, n->x0, n->y0, x1, y1) < 0) return -1;
         }
     } else if (e->mode == EMIT_HOLES) {
-        /* the set is {255 - u > k}, i.e. {u <= 254 - k}; bounded components are holes */
-        const int32_t col = e->col_of_level[254 - k + 1];
+        /* the set is {u <= k}; its bounded components are holes */
+        const int32_t col = e->col_of_level[k + 1];
         for (int32_t r = s->head; r >= 0; r = s->nodes[r].next) {
             const Node *n = &s->nodes[r];
             if (n->x0 == 0 || n->y0 == 0 || n->x1 == W - 1 || n->y1 == H - 1) continue;
             const int32_t x1 = n->x1 + 2 < W - 1 ? n->x1 + 2 : W - 1, y1 = n->y1 + 2 < H - 1 ? n->y1 + 2 : H - 1;
             if (rows_push(e->rows, col, n->x0 - 1, n->y0 - 1, x1, y1) < 0) return -1;
         }
-    } else {
+    } else if (e->mode == EMIT_LARGEST) {
         /* V1 on the filled map: the unique largest filled area wins; a lone contour wins (one
          * component and no hole); anything else is a tie that OpenCV's contour order decides */
         const int32_t col = e->col_of_level[k + 1];
@@ -217,51 +241,94 @@ static int emit_level(const Emit *e, const Forest *s, int k) {
         }
         const int32_t x1 = win->x1 + 1 < W - 1 ? win->x1 + 1 : W - 1, y1 = win->y1 + 1 < H - 1 ? win->y1 + 1 : H - 1;
         return rows_push(e->rows, col, win->x0, win->y0, x1, y1);
+    } else {
+        /* V1 on u itself, with bounds: a component's outer contour has at least its own cell area
+         * (area2 / 2; exactly that without holes, Euler number 1) and at most the area of its box of
+         * pixel centres; its hole contours, and anything inside them, have less than its outer one
+         * when area2 > 0. The winner is settled when the largest lower bound beats every other
+         * component's upper bound; other levels are left to an exact pass. */
+        const int32_t col = e->col_of_level[k + 1];
+        int32_t count = 0;
+        int64_t best = -1, top_upper = -1, second_upper = -1;
+        const Node *win = NULL, *top_node = NULL;
+        for (int32_t r = s->head; r >= 0; r = s->nodes[r].next) {
+            const Node *n = &s->nodes[r];
+            const int64_t upper = n->euler4 == 4 ? n->area2 : 2 * (int64_t)(n->x1 - n->x0) * (n->y1 - n->y0);
+            count++;
+            if (n->area2 > best) {
+                best = n->area2;
+                win = n;
+            }
+            if (upper > top_upper) {
+                second_upper = top_upper;
+                top_upper = upper;
+                top_node = n;
+            } else if (upper > second_upper) {
+                second_upper = upper;
+            }
+        }
+        if (count == 0) return rows_push(e->rows, col, 0, 0, 0, 0);
+        const int64_t others = top_node == win ? second_upper : top_upper;
+        const int settled = count == 1 ? (win->euler4 == 4 || win->area2 > 0) : best > others;
+        if (!settled) {
+            if (rows_push(e->undecided, col, 0, 0, 0, 0) < 0) return -1;
+            return rows_push(e->rows, col, 0, 0, 0, 0);
+        }
+        const int32_t x1 = win->x1 + 1 < W - 1 ? win->x1 + 1 : W - 1, y1 = win->y1 + 1 < H - 1 ? win->y1 + 1 : H - 1;
+        return rows_push(e->rows, col, win->x0, win->y0, x1, y1);
     }
     return 0;
 }
 
-/* One pass over v: the set {v > k} grows from k = 255 down to -1; at each k with want[k + 1] the
- * components are read out. Returns -1 with a Python error set on failure. */
-static int run_pass(const uint8_t *v, int32_t H, int32_t W, int conn, int area, const uint8_t *want, const Emit *e) {
+/* Pixels sorted by value (raster order within a value), packed as y << 16 | x: the pixels of value
+ * v are order[start[v]:start[v + 1]]. start has 257 entries. */
+static void sort_by_value(const uint8_t *v, int32_t H, int32_t W, int32_t *order, int32_t *start) {
+    memset(start, 0, 257 * sizeof(int32_t));
+    for (int32_t p = 0; p < H * W; p++) start[v[p] + 1]++;
+    for (int k = 0; k < 256; k++) start[k + 1] += start[k];
+    int32_t fill[256];
+    memcpy(fill, start, sizeof(fill));
+    for (int32_t y = 0, p = 0; y < H; y++)
+        for (int32_t x = 0; x < W; x++, p++) order[fill[v[p]]++] = (y << 16) | x;
+}
+
+/* One union-find pass. Descending (upper): the set is {v > k}, growing from k = 255 down to -1;
+ * ascending (lower): the set is {v <= k}, growing from k = -1 up to 255. At each k with
+ * want[k + 1] the components are read out. Returns -1 with a Python error set on failure. */
+static int run_pass(const int32_t *order, const int32_t *start, int32_t H, int32_t W, int conn, int area,
+                    int ascending, const uint8_t *want, const Emit *e) {
     const int32_t n = W * H, wp = W + 2, wc = W + 1;
     int rc = -1;
     /* + 4: the vector loads of the last row read up to two labels past the padded grid */
     const size_t n_labels = (size_t)(H + 2) * (size_t)wp + 4;
     int32_t *label = (int32_t *)malloc(n_labels * sizeof(int32_t));
-    int32_t *order = (int32_t *)malloc((size_t)n * sizeof(int32_t));
     Node *nodes = (Node *)malloc((size_t)n * sizeof(Node)); /* pages are touched only as nodes are made */
     /* padding cells keep at most two corners in the set, so they never count */
     uint8_t *cells = area ? (uint8_t *)calloc((size_t)(H + 1) * (size_t)wc, 1) : NULL;
-    if (!label || !order || !nodes || (area && !cells)) {
+    if (!label || !nodes || (area && !cells)) {
         PyErr_NoMemory();
         goto done;
     }
     memset(label, 0xff, n_labels * sizeof(int32_t));
-    int32_t start[257] = {0};
-    for (int32_t p = 0; p < n; p++) start[v[p] + 1]++;
-    for (int k = 0; k < 256; k++) start[k + 1] += start[k];
-    {
-        int32_t fill[256];
-        memcpy(fill, start, sizeof(fill));
-        for (int32_t y = 0, p = 0; y < H; y++)
-            for (int32_t x = 0; x < W; x++, p++) order[fill[v[p]]++] = (y << 16) | x;
-    }
     Forest s = {label, cells, nodes, wp, -1, 0};
-    for (int k = 255; k >= -1; k--) {
-        if (want[k + 1] && emit_level(e, &s, k) < 0) {
-            PyErr_NoMemory();
-            goto done;
+    for (int step = 0; step <= 256; step++) {
+        /* descending: read out {v > k}, then add value k; ascending: add value k, read out {v <= k} */
+        const int k = ascending ? step - 1 : 255 - step;
+        if (!ascending && want[k + 1] && emit_level(e, &s, k) < 0) goto oom;
+        if (k >= 0) {
+            const int32_t *begin = order + start[k], *end = order + start[k + 1];
+            if (conn == 8 && area) add_pixels(&s, begin, end, 8, 1);
+            else if (conn == 8) add_pixels(&s, begin, end, 8, 0);
+            else add_pixels(&s, begin, end, 4, 0);
         }
-        if (k < 0) break;
-        if (conn == 8 && area) add_pixels(&s, order + start[k], order + start[k + 1], 8, 1);
-        else if (conn == 8) add_pixels(&s, order + start[k], order + start[k + 1], 8, 0);
-        else add_pixels(&s, order + start[k], order + start[k + 1], 4, 0);
+        if (ascending && want[k + 1] && emit_level(e, &s, k) < 0) goto oom;
     }
     rc = 0;
+    goto done;
+oom:
+    PyErr_NoMemory();
 done:
     free(label);
-    free(order);
     free(nodes);
     free(cells);
     return rc;
@@ -323,6 +390,49 @@ done:
     return rc;
 }
 
+/* V1 for the open levels from the basin-filled map (exact filled areas, EMIT_LARGEST): their rows in
+ * `rows` (one per wanted level, in descending level order) are replaced, and `undecided` keeps only
+ * the ties. aux, order: scratch of h * w bytes / int32. Returns -1 with a Python error set. */
+static int largest_exact(const uint8_t *u, int32_t H, int32_t W, int32_t *order, const int32_t *levels, Py_ssize_t L,
+                         const int32_t *col_of_level, Rows *rows, Rows *undecided, uint8_t *aux) {
+    const int32_t n = H * W;
+    int rc = -1;
+    Rows exact = {0}, ties = {0};
+    int32_t *row_of_col = (int32_t *)malloc((size_t)L * sizeof(int32_t));
+    if (!row_of_col) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < rows->len; i++) row_of_col[rows->data[i].col] = (int32_t)i;
+    uint8_t want[257] = {0};
+    for (Py_ssize_t i = 0; i < undecided->len; i++) want[levels[undecided->data[i].col] + 1] = 1;
+    if (fill_basins(u, H, W, aux) < 0) goto done;
+    int64_t above_u[257] = {0}, above_e[257] = {0}; /* at [k + 1]: pixels with value > k */
+    for (int32_t p = 0; p < n; p++) {
+        above_u[u[p]]++;
+        above_e[aux[p]]++;
+    }
+    /* counts at value v sit in slot v = (k = v - 1) + 1; suffix sums from the slot after */
+    for (int i = 255; i >= 0; i--) {
+        above_u[i] += above_u[i + 1];
+        above_e[i] += above_e[i + 1];
+    }
+    int32_t start_of_value[257];
+    sort_by_value(aux, H, W, order, start_of_value);
+    Emit e = {EMIT_LARGEST, W, H, col_of_level, above_u, above_e, &exact, &ties};
+    if (run_pass(order, start_of_value, H, W, 8, 1, 0, want, &e) < 0) goto done;
+    for (Py_ssize_t i = 0; i < exact.len; i++) rows->data[row_of_col[exact.data[i].col]] = exact.data[i];
+    free(undecided->data);
+    *undecided = ties;
+    ties.data = NULL;
+    rc = 0;
+done:
+    free(exact.data);
+    free(ties.data);
+    free(row_of_col);
+    return rc;
+}
+
 static int compare_rows(const void *a, const void *b) {
     const int32_t *p = (const int32_t *)a, *q = (const int32_t *)b;
     for (int i = 0; i < 5; i++)
@@ -330,20 +440,23 @@ static int compare_rows(const void *a, const void *b) {
     return 0;
 }
 
-/* sweep(u, h, w, levels, multi_contour) -> (boxes, level_start, undecided), all bytes of int32:
+/* sweep(u, h, w, levels, multi_contour, exact_pass_levels) -> (boxes, level_start, undecided), bytes of int32:
  * boxes [n, 4] (x0, y0, x1, y1 as the reference, sorted within each level), level_start [L + 1]
  * (boxes of levels[j] are rows level_start[j]:level_start[j + 1]), undecided: columns whose V1 box
  * is a tie for the caller to settle (their row holds 0, 0, 0, 0). levels: int32 [L], ascending,
- * distinct, in [-1, 255]. A level without any pixel above it gets the box 0, 0, 0, 0. */
+ * distinct, in [-1, 255]. A level without any pixel above it gets the box 0, 0, 0, 0.
+ * V1 (not multi_contour) settles most levels from bounds on u's components; when more than
+ * exact_pass_levels levels stay open (each costs the caller a findContours call), one exact pass
+ * over the basin-filled map settles all but true ties. */
 static PyObject *sweep(PyObject *self, PyObject *args) {
     Py_buffer ubuf, lbuf;
     Py_ssize_t h, w;
-    int multi;
-    if (!PyArg_ParseTuple(args, "y*nny*p", &ubuf, &h, &w, &lbuf, &multi)) return NULL;
+    int multi, exact_pass_levels;
+    if (!PyArg_ParseTuple(args, "y*nny*pi", &ubuf, &h, &w, &lbuf, &multi, &exact_pass_levels)) return NULL;
     PyObject *result = NULL;
     Rows rows = {0}, undecided = {0};
     uint8_t *aux = NULL;
-    int32_t *start = NULL;
+    int32_t *start = NULL, *order = NULL;
     if (h < 1 || w < 1 || h >= (1 << 15) || w >= (1 << 15) || ubuf.len != h * w) {
         PyErr_SetString(PyExc_ValueError, "u must be a uint8 map of h * w values, sides in [1, 32767]");
         goto done;
@@ -351,7 +464,7 @@ static PyObject *sweep(PyObject *self, PyObject *args) {
     const Py_ssize_t L = lbuf.len / (Py_ssize_t)sizeof(int32_t);
     const int32_t *levels = (const int32_t *)lbuf.buf;
     int32_t col_of_level[257];
-    uint8_t want[257] = {0}, want_inv[257] = {0};
+    uint8_t want[257] = {0};
     for (int i = 0; i < 257; i++) col_of_level[i] = -1;
     for (Py_ssize_t j = 0; j < L; j++) {
         if (levels[j] < -1 || levels[j] > 255 || (j && levels[j] <= levels[j - 1])) {
@@ -360,37 +473,29 @@ static PyObject *sweep(PyObject *self, PyObject *args) {
         }
         col_of_level[levels[j] + 1] = (int32_t)j;
         want[levels[j] + 1] = 1;
-        want_inv[254 - levels[j] + 1] = 1;
     }
     const uint8_t *u = (const uint8_t *)ubuf.buf;
     const int32_t H = (int32_t)h, W = (int32_t)w, n = H * W;
+    int32_t start_of_value[257];
     aux = (uint8_t *)malloc((size_t)n);
-    if (!aux) {
+    order = (int32_t *)malloc((size_t)n * sizeof(int32_t));
+    if (!aux || !order) {
         PyErr_NoMemory();
         goto done;
     }
     Emit e = {EMIT_OUTER, W, H, col_of_level, NULL, NULL, &rows, &undecided};
     if (multi) {
-        if (run_pass(u, H, W, 8, 0, want, &e) < 0) goto done;
-        for (int32_t p = 0; p < n; p++) aux[p] = (uint8_t)(255 - u[p]);
+        /* one sort serves both passes: outer contours from {u > k}, holes from {u <= k} */
+        sort_by_value(u, H, W, order, start_of_value);
+        if (run_pass(order, start_of_value, H, W, 8, 0, 0, want, &e) < 0) goto done;
         e.mode = EMIT_HOLES;
-        if (run_pass(aux, H, W, 4, 0, want_inv, &e) < 0) goto done;
+        if (run_pass(order, start_of_value, H, W, 4, 0, 1, want, &e) < 0) goto done;
     } else {
-        if (fill_basins(u, H, W, aux) < 0) goto done;
-        int64_t above_u[257] = {0}, above_e[257] = {0}; /* at [k + 1]: pixels with value > k */
-        for (int32_t p = 0; p < n; p++) {
-            above_u[u[p]]++;
-            above_e[aux[p]]++;
-        }
-        /* counts at value v sit in slot v = (k = v - 1) + 1; suffix sums from the slot after */
-        for (int i = 255; i >= 0; i--) {
-            above_u[i] += above_u[i + 1];
-            above_e[i] += above_e[i + 1];
-        }
-        e.mode = EMIT_LARGEST;
-        e.above_u = above_u;
-        e.above_e = above_e;
-        if (run_pass(aux, H, W, 8, 1, want, &e) < 0) goto done;
+        sort_by_value(u, H, W, order, start_of_value);
+        e.mode = EMIT_LARGEST_BOUNDED;
+        if (run_pass(order, start_of_value, H, W, 8, 1, 0, want, &e) < 0) goto done;
+        if (undecided.len > exact_pass_levels && largest_exact(u, H, W, order, levels, L, col_of_level, &rows, &undecided, aux) < 0)
+            goto done;
     }
     /* group by level column, boxes sorted within a level; a level without contours gets 0,0,0,0 */
     start = (int32_t *)calloc((size_t)L + 1, sizeof(int32_t));
@@ -425,6 +530,7 @@ done:
     free(rows.data);
     free(undecided.data);
     free(aux);
+    free(order);
     free(start);
     PyBuffer_Release(&ubuf);
     PyBuffer_Release(&lbuf);
@@ -433,7 +539,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"sweep", sweep, METH_VARARGS,
-     "sweep(u, h, w, levels, multi_contour) -> (boxes, level_start, undecided), bytes of int32"},
+     "sweep(u, h, w, levels, multi_contour, exact_pass_levels) -> (boxes, level_start, undecided), bytes of int32"},
     {NULL, NULL, 0, NULL},
 };
 

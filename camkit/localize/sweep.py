@@ -34,13 +34,15 @@ returns (one ``findContours`` call per tau), box for box, for V1 and V2, but in 
    reference ``findContours`` call, so ties resolve in OpenCV's contour order as the reference.
 
 Two implementations compute this. The compiled kernel ``camkit/localize/_components.c`` (built by
-setup.py when a C compiler is present) does it with three union-find passes over the pixels sorted
-by value: 8-connected components of ``{u > k}`` (outer boxes), 4-connected components of
-``{u <= k}`` keeping the bounded ones (hole boxes), and, for V1, the components of the map with
-its bounded basins filled (a component's outer contour encloses its holes, so its contourArea is
-the 2x2-cell area of the filled component; a hole contour or anything inside it never has more).
-V1 levels where that leaves a tie go to the reference call, as below. Without the kernel, the
-pure-numpy path of steps 3-5 runs; both are tested against the reference.
+setup.py when a C compiler is present) uses union-find passes over the pixels sorted by value:
+8-connected components of ``{u > k}`` (outer boxes) and bounded 4-connected components of
+``{u <= k}`` (hole boxes) for V2. For V1 it bounds each component's outer contourArea between its
+own cell area (exact when its Euler number says it has no hole) and the area of its box of pixel
+centres, which settles most levels; when more than a few stay open, one more pass over the map with
+its bounded basins filled (a component's outer contour encloses its holes, so its area is the cell
+area of the filled component, and no hole contour or anything inside one has more) settles all but
+exact ties, which go to the reference call as below. Without the kernel, the pure-numpy path of
+steps 3-5 runs; both are tested against the reference.
 
 Output rows are sorted lexicographically per tau (the reference's row order is OpenCV's contour
 order; :mod:`camkit.localize.wsol` sorts the same way). Speed (``bench/bench_sweep.py``, figures in the
@@ -433,13 +435,19 @@ except ImportError:  # pragma: no cover - exercised by installs without a compil
     _components = None
 
 
+# V1 levels the kernel's bounds leave open cost one findContours call each (~0.1 ms here); above
+# this many, the kernel runs its exact pass over the basin-filled map instead (~0.9 ms).
+_EXACT_PASS_LEVELS = 8
+
+
 def _native_sweep(u: np.ndarray, levels: np.ndarray, multi_contour: bool) -> tuple[np.ndarray, np.ndarray]:
     """Boxes and per-level offsets from the compiled kernel (see ``_components.c``): V2 from the
     outer and hole passes, V1 from the pass over the basin-filled map; V1 ties (OpenCV's contour
     order decides them) from the reference call at that level."""
     h, w = u.shape
     raw_boxes, raw_start, raw_open = _components.sweep(
-        np.ascontiguousarray(u), h, w, np.ascontiguousarray(levels, dtype=np.int32), multi_contour
+        np.ascontiguousarray(u), h, w, np.ascontiguousarray(levels, dtype=np.int32), multi_contour,
+        _EXACT_PASS_LEVELS,
     )
     boxes = np.frombuffer(raw_boxes, dtype=np.int32).reshape(-1, 4).astype(np.int64)
     start = np.frombuffer(raw_start, dtype=np.int32).astype(np.int64)
