@@ -1,12 +1,14 @@
 """Benchmark: wsolevaluation's per-threshold findContours loop vs camkit's one-pass sweep.
 
-Run: python bench/bench_sweep.py [--maps 300] [--seed 0]
+Run: python bench/bench_sweep.py [--maps 300] [--seed 0] [--numpy-path]
 
 Maps: 224x224 CAM-like maps (7x7 and 14x14 Gaussian random maps upsampled bicubic, as CAMs of a
 224 input are) plus maps derived from scikit-image photos (blurred gradient magnitude and blurred
 colour channels). For V1 and V2, at 1000 (np.arange(0, 1, 0.001)) and 100 (np.arange(0, 1, 0.01))
 thresholds, it times both methods on the same maps, interleaved map by map so that both see the
 same memory state, checks that every tau's boxes are identical, and prints a Markdown table.
+``--numpy-path`` times the pure-numpy fallback instead of the compiled kernel (an install without a C
+compiler).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 import cv2
 import numpy as np
 
+import camkit.localize.sweep as sweep_mod
 from camkit.localize import normalize_scoremap, sweep_boxes, wsol_boxes_per_threshold
 
 
@@ -67,12 +70,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--maps", type=int, default=300, help="number of random CAM-like maps")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--numpy-path", action="store_true", help="time the pure-numpy fallback, not the C kernel")
     args = parser.parse_args()
+    if args.numpy_path:
+        sweep_mod._components = None
+    path = "pure-numpy path" if sweep_mod._components is None else "compiled kernel"
     maps = cam_like_maps(args.maps, args.seed) + photo_maps()
     for cam in maps[:5]:  # warm-up
         sweep_boxes(cam, np.arange(0, 1, 0.01), False)
         wsol_boxes_per_threshold(cam, np.arange(0, 1, 0.01), False)
-    print(f"{len(maps)} maps of 224x224 ({args.maps} upsampled random + {len(maps) - args.maps} photo-derived)\n")
+    print(f"{len(maps)} maps of 224x224 ({args.maps} upsampled random + {len(maps) - args.maps} photo-derived), "
+          f"sweep_boxes on its {path}\n")
     print("| variant | thresholds | per-threshold findContours (ms/map) | sweep_boxes (ms/map) | speed-up | identical boxes |")
     print("|---|---:|---:|---:|---:|---|")
     for n_taus, step in ((1000, 0.001), (100, 0.01)):
