@@ -12,15 +12,14 @@ import csv
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from fixtures.kill_run import kill_after_records
 from PIL import Image, ImageDraw
 
 from camkit.datasets import LocDataset, LocSample, read_wsol_metadata
@@ -370,19 +369,7 @@ def test_resume_after_kill_9_gives_the_uninterrupted_pxap(tmp_path, lite0):
 
     out = tmp_path / "killed"
     records = out / "records.jsonl"
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    proc = subprocess.Popen(_cli(root, meta, mask_root, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if records.exists() and records.read_bytes().count(b"\n") >= 3:
-                break
-            time.sleep(0.01)
-        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-500:]}"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    kill_after_records(_cli(root, meta, mask_root, out), records, 3)
     done_before = read_records(records).records
     assert 3 <= len(done_before) < n
     # 1002 bins at tau step 0.001, stored as the span of non-zero bins: a record stays a few kB.
@@ -390,7 +377,7 @@ def test_resume_after_kill_9_gives_the_uninterrupted_pxap(tmp_path, lite0):
     with open(records, "ab") as f:  # the worst case of a kill inside write(): a torn last line
         f.write(b'{"i":11,"id":"test/rocket/rocket_copy2.png","pxap":{"fg":[3')
 
-    resumed = subprocess.run(_cli(root, meta, mask_root, out, "--resume"), env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(_cli(root, meta, mask_root, out, "--resume"), env={**os.environ, "OMP_NUM_THREADS": "2"}, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "PxAP" in resumed.stdout and "box metrics skipped" in resumed.stdout
     summary = json.loads((out / "summary.json").read_text())

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from fixtures.kill_run import kill_after_records
 
 from camkit.evaluate import METRIC_KEYS, evaluate
 from camkit.evaluate.records import RecordWriter, iter_records, read_records
@@ -89,27 +88,15 @@ def test_resume_after_kill_9_gives_the_uninterrupted_summary(tmp_path, lite0):
 
     out = tmp_path / "killed"
     records = out / "records.jsonl"
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    proc = subprocess.Popen(_cli(csv_path, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    try:
-        # Kill once at least two batches are on disk, well before the 9 batches are done.
-        while time.monotonic() < deadline and proc.poll() is None:
-            if records.exists() and records.read_bytes().count(b"\n") >= 8:
-                break
-            time.sleep(0.02)
-        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-500:]}"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    # Kill once at least two batches are on disk, well before the 9 batches are done.
+    kill_after_records(_cli(csv_path, out), records, 8)
     done_before = read_records(records).records
     assert 8 <= len(done_before) < n
     # Simulate the worst case of a kill inside write(): a torn, newline-less fragment at the end.
     with open(records, "ab") as f:
         f.write(b'{"i":23,"id":"val/ILSVRC2012_val_000')
 
-    resumed = subprocess.run(_cli(csv_path, out, "--resume"), env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(_cli(csv_path, out, "--resume"), env={**os.environ, "OMP_NUM_THREADS": "2"}, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["run"]["resumed_from"] == len(done_before)
