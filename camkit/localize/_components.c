@@ -24,6 +24,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(_MSC_VER)
+#define FORCE_INLINE __forceinline
+#else
+#define FORCE_INLINE inline __attribute__((always_inline))
+#endif
+
 /* ---------------------------------------------------------------- growable rows of 5 int32 */
 
 typedef struct {
@@ -108,8 +114,8 @@ typedef struct {
 
 /* Add the pixels of one level (packed y << 16 | x). conn and area are constants at each call site,
  * so the neighbour loops unroll. */
-static inline __attribute__((always_inline)) void add_pixels(Forest *s, const int32_t *begin, const int32_t *end,
-                                                             const int conn, const int area) {
+static FORCE_INLINE void add_pixels(Forest *s, const int32_t *begin, const int32_t *end,
+                                      const int conn, const int area) {
     const int32_t wp = s->wp, wc = wp - 1;
     const int32_t off8[8] = {-wp - 1, -wp, -wp + 1, -1, 1, wp - 1, wp, wp + 1};
     const int32_t off4[4] = {-wp, -1, 1, wp};
