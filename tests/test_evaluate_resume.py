@@ -128,3 +128,41 @@ def test_resume_refuses_a_different_run(tmp_path, lite0):
         evaluate(ds, lite0, batch_size=12, limit=2, tau_step=0.05, out_dir=out, resume=True, progress=False)
     with pytest.raises(CamkitError, match="--resume"):
         evaluate(ds, lite0, batch_size=12, limit=2, out_dir=out, progress=False)
+
+
+def test_resume_reruns_the_original_batches(tmp_path, lite0, ilsvrc_sample):
+    # An interruption can leave a batch half-written (records are appended as they come). The resumed
+    # run must compute the missing images in their original batch, with the same neighbours, because
+    # CPU kernels may round differently for another batch composition; only the missing records are
+    # added. 12 images in batches of 5: [0-4], [5-9], [10-11]; keep 7 records (one batch and a half).
+    from camkit.datasets import read_ilsvrc
+    from camkit.evaluate.runner import RECORDS_NAME, make_map_source
+
+    ds = read_ilsvrc(ilsvrc_sample)
+    source = make_map_source(lite0)
+    calls: list[list[int]] = []
+
+    def spy(x, gt):
+        calls.append(gt.tolist())
+        return source(x, gt)
+
+    opts = dict(batch_size=5, tau_step=0.05, progress=False, gallery_size=0, map_source=spy)
+    full = evaluate(ds, lite0, out_dir=tmp_path / "full", **opts)
+    gt_of = [s.class_index for s in ds.samples]
+    assert calls == [gt_of[0:5], gt_of[5:10], gt_of[10:12]]
+
+    out = tmp_path / "cut"
+    out.mkdir()
+    (out / "run.json").write_bytes((tmp_path / "full" / "run.json").read_bytes())
+    lines = (tmp_path / "full" / RECORDS_NAME).read_bytes().splitlines(keepends=True)
+    (out / RECORDS_NAME).write_bytes(b"".join(lines[:7]))
+    calls.clear()
+    resumed = evaluate(ds, lite0, out_dir=out, resume=True, **opts)
+    assert calls == [gt_of[5:10], gt_of[10:12]]  # batch [5-9] again, whole, not [7-11]
+    assert resumed["run"]["resumed_from"] == 7 and resumed["run"]["evaluated_now"] == 5
+    # bit-identical records, hence summary
+    assert (out / RECORDS_NAME).read_bytes() == b"".join(lines)
+    assert {k: resumed[k] for k in DETERMINISTIC} == {k: full[k] for k in DETERMINISTIC}
+    with pytest.raises(CamkitError, match="batch_size"):
+        evaluate(ds, lite0, out_dir=out, resume=True, **{**opts, "batch_size": 4})
+

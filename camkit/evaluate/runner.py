@@ -109,10 +109,13 @@ class _RunInfo:
     protocol: Protocol
     model: dict
     dataset: dict
+    batch_size: int
 
     def fingerprint(self) -> dict:
         # What must match for --resume to continue a run (timing and file locations may differ).
-        return {"protocol": self.protocol.to_dict(), "model": self.model, "ids_sha1": self.dataset["ids_sha1"], "n_images": self.dataset["n_images"]}
+        # The batch size fixes which images share a forward pass (see run_records), so it must too.
+        return {"protocol": self.protocol.to_dict(), "model": self.model, "ids_sha1": self.dataset["ids_sha1"],
+                "n_images": self.dataset["n_images"], "batch_size": self.batch_size}
 
 
 def _ids_digest(samples) -> str:
@@ -137,7 +140,7 @@ def _prepare_out_dir(out_dir: Path, info: _RunInfo, resume: bool) -> None:
             what = [k for k in fp if old.get(k) != fp[k]]
             raise CamkitError(
                 f"--resume: {out_dir} holds a run with a different {', '.join(what)}; "
-                "use the same dataset, model and options, or another --out."
+                "use the same dataset, model and options (--batch-size included), or another --out."
             )
         return
     if records_path.exists() and records_path.stat().st_size and not resume:
@@ -222,6 +225,11 @@ def run_records(
 ) -> None:
     """Evaluate ``samples[i] for i in todo`` and hand each batch's records to ``sink``.
 
+    Batches are always the fixed partition ``[0, B), [B, 2B), ...`` of ``samples``: a batch with
+    any image still to do is run whole, and records are made for its ``todo`` images only. So an
+    image is always computed in the same batch, and a resumed run gives bit-identical results to an
+    uninterrupted one (CPU kernels may round differently for another batch composition).
+
     ``boxes``: compute the box metrics (every sample has a GT box); ``masks``: read each sample's
     masks (:class:`camkit.datasets.masks.MaskLoader`) and record its PxAP bin counts.
     Images (or masks) that cannot be read become failure records ``{"i", "id", "error"}``; the
@@ -232,11 +240,16 @@ def run_records(
     from camkit.datasets.masks import MaskLoader
     from camkit.datasets.torch_dataset import LocalizationImages, collate_localization
 
-    subset = LocDataset("subset", [samples[i] for i in todo])
+    wanted = set(todo)
+    batches = [
+        list(range(start, min(start + batch_size, len(samples))))
+        for start in range(0, len(samples), batch_size)
+        if wanted.intersection(range(start, min(start + batch_size, len(samples))))
+    ]
     loader = torch.utils.data.DataLoader(
-        LocalizationImages(subset, SquashTransform(preprocess), load_mask=MaskLoader(protocol.input_size) if masks else None),
-        batch_size=batch_size,
-        shuffle=False,
+        LocalizationImages(LocDataset("evaluated", samples), SquashTransform(preprocess),
+                           load_mask=MaskLoader(protocol.input_size) if masks else None),
+        batch_sampler=batches,
         num_workers=workers,
         collate_fn=collate_localization,
     )
@@ -244,11 +257,11 @@ def run_records(
         task = bar.add_task("eval", total=len(samples), completed=n_done, first=n_done) if bar is not None else None
         for batch in loader:
             out: list[dict] = []
-            for j, message in batch["failed"]:
-                i = todo[j]
-                out.append({"i": i, "id": samples[i].image_id, "error": message})
+            for i, message in batch["failed"]:
+                if i in wanted:
+                    out.append({"i": i, "id": samples[i].image_id, "error": message})
             if batch["images"] is not None:
-                idx = [todo[j] for j in batch["indices"].tolist()]
+                idx = batch["indices"].tolist()
                 gt = torch.tensor([samples[i].class_index for i in idx], dtype=torch.int64)
                 classes, scores, maps = map_source(batch["images"], gt)
                 faith = (
@@ -257,6 +270,8 @@ def run_records(
                     else None
                 )
                 for b, i in enumerate(idx):
+                    if i not in wanted:  # done before the interruption; only here to keep the batch whole
+                        continue
                     s = samples[i]
                     # Boxes are in the annotation's frame: use its size when the layout gives one.
                     w = s.width if s.width is not None else batch["widths"][b]
@@ -373,6 +388,7 @@ def evaluate(
             "ids_sha1": _ids_digest(samples),
             "metrics": [m for m, on in (("boxes", has_boxes), ("pxap", has_masks)) if on],
         },
+        batch_size,
     )
     preprocess = model.preprocess.with_input_size(input_size)
     source = map_source or make_map_source(model, method, protocol.topk, layer)
