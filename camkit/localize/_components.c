@@ -129,11 +129,14 @@ static FORCE_INLINE void add_pixels(Forest *s, const int32_t *begin, const int32
          * Only at saddles (or next to stale labels of merged components) are there more. */
         int32_t top, mixed;
 #if defined(__SSE2__) && !defined(CAMKIT_NO_SIMD)
-        /* the three rows x-1..x+2 as int32x4; lanes outside the neighbourhood are forced to -1 */
+        /* the rows above and below, x-1..x+2, as int32x4; lanes outside the neighbourhood are forced
+         * to -1 */
         const __m128i none = _mm_set1_epi32(-1);
         const __m128i off_row = conn == 8 ? _mm_set_epi32(-1, 0, 0, 0) : _mm_set_epi32(-1, -1, 0, -1);
         const __m128i a = _mm_or_si128(_mm_loadu_si128((const __m128i *)(label + P - wp - 1)), off_row);
-        const __m128i b = _mm_or_si128(_mm_loadu_si128((const __m128i *)(label + P - 1)), _mm_set_epi32(-1, 0, 0, 0));
+        /* the middle row as two scalars: p's left neighbour was often stored just before, and a wide
+         * load over a pending narrow store cannot be forwarded (a stall) */
+        const __m128i b = _mm_set_epi32(-1, label[P + 1], -1, label[P - 1]);
         const __m128i c = _mm_or_si128(_mm_loadu_si128((const __m128i *)(label + P + wp - 1)), off_row);
         __m128i m = vmax_epi32(vmax_epi32(a, b), c);
         m = vmax_epi32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(1, 0, 3, 2)));
