@@ -38,8 +38,9 @@ def test_localization_notebook_runs(tmp_path, python3_kernel, monkeypatch):
     nbclient.NotebookClient(nb, timeout=300, kernel_name=python3_kernel, resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
-    # Boxes on photos, the tau curves, the two conventions: three figures.
-    assert sum("image/png" in o.get("data", {}) for o in outputs) == 3
+    # Boxes on photos, the tau curves, the two conventions, the one-pass sweep: four figures.
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 4
     text = "".join(o.get("text", "") for o in outputs)
     assert "maxboxacc_v2:" in text and "CVPR16 (tau 0.2 of max)" in text and "wsol V1" in text
+    assert "identical boxes: True" in text
     assert "Not comparable" in text and "56.40" in text
