@@ -86,3 +86,23 @@ def test_evaluator_ious_equal_with_and_without_the_kernel(monkeypatch):
         for (a1, a2), (b1, b2) in zip(native, per_level):
             assert np.array_equal(a1, b1) and np.array_equal(a2, b2)
             assert a1.shape == taus.shape and (a2 >= a1).all()  # V2 scores every contour, V1's included
+
+
+@needs_kernel
+def test_threads_share_the_kernel():
+    # The kernel releases the GIL while it computes and keeps no global state: maps swept from a
+    # thread pool give what they give one at a time.
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(8)
+    cams = [
+        normalize_scoremap(cv2.resize(rng.standard_normal((7, 7)).astype(np.float32), (224, 224), interpolation=cv2.INTER_CUBIC))
+        for _ in range(16)
+    ]
+    taus = np.arange(0, 1, 0.001)
+    jobs = [(cam, multi) for cam in cams for multi in (False, True)]
+    alone = [sweep_boxes(cam, taus, multi) for cam, multi in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(lambda job: sweep_boxes(job[0], taus, job[1]), jobs))
+    for a, b in zip(alone, threaded):
+        assert all(np.array_equal(x, y) for x, y in zip(a, b))

@@ -303,7 +303,8 @@ static void sort_by_value(const uint8_t *v, int32_t H, int32_t W, int32_t *order
 
 /* One union-find pass. Descending (upper): the set is {v > k}, growing from k = 255 down to -1;
  * ascending (lower): the set is {v <= k}, growing from k = -1 up to 255. At each k with
- * want[k + 1] the components are read out. Returns -1 with a Python error set on failure. */
+ * want[k + 1] the components are read out. Returns -1 when out of memory (no Python API: runs
+ * without the GIL). */
 static int run_pass(const int32_t *order, const int32_t *start, int32_t H, int32_t W, int conn, int area,
                     int ascending, const uint8_t *want, const Emit *e) {
     const int32_t n = W * H, wp = W + 2, wc = W + 1;
@@ -314,28 +315,22 @@ static int run_pass(const int32_t *order, const int32_t *start, int32_t H, int32
     Node *nodes = (Node *)malloc((size_t)n * sizeof(Node)); /* pages are touched only as nodes are made */
     /* padding cells keep at most two corners in the set, so they never count */
     uint8_t *cells = area ? (uint8_t *)calloc((size_t)(H + 1) * (size_t)wc, 1) : NULL;
-    if (!label || !nodes || (area && !cells)) {
-        PyErr_NoMemory();
-        goto done;
-    }
+    if (!label || !nodes || (area && !cells)) goto done;
     memset(label, 0xff, n_labels * sizeof(int32_t));
     Forest s = {label, cells, nodes, wp, -1, 0};
     for (int step = 0; step <= 256; step++) {
         /* descending: read out {v > k}, then add value k; ascending: add value k, read out {v <= k} */
         const int k = ascending ? step - 1 : 255 - step;
-        if (!ascending && want[k + 1] && emit_level(e, &s, k) < 0) goto oom;
+        if (!ascending && want[k + 1] && emit_level(e, &s, k) < 0) goto done;
         if (k >= 0) {
             const int32_t *begin = order + start[k], *end = order + start[k + 1];
             if (conn == 8 && area) add_pixels(&s, begin, end, 8, 1);
             else if (conn == 8) add_pixels(&s, begin, end, 8, 0);
             else add_pixels(&s, begin, end, 4, 0);
         }
-        if (ascending && want[k + 1] && emit_level(e, &s, k) < 0) goto oom;
+        if (ascending && want[k + 1] && emit_level(e, &s, k) < 0) goto done;
     }
     rc = 0;
-    goto done;
-oom:
-    PyErr_NoMemory();
 done:
     free(label);
     free(nodes);
@@ -353,10 +348,7 @@ static int fill_basins(const uint8_t *u, int32_t H, int32_t W, uint8_t *out) {
     uint8_t *e = (uint8_t *)malloc((size_t)np_);
     uint8_t *reached = (uint8_t *)calloc((size_t)np_, 1); /* padding counts as reached */
     uint8_t *pu = (uint8_t *)malloc((size_t)np_);         /* u on the padded grid */
-    if (!next || !e || !reached || !pu) {
-        PyErr_NoMemory();
-        goto done;
-    }
+    if (!next || !e || !reached || !pu) goto done;
     for (int32_t y = 0; y < H; y++) memcpy(pu + (y + 1) * wp + 1, u + (size_t)y * W, (size_t)W);
     for (int32_t i = 0; i < wp; i++) reached[i] = reached[np_ - wp + i] = 1;
     for (int32_t y = 1; y <= H; y++) reached[y * wp] = reached[y * wp + wp - 1] = 1;
@@ -401,17 +393,14 @@ done:
 
 /* V1 for the open levels from the basin-filled map (exact filled areas, EMIT_LARGEST): their rows in
  * `rows` (one per wanted level, in descending level order) are replaced, and `undecided` keeps only
- * the ties. aux, order: scratch of h * w bytes / int32. Returns -1 with a Python error set. */
+ * the ties. aux, order: scratch of h * w bytes / int32. Returns -1 when out of memory. */
 static int largest_exact(const uint8_t *u, int32_t H, int32_t W, int32_t *order, const int32_t *levels, Py_ssize_t L,
                          const int32_t *col_of_level, Rows *rows, Rows *undecided, uint8_t *aux) {
     const int32_t n = H * W;
     int rc = -1;
     Rows exact = {0}, ties = {0};
     int32_t *row_of_col = (int32_t *)malloc((size_t)L * sizeof(int32_t));
-    if (!row_of_col) {
-        PyErr_NoMemory();
-        return -1;
-    }
+    if (!row_of_col) return -1;
     for (Py_ssize_t i = 0; i < rows->len; i++) row_of_col[rows->data[i].col] = (int32_t)i;
     uint8_t want[257] = {0};
     for (Py_ssize_t i = 0; i < undecided->len; i++) want[levels[undecided->data[i].col] + 1] = 1;
@@ -449,6 +438,51 @@ static int compare_rows(const void *a, const void *b) {
     return 0;
 }
 
+/* The whole sweep without the Python API (it runs with the GIL released): rows grouped by level
+ * column and sorted within a level, *start_out the [L + 1] offsets (malloc'ed), undecided the V1
+ * columns left to the caller. Returns -1 when out of memory. */
+static int sweep_levels(const uint8_t *u, int32_t H, int32_t W, const int32_t *levels, Py_ssize_t L,
+                        const int32_t *col_of_level, const uint8_t *want, int multi, int exact_pass_levels,
+                        Rows *rows, Rows *undecided, int32_t **start_out) {
+    const int32_t n = H * W;
+    int rc = -1;
+    int32_t start_of_value[257];
+    uint8_t *aux = (uint8_t *)malloc((size_t)n);
+    int32_t *order = (int32_t *)malloc((size_t)n * sizeof(int32_t));
+    int32_t *start = (int32_t *)calloc((size_t)L + 1, sizeof(int32_t));
+    if (!aux || !order || !start) goto done;
+    Emit e = {EMIT_OUTER, W, H, col_of_level, NULL, NULL, rows, undecided};
+    sort_by_value(u, H, W, order, start_of_value);
+    if (multi) {
+        /* one sort serves both passes: outer contours from {u > k}, holes from {u <= k} */
+        if (run_pass(order, start_of_value, H, W, 8, 0, 0, want, &e) < 0) goto done;
+        e.mode = EMIT_HOLES;
+        if (run_pass(order, start_of_value, H, W, 4, 0, 1, want, &e) < 0) goto done;
+    } else {
+        e.mode = EMIT_LARGEST_BOUNDED;
+        if (run_pass(order, start_of_value, H, W, 8, 1, 0, want, &e) < 0) goto done;
+        if (undecided->len > exact_pass_levels &&
+            largest_exact(u, H, W, order, levels, L, col_of_level, rows, undecided, aux) < 0)
+            goto done;
+    }
+    /* group by level column, boxes sorted within a level; a level without contours gets 0,0,0,0 */
+    for (Py_ssize_t i = 0; i < rows->len; i++) start[rows->data[i].col + 1]++;
+    for (Py_ssize_t j = 0; j < L; j++)
+        if (start[j + 1] == 0 && rows_push(rows, (int32_t)j, 0, 0, 0, 0) < 0) goto done;
+    qsort(rows->data, (size_t)rows->len, sizeof(Row), compare_rows);
+    memset(start, 0, ((size_t)L + 1) * sizeof(int32_t));
+    for (Py_ssize_t i = 0; i < rows->len; i++) start[rows->data[i].col + 1]++;
+    for (Py_ssize_t j = 0; j < L; j++) start[j + 1] += start[j];
+    *start_out = start;
+    start = NULL;
+    rc = 0;
+done:
+    free(aux);
+    free(order);
+    free(start);
+    return rc;
+}
+
 /* sweep(u, h, w, levels, multi_contour, exact_pass_levels) -> (boxes, level_start, undecided), bytes of int32:
  * boxes [n, 4] (x0, y0, x1, y1 as the reference, sorted within each level), level_start [L + 1]
  * (boxes of levels[j] are rows level_start[j]:level_start[j + 1]), undecided: columns whose V1 box
@@ -456,7 +490,7 @@ static int compare_rows(const void *a, const void *b) {
  * distinct, in [-1, 255]. A level without any pixel above it gets the box 0, 0, 0, 0.
  * V1 (not multi_contour) settles most levels from bounds on u's components; when more than
  * exact_pass_levels levels stay open (each costs the caller a findContours call), one exact pass
- * over the basin-filled map settles all but true ties. */
+ * over the basin-filled map settles all but true ties. The GIL is released while it computes. */
 static PyObject *sweep(PyObject *self, PyObject *args) {
     Py_buffer ubuf, lbuf;
     Py_ssize_t h, w;
@@ -464,8 +498,7 @@ static PyObject *sweep(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*nny*pi", &ubuf, &h, &w, &lbuf, &multi, &exact_pass_levels)) return NULL;
     PyObject *result = NULL;
     Rows rows = {0}, undecided = {0};
-    uint8_t *aux = NULL;
-    int32_t *start = NULL, *order = NULL;
+    int32_t *start = NULL;
     if (h < 1 || w < 1 || h >= (1 << 15) || w >= (1 << 15) || ubuf.len != h * w) {
         PyErr_SetString(PyExc_ValueError, "u must be a uint8 map of h * w values, sides in [1, 32767]");
         goto done;
@@ -483,45 +516,15 @@ static PyObject *sweep(PyObject *self, PyObject *args) {
         col_of_level[levels[j] + 1] = (int32_t)j;
         want[levels[j] + 1] = 1;
     }
-    const uint8_t *u = (const uint8_t *)ubuf.buf;
-    const int32_t H = (int32_t)h, W = (int32_t)w, n = H * W;
-    int32_t start_of_value[257];
-    aux = (uint8_t *)malloc((size_t)n);
-    order = (int32_t *)malloc((size_t)n * sizeof(int32_t));
-    if (!aux || !order) {
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = sweep_levels((const uint8_t *)ubuf.buf, (int32_t)h, (int32_t)w, levels, L, col_of_level, want, multi,
+                      exact_pass_levels, &rows, &undecided, &start);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
         PyErr_NoMemory();
         goto done;
     }
-    Emit e = {EMIT_OUTER, W, H, col_of_level, NULL, NULL, &rows, &undecided};
-    if (multi) {
-        /* one sort serves both passes: outer contours from {u > k}, holes from {u <= k} */
-        sort_by_value(u, H, W, order, start_of_value);
-        if (run_pass(order, start_of_value, H, W, 8, 0, 0, want, &e) < 0) goto done;
-        e.mode = EMIT_HOLES;
-        if (run_pass(order, start_of_value, H, W, 4, 0, 1, want, &e) < 0) goto done;
-    } else {
-        sort_by_value(u, H, W, order, start_of_value);
-        e.mode = EMIT_LARGEST_BOUNDED;
-        if (run_pass(order, start_of_value, H, W, 8, 1, 0, want, &e) < 0) goto done;
-        if (undecided.len > exact_pass_levels && largest_exact(u, H, W, order, levels, L, col_of_level, &rows, &undecided, aux) < 0)
-            goto done;
-    }
-    /* group by level column, boxes sorted within a level; a level without contours gets 0,0,0,0 */
-    start = (int32_t *)calloc((size_t)L + 1, sizeof(int32_t));
-    if (!start) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < rows.len; i++) start[rows.data[i].col + 1]++;
-    for (Py_ssize_t j = 0; j < L; j++)
-        if (start[j + 1] == 0 && rows_push(&rows, (int32_t)j, 0, 0, 0, 0) < 0) {
-            PyErr_NoMemory();
-            goto done;
-        }
-    qsort(rows.data, (size_t)rows.len, sizeof(Row), compare_rows);
-    memset(start, 0, ((size_t)L + 1) * sizeof(int32_t));
-    for (Py_ssize_t i = 0; i < rows.len; i++) start[rows.data[i].col + 1]++;
-    for (Py_ssize_t j = 0; j < L; j++) start[j + 1] += start[j];
     PyObject *boxes = PyBytes_FromStringAndSize(NULL, rows.len * 4 * (Py_ssize_t)sizeof(int32_t));
     if (boxes) {
         int32_t *b = (int32_t *)PyBytes_AS_STRING(boxes);
@@ -538,8 +541,6 @@ static PyObject *sweep(PyObject *self, PyObject *args) {
 done:
     free(rows.data);
     free(undecided.data);
-    free(aux);
-    free(order);
     free(start);
     PyBuffer_Release(&ubuf);
     PyBuffer_Release(&lbuf);
