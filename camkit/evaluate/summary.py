@@ -118,7 +118,7 @@ def _pxap(ev) -> tuple[float | None, dict | None]:
     if ev.fg_hist.sum() == 0:
         return None, None
     res = ev.compute()
-    keep = (ev.fg_hist[::-1].cumsum() + ev.bg_hist[::-1].cumsum()) > 0  # thresholds predicting some pixel
+    keep = res["predicted"]
     curve = {k: [round(float(x), 10) for x in res[k][keep]] for k in ("precision", "recall", "thresholds")}
     return res["pxap"], curve
 

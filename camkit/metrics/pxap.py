@@ -89,7 +89,8 @@ class PxAPEvaluator:
         self.bg_hist += bg.astype(np.int64)
 
     def compute(self) -> dict:
-        """``pxap`` (percent), and the ``precision`` / ``recall`` / ``thresholds`` curves (from the top)."""
+        """``pxap`` (percent), the ``precision`` / ``recall`` / ``thresholds`` curves (from the top), and
+        ``predicted`` (bool, per threshold: some pixel scores at or above it)."""
         tp = self.fg_hist[::-1].cumsum()
         fp = self.bg_hist[::-1].cumsum()
         n_pos = int(self.fg_hist.sum())
@@ -101,4 +102,5 @@ class PxAPEvaluator:
         precision = np.divide(tp, tp + fp, out=np.zeros(len(tp)), where=predicted)
         recall = tp / n_pos
         pxap = 100.0 * float((precision[1:] * np.diff(recall))[predicted[1:]].sum())
-        return {"pxap": pxap, "precision": precision, "recall": recall, "thresholds": self.edges[-2::-1]}
+        return {"pxap": pxap, "precision": precision, "recall": recall, "thresholds": self.edges[-2::-1],
+                "predicted": predicted}
