@@ -1,10 +1,14 @@
 """Errors camkit raises on bad input.
 
-Every message is one line that says what is wrong and what to do about it; the CLI prints
-it as ``error: <message>`` and exits non-zero, never with a traceback.
+Every message is one line that says what is wrong and what to do about it. The library speaks in
+its own terms (Python parameter names such as ``input_size=4``); the CLI prints ``error: <message>``
+with parameter names translated to its flags (``--input-size 4``) and exits non-zero, never with a
+traceback.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class CamkitError(Exception):
@@ -29,3 +33,25 @@ class ClassSelectionError(CamkitError):
 
 class DatasetError(CamkitError):
     """A dataset folder or annotation file is missing or malformed (the message names file and line)."""
+
+
+class RunDirectoryError(CamkitError):
+    """An output folder cannot be used: not writable, locked by another run, or holding foreign files."""
+
+
+class ParameterError(CamkitError, ValueError):
+    """A function argument is out of its range or of the wrong kind.
+
+    ``str(err)`` names the Python parameter (``input_size=20000 is too large: ...``); front ends
+    that call it something else (the CLI's ``--input-size``) render it with :meth:`render`.
+    """
+
+    def __init__(self, param: str, value: Any, reason: str) -> None:
+        self.param = param
+        self.value = value
+        self.reason = reason
+        super().__init__(self.render(f"{param}="))
+
+    def render(self, name: str) -> str:
+        """The message with the parameter shown as ``name`` (e.g. ``"--input-size "``)."""
+        return f"{name}{self.value!r} {self.reason}" if isinstance(self.value, str) else f"{name}{self.value} {self.reason}"

@@ -1,10 +1,17 @@
-"""The ``camkit`` command-line tool (Typer)."""
+"""The ``camkit`` command-line tool (Typer).
+
+Exit codes, the same for every command: 0 all good; 1 the run finished but some items (images,
+records) were skipped, each listed on stderr; 2 a usage or input error stopped it (one line on
+stderr); 3 an unexpected internal error (a bug: rerun with CAMKIT_DEBUG=1 for the traceback).
+"""
 
 from __future__ import annotations
 
 import typer
 
+from .evaluate_cmd import evaluate_command
 from .explain_cmd import explain_command, models_command
+from .finetune_cmd import finetune_command
 
 app = typer.Typer(
     name="camkit",
@@ -15,23 +22,8 @@ app = typer.Typer(
 )
 app.command("explain")(explain_command)
 app.command("models")(models_command)
-
-
-def _register_optional() -> None:
-    """Commands that live in their own modules (added as they are built)."""
-    import importlib
-
-    for mod, name in (("evaluate_cmd", "evaluate"), ("finetune_cmd", "finetune")):
-        try:
-            m = importlib.import_module(f"camkit.cli.{mod}")
-        except ModuleNotFoundError as e:
-            if e.name != f"camkit.cli.{mod}":
-                raise
-            continue
-        app.command(name)(getattr(m, f"{name}_command"))
-
-
-_register_optional()
+app.command("evaluate")(evaluate_command)
+app.command("finetune")(finetune_command)
 
 
 def main() -> None:

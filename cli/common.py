@@ -22,17 +22,31 @@ def fail(message: str, code: int = 2) -> "typer.Exit":
     return typer.Exit(code)
 
 
+# Library parameters whose CLI flag is not simply ``--`` + the name with dashes.
+FLAG_NAMES: dict[str, str] = {
+    "classes": "--class",
+    "out_dir": "--out",
+}
+
+
+def flag_for(param: str) -> str:
+    """The CLI flag of a library parameter (``input_size`` -> ``--input-size``)."""
+    return FLAG_NAMES.get(param, "--" + param.replace("_", "-"))
+
+
 def one_line_errors(fn: F) -> F:
     """Turn camkit's errors (and anything unexpected) into one line on stderr and a non-zero exit."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from camkit.errors import CamkitError
+        from camkit.errors import CamkitError, ParameterError
 
         try:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
+        except ParameterError as e:
+            raise fail(e.render(flag_for(e.param) + " ")) from None
         except CamkitError as e:
             raise fail(str(e)) from None
         except Exception as e:  # never a traceback on the CLI unless asked for
