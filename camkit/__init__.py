@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from camkit._lazy import lazy_getattr
+from camkit._source_tree import install_source_cli_finder as _install_source_cli_finder
 
 __version__ = "0.1.0"
 
@@ -35,3 +36,5 @@ if TYPE_CHECKING:
 
 
 __getattr__ = lazy_getattr("camkit", _LAZY, globals())
+
+_install_source_cli_finder()
