@@ -1,0 +1,81 @@
+"""IS-CAM (Naidu et al., "IS-CAM: Integrated Score-CAM for axiomatic-based explanations", arXiv 2010.03023, 2020).
+
+Score-CAM whose channel scores are integrated along a path of growing masks. For activations
+``A [B, K, h, w]`` and input ``X [B, 3, H, W]``, with ``H_k = s(Up(A_k))`` as in Score-CAM:
+
+    M_k^i     = sum_{j=1..i} (j/N) H_k  = c_i H_k,   c_i = i (i + 1) / (2 N),   i = 1..N
+    S_k^c     = (1/N) sum_{i=1..N} f^c(X o M_k^i)
+    alpha_k^c = softmax_k(S_k^c)
+    L^c       = ReLU(sum_k alpha_k^c A_k)          (returned without the ReLU, at h x w)
+
+The path accumulates the increments ``(i/N) H_k`` as the paper's Algorithm 1 (``M <- M + (i/N) M_k``)
+and torch-cam 0.5.0's ``ISCAM`` do, so the last masks exceed 1 (``c_N = (N+1)/2``). The baseline term
+``f^c(X_b)`` is the same for every channel and cancels in the softmax (not run). Default ``N = 10``
+(torch-cam's). Up and s: ``align_corners`` / ``normalize_first`` as in Score-CAM (default: upsample
+then min-max; torch-cam normalises first).
+
+A constant channel has the zero mask at every step, so every step sees the all-zero input: it is
+forwarded once, not ``N`` times per channel and image. The other ``N * live`` masked inputs are
+forwarded ``batch_size`` at a time, in full batches across steps.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .sscam import feature_masks
+
+
+def iscam_coefficients(num_samples: int) -> torch.Tensor:
+    """``c_i = sum_{j=1..i} j / N`` for ``i = 1..N`` (float64)."""
+    n = max(1, int(num_samples))
+    i = torch.arange(1, n + 1, dtype=torch.float64)
+    return i * (i + 1) / (2 * n)
+
+
+def iscam_weights(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    a: torch.Tensor,
+    select: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    batch_size: int = 32,
+    *,
+    num_samples: int = 10,
+    align_corners: bool = False,
+    normalize_first: bool = False,
+) -> torch.Tensor:
+    """Channel weights ``alpha [B, K, k]`` (softmax over K); args as :func:`~camkit.cam.methods.scorecam.scorecam_weights`."""
+    b, kch, h, w = a.shape
+    size = (int(x.shape[-2]), int(x.shape[-1]))
+    n = max(1, int(num_samples))
+    coeff = iscam_coefficients(n).to(a.device)
+    flat = a.reshape(b * kch, 1, h, w).float()
+    span = flat.amax(dim=(2, 3)) - flat.amin(dim=(2, 3))
+    constant = (span <= 0).reshape(-1)
+    sample = torch.arange(b, device=a.device).repeat_interleave(kch)
+    live = torch.nonzero(~constant).reshape(-1)
+    sums: torch.Tensor | None = None
+
+    def put(rows: torch.Tensor, vals: torch.Tensor) -> None:
+        nonlocal sums
+        if sums is None:
+            sums = torch.zeros((b * kch, vals.shape[1]), dtype=torch.float64, device=a.device)
+        sums.index_add_(0, rows, vals.double())
+
+    if constant.any():
+        rows = torch.nonzero(constant).reshape(-1)
+        zero = select(forward(torch.zeros_like(x[:1])).expand(len(rows), -1), sample[rows])
+        put(rows, zero.float() * n)  # N identical steps
+    step = max(1, int(batch_size))
+    total = n * len(live)
+    for start in range(0, total, step):
+        jobs = torch.arange(start, min(start + step, total), device=a.device)
+        i, rows = jobs // len(live), live[jobs % len(live)]
+        m = feature_masks(flat[rows], size, align_corners, normalize_first) * coeff[i].float().reshape(-1, 1, 1, 1)
+        logits = forward(x[sample[rows]] * m.to(x.dtype))
+        put(rows, select(logits, sample[rows]).float())
+    if sums is None:  # no channel at all
+        return torch.zeros((b, kch, 1), dtype=torch.float32, device=a.device)
+    return (sums / n).float().reshape(b, kch, -1).softmax(dim=1)
