@@ -230,7 +230,7 @@ class Group:
         if self.is_main:
             try:
                 result = fn()
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - relayed to every rank and re-raised below
                 error = e
         outcome = self.broadcast((result, None if error is None else _describe(error)))
         if error is not None:

@@ -19,10 +19,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -72,8 +72,8 @@ def launch(
     logs = tempfile.TemporaryDirectory()
     procs, files = [], []
     for r in range(nprocs):
-        out = open(Path(logs.name) / f"{r}.out", "w+")
-        err = open(Path(logs.name) / f"{r}.err", "w+")
+        out = open(Path(logs.name) / f"{r}.out", "w+")  # noqa: SIM115 - closed in the finally below
+        err = open(Path(logs.name) / f"{r}.err", "w+")  # noqa: SIM115
         files.append((out, err))
         procs.append(subprocess.Popen(argv, env={**base, "RANK": str(r), "LOCAL_RANK": str(r)},
                                       stdout=out, stderr=err, cwd=cwd))
@@ -181,9 +181,8 @@ def test_a_half_set_launch_environment_is_one_line_error(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
     monkeypatch.delenv("MASTER_ADDR", raising=False)
-    with pytest.raises(DistributedError, match="MASTER_ADDR"):
-        with process_group():
-            pass
+    with pytest.raises(DistributedError, match="MASTER_ADDR"), process_group():
+        pass
 
 
 # ------------------------------------------------------------------------------------------------
@@ -208,7 +207,7 @@ def _worker(scenario: str) -> None:
             out["initialised_inside"] = dist.is_initialized()
             for kind in ("camkit", "crash", "main"):
 
-                def work():
+                def work(kind: str = kind) -> int:
                     if kind == "camkit" and g.rank == 1:
                         raise CamkitError("image x.jpg is truncated; re-download it")
                     if kind == "crash" and g.rank == 1:
