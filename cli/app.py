@@ -12,6 +12,7 @@ import typer
 from .evaluate_cmd import evaluate_command
 from .explain_cmd import explain_command, models_command
 from .finetune_cmd import finetune_command
+from .sanity_cmd import sanity_command
 
 app = typer.Typer(
     name="camkit",
@@ -24,6 +25,7 @@ app.command("explain")(explain_command)
 app.command("models")(models_command)
 app.command("evaluate")(evaluate_command)
 app.command("finetune")(finetune_command)
+app.command("sanity")(sanity_command)
 
 
 def main() -> None:
