@@ -25,6 +25,8 @@ from typing import Callable
 
 import torch
 
+from .base import MethodCall, MethodOutput, activations_and_logits, display_layer, resolve_layer, target_scores
+from .smoothgradcampp import score_selector
 from .sscam import feature_masks
 
 
@@ -79,3 +81,16 @@ def iscam_weights(
     if sums is None:  # no channel at all
         return torch.zeros((b, kch, 1), dtype=torch.float32, device=a.device)
     return (sums / n).float().reshape(b, kch, -1).softmax(dim=1)
+
+
+def run(call: MethodCall) -> MethodOutput:
+    """``compute_method_maps(method="iscam")``: IS-CAM at the target layer, masked inputs ``call.batch_size`` per forward."""
+    model, x = call.model, call.x
+    full = resolve_layer(model, x, call.layer)
+    with torch.inference_mode():
+        a, logits = activations_and_logits(model, x, full, need_grad=False)
+        idx, s = target_scores(logits, call.targets, call.categories)
+        select = score_selector(call.targets, idx, call.categories)
+        alpha = iscam_weights(model, x, a, select, call.batch_size)
+        maps = torch.einsum("bkhw,bkj->bjhw", a.float(), alpha)
+    return MethodOutput(idx, s, logits, maps, display_layer(model, full))

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ModelError
+from .base import MethodCall, MethodOutput, target_scores
 
 
 def find_vit(model: nn.Module) -> tuple[str, nn.Module]:
@@ -164,13 +165,14 @@ def legrad_maps(
     model: nn.Module,
     x: torch.Tensor,
     layers: list[str],
-    score: Callable[[torch.Tensor], torch.Tensor],
+    make_score: Callable[[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(maps [B, k, h, w], logits [B, C])`` for the blocks ``layers`` (full names in ``model``).
 
-    ``score(logits [B, C]) -> [B, k]`` picks the explained scores from any block's class scores (the
-    same classes for every block). Call inside ``model_state`` (frozen parameters); gradients are
-    turned on here.
+    ``make_score(final logits [B, C])`` returns ``score(logits [B, C]) -> [B, k]``, which picks the
+    explained scores from any block's class scores (the classes are chosen once, on the model's own
+    logits, and are the same for every block). Call inside ``model_state`` (frozen parameters);
+    gradients are turned on here.
     """
     kind, vit = find_vit(model)
     head = vit_head(kind, vit)
@@ -191,6 +193,7 @@ def legrad_maps(
         missing = [layers[i] for i in range(len(layers)) if i not in attn or i not in tokens]
         if missing:
             raise ModelError(f"LeGrad's blocks {missing} were not run by the forward pass")
+        score = make_score(logits.detach())
         total: torch.Tensor | None = None
         for i in range(len(layers)):
             s = score(head(tokens[i]))  # [B, k]
@@ -207,3 +210,22 @@ def legrad_maps(
     to_grid = token_layout(model, kind, vit, x, n)
     maps = to_grid(total.reshape(b * k, n)).reshape(b, k, *to_grid(total[:1, 0]).shape[-2:])
     return maps.float(), logits.detach()
+
+
+def run(call: MethodCall) -> MethodOutput:
+    """``compute_method_maps(method="legrad")``: ``layer`` = a block name or a list of them (default: every block)."""
+    model, x = call.model, call.x
+    names = block_names(model, call.layer)
+    chosen: dict[str, torch.Tensor] = {}
+
+    def make_score(final: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        idx, s = target_scores(final, call.targets, call.categories)
+        chosen["idx"], chosen["s"] = idx, s
+        if callable(call.targets) and not isinstance(call.targets, torch.Tensor):
+            return lambda logits: target_scores(logits, call.targets, call.categories)[1]
+        return lambda logits: logits.gather(1, idx.to(logits.device))
+
+    maps, logits = legrad_maps(model, x, names, make_score)
+    shown = [n.removeprefix("net.") for n in names]
+    layer = shown[0] if len(shown) == 1 else f"{shown[0]}..{shown[-1]} ({len(shown)} blocks)" if len(shown) > 3 else "+".join(shown)
+    return MethodOutput(chosen["idx"], chosen["s"].detach(), logits, maps, layer)

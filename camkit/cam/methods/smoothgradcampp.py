@@ -15,9 +15,10 @@ Grad-CAM++'s ratio; torch-cam makes the same correction). With ``std = 0`` every
 image and the result is camkit's Grad-CAM++ exactly.
 
 Differences from torch-cam 0.5.0 ``SmoothGradCAMpp`` (reproduced in the parity test, not hidden):
-torch-cam weights with ``ReLU`` of the *last* noisy copy's gradient instead of ``D^1`` and multiplies
-the weights with the last noisy copy's activations instead of the clean ones; it adds ``eps = 1e-8``
-to the denominator. With the noise off the two agree.
+its denominator is ``2 D^2 + sum_ab A_k(a,b) D^3_k(a,b)`` (the sum taken over the product, so it is
+not Grad-CAM++'s even without noise), it weights with ``ReLU`` of the *last* noisy copy's gradient
+instead of ``D^1``, multiplies the weights with the last noisy copy's activations instead of the clean
+ones, and adds ``eps = 1e-8`` to the denominator.
 
 Noise: ``sigma`` is in the units of the normalised input. Copy ``m`` uses the noise of a generator
 seeded from ``(seed, m)``: the same for every image of a batch, so an image's map does not depend on
@@ -31,7 +32,7 @@ from typing import Callable
 
 import torch
 
-from .base import activations_and_logits
+from .base import MethodCall, MethodOutput, Targets, activations_and_logits, display_layer, resolve_layer, target_scores
 
 NoiseFn = Callable[[int], torch.Tensor]
 
@@ -126,3 +127,23 @@ def smoothgradcampp_from_moments(a: torch.Tensor, d1: torch.Tensor, d2: torch.Te
     n_hw = a.shape[-2] * a.shape[-1]
     w = (alpha * d1.clamp_min(0)).sum(dim=(-2, -1)) * n_hw  # [B, k, K]
     return torch.einsum("bjk,bkhw->bjhw", w, a64).float()
+
+
+def score_selector(targets: Targets, idx: torch.Tensor, categories) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``select(logits [n, C], sample [n]) -> [n, k]``: the explained classes' logits of each row's image, or
+    a callable target's values (differentiable; used on perturbed copies of the batch)."""
+    if callable(targets) and not isinstance(targets, torch.Tensor):
+        return lambda logits, sample: target_scores(logits, targets, categories)[1]
+    return lambda logits, sample: logits.gather(1, idx.to(logits.device)[sample])
+
+
+def run(call: MethodCall) -> MethodOutput:
+    """``compute_method_maps(method="smoothgradcam++")``: classes chosen on the clean image, noise seeded by ``call.seed``."""
+    model, x = call.model, call.x
+    full = resolve_layer(model, x, call.layer)
+    with torch.no_grad():
+        a, logits = activations_and_logits(model, x, full, need_grad=False)
+        idx, s = target_scores(logits, call.targets, call.categories)
+    select = score_selector(call.targets, idx, call.categories)
+    maps = smoothgradcampp_maps(model, x, full, a, select, idx.shape[1], seed=call.seed, batch_size=call.batch_size)
+    return MethodOutput(idx, s.detach(), logits.detach(), maps, display_layer(model, full))

@@ -29,8 +29,9 @@ from typing import Callable
 
 import torch
 
+from .base import MethodCall, MethodOutput, activations_and_logits, display_layer, resolve_layer, target_scores
 from .scorecam import _bilinear, _minmax
-from .smoothgradcampp import seeded_normal
+from .smoothgradcampp import score_selector, seeded_normal
 
 MaskNoiseFn = Callable[[int, torch.Tensor], torch.Tensor]
 
@@ -102,3 +103,16 @@ def _noise(copy, rows, kch, size, std, seed, noise, like) -> torch.Tensor:
 def sscam_maps(a: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """``sum_k alpha_k A_k``: activations ``[B, K, h, w]``, weights ``[B, K, k]`` -> maps ``[B, k, h, w]``."""
     return torch.einsum("bkhw,bkj->bjhw", a.float(), alpha)
+
+
+def run(call: MethodCall) -> MethodOutput:
+    """``compute_method_maps(method="sscam")``: SS-CAM at the target layer, masked inputs ``call.batch_size`` per forward."""
+    model, x = call.model, call.x
+    full = resolve_layer(model, x, call.layer)
+    with torch.inference_mode():
+        a, logits = activations_and_logits(model, x, full, need_grad=False)
+        idx, s = target_scores(logits, call.targets, call.categories)
+        select = score_selector(call.targets, idx, call.categories)
+        alpha = sscam_weights(model, x, a, select, call.batch_size, seed=call.seed)
+        maps = torch.einsum("bkhw,bkj->bjhw", a.float(), alpha)
+    return MethodOutput(idx, s, logits, maps, display_layer(model, full))
