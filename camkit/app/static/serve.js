@@ -91,6 +91,17 @@ function updateText() {
 
 function redraw() { updateText(); drawBoxes(); }
 
+function fitStage() {
+  // scale the photo (up or down) to the panel's width and at most 72% of the window's height
+  const img = $("photo");
+  if (!img.naturalWidth) return;
+  const avail = $("view-panel").clientWidth - 26;
+  const maxH = window.innerHeight * 0.72;
+  const w = Math.max(64, Math.min(avail, img.naturalWidth * (maxH / img.naturalHeight)));
+  img.style.width = `${Math.floor(w)}px`;
+  drawBoxes();
+}
+
 function setHeat() {
   const view = state.views[state.j];
   if (!view || !state.result) return;
@@ -225,6 +236,6 @@ $("explain-btn").addEventListener("click", explain);
 $("class-search").addEventListener("keydown", (e) => { if (e.key === "Enter") explain(); });
 $("model").addEventListener("change", () => { loadClassNames(); if (state.photo) explain(); });
 for (const id of ["method", "resize-mode"]) $(id).addEventListener("change", () => { if (state.photo) explain(); });
-window.addEventListener("resize", drawBoxes);
-$("photo").addEventListener("load", drawBoxes);
+window.addEventListener("resize", fitStage);
+$("photo").addEventListener("load", fitStage);
 init();
