@@ -13,6 +13,8 @@ from .evaluate_cmd import evaluate_command
 from .explain_cmd import explain_command, models_command
 from .finetune_cmd import finetune_command
 from .sanity_cmd import sanity_command
+from .serve_cmd import serve_command
+from .view_cmd import view_command
 
 app = typer.Typer(
     name="camkit",
@@ -26,6 +28,8 @@ app.command("models")(models_command)
 app.command("evaluate")(evaluate_command)
 app.command("finetune")(finetune_command)
 app.command("sanity")(sanity_command)
+app.command("serve")(serve_command)
+app.command("view")(view_command)
 
 
 def main() -> None:
