@@ -226,15 +226,18 @@ def verify_head(model: CAMModel, plan: TimmPlan, name: str) -> None:
         raise ModelError(f"timm model {name}: its head does not decompose as {plan.reason}, so CAM is not exact; use a gradient method")
 
 
-def create_timm_net(timm_name: str, weights: str | None = None, num_classes: int | None = None, **kwargs) -> nn.Module:
-    """``timm.create_model`` with camkit's weights convention (None = timm's pretrained weights from the hub)."""
+def _wants_random(weights) -> bool:
+    """``weights`` (None, a string or a parsed weights choice) asks for random initialisation."""
+    return weights is not None and str(weights).lower() in ("random", "none")
+
+
+def create_timm_net(timm_name: str, weights=None, num_classes: int | None = None, **kwargs) -> nn.Module:
+    """``timm.create_model`` with camkit's weights convention (None/"default" = timm's pretrained weights)."""
     import timm
 
-    from .weights import is_random_weights
-
-    random = is_random_weights(weights)
-    if weights is not None and not random and weights not in ("DEFAULT", "pretrained"):
-        raise WeightsError(f"timm/{timm_name} takes weights=None (timm's pretrained), 'random' or a checkpoint path, not {weights!r}")
+    random = _wants_random(weights)
+    if not random and weights is not None and str(weights).lower() not in ("default", "pretrained"):
+        raise WeightsError(f"timm/{timm_name} takes weights=None (timm's pretrained), 'random' or a checkpoint path, not {str(weights)!r}")
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     try:
@@ -254,17 +257,16 @@ def create_timm_net(timm_name: str, weights: str | None = None, num_classes: int
 
 
 def build_timm_family(
-    timm_name: str, weights: str | None = None, num_classes: int | None = None, pool: str | None = None, **create_kwargs
+    timm_name: str, weights=None, num_classes: int | None = None, pool: str | None = None, **create_kwargs
 ) -> CAMModel | ClassifierModel:
     """A timm model by name (``vit_base_patch16_224``), wrapped by its plan; ``create_kwargs`` go to timm.
 
     Networks outside this module's families are wrapped by :func:`camkit.models.timm_adapter.wrap_timm`.
     """
     from .imagenet import imagenet_categories
-    from .weights import is_random_weights
 
     net = create_timm_net(timm_name, weights, num_classes, **create_kwargs)
-    random = is_random_weights(weights)
+    random = _wants_random(weights)
     n_out = net.num_classes if hasattr(net, "num_classes") else 0
     cats = imagenet_categories() if not random and n_out == 1000 else None
     meta = dict(preprocess=timm_preprocess(net), categories=cats, weights_name="random" if random else "timm pretrained")
