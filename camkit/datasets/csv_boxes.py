@@ -4,7 +4,10 @@ Header ``image_path,class_index,x1,y1,x2,y2`` (columns in any order, extra colum
 per box; rows of the same image are merged into one sample (first-appearance order) and must agree on
 the class. Coordinates are ``x0, y0, x1, y1`` in original pixels, inclusive, numbers (floats allowed).
 Relative image paths are relative to ``image_root``, or to the CSV's folder when no root is given.
-No image sizes are known: only negative coordinates are clipped (to 0).
+Each image's size is read from its header (no decoding): boxes reaching outside the image are
+clipped to ``[0, W-1] x [0, H-1]`` with one warning per file (as for ILSVRC XML boxes), and a box
+lying entirely outside its image is an error naming the line. An image that cannot be opened keeps
+size None (only negative coordinates are clipped; the evaluator reports the image itself).
 """
 
 from __future__ import annotations
@@ -14,7 +17,15 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from camkit.datasets.sample import LocDataset, LocSample, check_box, clip_boxes, line_error, warn_clipped
+from camkit.datasets.sample import (
+    LocDataset,
+    LocSample,
+    check_box,
+    clip_boxes,
+    image_header_size,
+    line_error,
+    warn_clipped,
+)
 from camkit.errors import DatasetError
 
 COLUMNS = ("image_path", "class_index", "x1", "y1", "x2", "y2")
@@ -31,7 +42,7 @@ def read_csv_boxes(
     csv_path = Path(csv_path)
     base = Path(os.path.abspath(image_root if image_root is not None else csv_path.parent))
     n_classes = len(class_names) if class_names is not None else None
-    merged: dict[str, tuple[int, list[tuple[float, ...]], int]] = {}
+    merged: dict[str, tuple[int, list[tuple[float, ...]], int, list[int]]] = {}
     expected_row = "'image_path,class_index,x1,y1,x2,y2' with an integer class >= 0 and numeric corners"
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as f:
@@ -65,15 +76,16 @@ def read_csv_boxes(
                     )
                 check_box(csv_path, f"line {no}", box)  # type: ignore[arg-type]
                 if image in merged:
-                    first_index, boxes, first_no = merged[image]
+                    first_index, boxes, first_no, box_lines = merged[image]
                     if index != first_index:
                         raise DatasetError(
                             f"{csv_path} line {no}: {image} has class {index} but class {first_index} on line "
                             f"{first_no}; one image holds one class's boxes."
                         )
                     boxes.append(box)
+                    box_lines.append(no)
                 else:
-                    merged[image] = (index, [box], no)
+                    merged[image] = (index, [box], no, [no])
     except OSError as e:
         raise DatasetError(f"cannot read {csv_path}: {e.strerror or e}; check the path.") from None
     except UnicodeDecodeError:
@@ -82,11 +94,21 @@ def read_csv_boxes(
         raise DatasetError(f"{csv_path} has a header but no rows; add one row per box.")
 
     samples, n_clipped = [], 0
-    for image, (index, boxes, _) in merged.items():
-        arr, changed = clip_boxes(boxes, None, None)
-        n_clipped += changed
+    for image, (index, boxes, _, box_lines) in merged.items():
         path = Path(image)
-        samples.append(LocSample(path if path.is_absolute() else base / path, image, index, arr))
+        path = path if path.is_absolute() else base / path
+        width, height = image_header_size(path)
+        if width is not None and height is not None:
+            for box, no in zip(boxes, box_lines):
+                if box[0] > width - 1 or box[1] > height - 1 or box[2] < 0 or box[3] < 0:
+                    corners = ",".join(f"{v:g}" for v in box)
+                    raise DatasetError(
+                        f"{csv_path} line {no}: box {corners} lies outside {image} ({width}x{height}); "
+                        "correct that box (x0,y0,x1,y1 in pixels of the image)."
+                    )
+        arr, changed = clip_boxes(boxes, width, height)
+        n_clipped += changed
+        samples.append(LocSample(path, image, index, arr, width, height))
     name = csv_path.stem
     warn_clipped(name, n_clipped)
     return LocDataset(

@@ -25,9 +25,16 @@ import warnings
 from pathlib import Path
 from typing import Literal
 
-from PIL import Image
 
-from camkit.datasets.sample import LocDataset, LocSample, check_box, clip_boxes, line_error, warn_clipped
+from camkit.datasets.sample import (
+    LocDataset,
+    LocSample,
+    check_box,
+    clip_boxes,
+    image_header_size,
+    line_error,
+    warn_clipped,
+)
 from camkit.errors import DatasetError
 
 Split = Literal["train", "test", "all"]
@@ -67,14 +74,6 @@ def _read_table(path: Path, n_values: int, expected: str) -> dict[int, _Row]:
             raise DatasetError(f"{path} line {no}: id {image_id} appears twice (first on line {first}); keep one.")
         table[image_id] = (parts[1:], no, line)
     return table
-
-
-def _image_size(path: Path) -> tuple[int | None, int | None]:
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return None, None
 
 
 def _cub_root(root: Path) -> Path:
@@ -143,7 +142,7 @@ def read_cub(root: str | Path, split: Split = "test") -> LocDataset:
         box = (x, y, x + w, y + h)
         check_box(root / "bounding_boxes.txt", f"line {box_no}", box)
         image_path = image_base / relpath
-        width, height = _image_size(image_path)
+        width, height = image_header_size(image_path)
         unreadable += width is None
         arr, changed = clip_boxes([box], width, height)
         n_clipped += changed

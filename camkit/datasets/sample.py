@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from camkit.errors import DatasetError
 
@@ -131,6 +132,16 @@ def check_box(path: Path | str, where: str, box: tuple[float, float, float, floa
             f"{path} {where}: box x0,y0,x1,y1 = {x0:g},{y0:g},{x1:g},{y1:g} has x1 < x0 or y1 < y0; "
             "boxes must be given as top-left and bottom-right corners."
         )
+
+
+def image_header_size(path: Path) -> tuple[int | None, int | None]:
+    """``(width, height)`` from an image file's header (PIL opens lazily: nothing is decoded), or
+    ``(None, None)`` when the file is missing or unreadable (the evaluator reports that image)."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None, None
 
 
 def warn_clipped(name: str, n_clipped: int) -> None:
