@@ -1,0 +1,118 @@
+"""Reading ``camkit evaluate --out`` folders for ``camkit view`` and ``report.html``: a real run on the
+ILSVRC sample; curves and per-image rows against summary.json, maps recomputed to the run's IoUs."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import shared_sample_or_skip
+
+pytestmark = [pytest.mark.shared, pytest.mark.slow]
+
+
+def sample_run_dir(tmp_path_factory) -> Path:
+    """One ``camkit evaluate`` run of the 12-image sample per test session (shared by the app tests)."""
+    root = shared_sample_or_skip()
+    base = tmp_path_factory.getbasetemp()
+    out = base / "camkit_app_run"
+    with open(base / "camkit_app_run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "summary.json").exists():
+            proc = subprocess.run([sys.executable, "-m", "camkit", "evaluate", "--dataset", "ilsvrc", "--root", str(root),
+                                   "--out", str(out)], capture_output=True, text=True, timeout=900)
+            assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return sample_run_dir(tmp_path_factory)
+
+
+def test_curves_and_best_tau_match_the_summary(run_dir: Path) -> None:
+    from camkit.app.rundir import read_run_dir
+
+    run = read_run_dir(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for v in ("v1", "v2"):
+        for k in ("30", "50", "70"):
+            np.testing.assert_allclose(run.curve(v, int(k) / 100), summary["curves"][v][k], rtol=0, atol=1e-9)
+    assert run.taus[run.best_tau_index("v1")] == pytest.approx(summary["best_tau"]["v1"]["50"])
+    assert run.curve("v1").max() == pytest.approx(summary["maxboxacc"])
+
+
+def test_rows_agree_with_per_image_csv(run_dir: Path) -> None:
+    import csv
+
+    from camkit.app.rundir import image_rows, read_run_dir
+
+    run = read_run_dir(run_dir)
+    rows = image_rows(run)
+    assert len(rows) == 12
+    with open(run_dir / "per_image.csv", newline="") as f:
+        by_id = {r["image_id"]: r for r in csv.DictReader(f)}
+    summary = json.loads((run_dir / "summary.json").read_text())
+    correct = 0
+    for row in rows:
+        c = by_id[row["id"]]
+        assert row["gt_name"] == c["gt_name"]
+        assert row["best_iou"] == pytest.approx(float(c["v1_best_iou"]), abs=1e-6)
+        assert row["gt_known_iou"] == pytest.approx(float(c["gt_known_iou"]), abs=1e-6)
+        correct += row["correct"]
+    # "correct at the best tau" counts exactly the images MaxBoxAcc counts
+    assert 100 * correct / len(rows) == pytest.approx(summary["maxboxacc"])
+
+
+def test_images_found_and_maps_reproduce_the_run(run_dir: Path) -> None:
+    from camkit.app.dataset_locate import locate_images
+    from camkit.app.run_maps import RunMaps
+    from camkit.app.rundir import read_run_dir
+    from camkit.metrics import box_iou_inclusive
+
+    run = read_run_dir(run_dir)
+    paths = locate_images(run)
+    assert sorted(paths) == sorted(r["id"] for r in run.records)
+    maps = RunMaps(run, paths)
+    for rec in run.records[:4]:
+        item = maps.get(rec["i"])
+        gt = np.asarray(rec["gt_boxes"])
+        ious = [box_iou_inclusive(np.asarray(b), gt).max() for b in item.v1]
+        np.testing.assert_allclose(ious, rec["v1"], atol=1e-7)  # records keep 8 decimals
+
+
+def test_wrong_dataset_folder_is_refused(run_dir: Path, tmp_path: Path) -> None:
+    from camkit.app.dataset_locate import locate_images
+    from camkit.app.rundir import read_run_dir
+    from camkit.errors import DatasetError
+
+    with pytest.raises(DatasetError, match="cannot find the photos"):
+        locate_images(read_run_dir(run_dir), root=tmp_path, kind="ilsvrc")
+
+
+def test_report_html_is_self_contained(run_dir: Path, tmp_path: Path) -> None:
+    from camkit.app.report_html import write_report_html
+
+    out = write_report_html(run_dir, tmp_path / "report.html")
+    text = out.read_text()
+    assert len(re.findall(r'<img class="t" alt="ILSVRC2012_val_\d+" src="data:image/jpeg;base64,', text)) == 12
+    assert not re.search(r'(src|href)="(https?:|//|/)', text)  # nothing fetched from anywhere
+    assert "gallery_worst.png" in text and text.count("<tr>") == 13
+    # the default target is inside the run folder (what `camkit view RUN --html` and evaluate write)
+    proc = subprocess.run([sys.executable, "-m", "camkit", "view", str(run_dir), "--html"], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert Path(proc.stdout.strip()) == (run_dir / "report.html").resolve()
+
+
+def test_not_a_run_folder_is_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "camkit", "view", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "run.json" in proc.stderr
