@@ -80,7 +80,7 @@ def build_torchvision_transformer(
     """A torchvision transformer/ConvNeXt by builder name; named/default weights downloaded, or random."""
     import torchvision.models as tvm
 
-    from .torchvision_adapters import replace_linear
+    from .linear_head import replace_linear
     from .weights import load_torchvision_pretrained
 
     family = TORCHVISION_TRANSFORMERS[builder]
