@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -47,6 +48,29 @@ def ensure_env() -> None:
     STAMP.write_text(_stamp())
 
 
+# The `app` and `browser-tests` extras of pyproject.toml: what the web app's tests need in the venv.
+BROWSER_TEST_PACKAGES = ("starlette", "uvicorn", "python-multipart", "playwright")
+
+
+def ensure_browser_test_deps() -> None:
+    """Best effort, bounded and quiet: the app extra + Playwright in the venv and, as root with apt-get,
+    Debian's Chromium (Playwright drives the system browser; it never downloads one). Failing to
+    install is not an error: the browser tests then skip, naming what is missing."""
+    probe = "import starlette, uvicorn, multipart, playwright"
+    try:
+        if subprocess.run([str(PY), "-c", probe], capture_output=True, timeout=60).returncode != 0:
+            subprocess.run([str(PY), "-m", "pip", "install", "-qq", "-c", str(ROOT / "tools" / "constraints.txt"),
+                            *BROWSER_TEST_PACKAGES], capture_output=True, timeout=600)
+        if (not Path("/usr/bin/chromium").exists() and hasattr(os, "geteuid") and os.geteuid() == 0
+                and shutil.which("apt-get")):
+            env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=300, env=env)
+            subprocess.run(["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"], capture_output=True,
+                           timeout=900, env=env)
+    except (OSError, subprocess.SubprocessError):
+        pass
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("demo", "test", "bench"):
         print(__doc__)
@@ -55,6 +79,7 @@ def main(argv: list[str]) -> int:
     ensure_env()
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     if cmd == "test":
+        ensure_browser_test_deps()
         return subprocess.run([str(PY), "-m", "pytest", "-q", *rest], cwd=ROOT, env=env).returncode
     if cmd == "bench":
         code = 0
