@@ -10,7 +10,8 @@ from __future__ import annotations
 import typer
 
 from .evaluate_cmd import evaluate_command
-from .explain_cmd import explain_command, models_command
+from .explain_cmd import explain_command
+from .models_cmd import models_command
 from .finetune_cmd import finetune_command
 from .sanity_cmd import sanity_command
 from .serve_cmd import serve_command
