@@ -121,7 +121,7 @@ def test_no_pretrained_weights():
 def test_cifar10_offline_is_one_clear_line(tmp_path):
     from camkit.finetune.data import load_training_data
     from camkit.finetune.transforms import eval_transform, train_transform
-    from camkit.models.builtin_cifar import cifar_preprocess
+    from camkit.models.cifar import cifar_preprocess
 
     pre = cifar_preprocess()
     try:

@@ -90,7 +90,7 @@ def test_renamed_weights_load_strict_into_timm_and_match_file(weights, reference
     ref_sd = reference.state_dict()
     for key, value in weights.items():
         assert torch.equal(ref_sd[key], value), key
-    # Spot-check the mapping of design.md §3: flat block 3 is stage 2 (sizes 1,2,2,...), index 0.
+    # Spot-check the renaming: flat block 3 is stage 2 (sizes 1,2,2,...), index 0.
     assert torch.equal(weights["blocks.2.0.conv_pwl.weight"], raw["_blocks.3._project_conv.weight"])
     assert torch.equal(weights["blocks.0.0.conv_pw.weight"], raw["_blocks.0._project_conv.weight"])
     assert torch.equal(weights["bn2.running_var"], raw["_bn1.running_var"])

@@ -48,7 +48,7 @@ def test_invariant_and_decomposition(name):
 
 
 def test_paper_map_resolutions():
-    # design.md §3: VGG16-GAP and GoogLeNet-GAP give 14x14 maps at 224, AlexNet-GAP 13x13,
+    # Zhou et al. (CVPR 2016) §3: VGG16-GAP and GoogLeNet-GAP give 14x14 maps at 224, AlexNet-GAP 13x13,
     # the dilated ResNet 14x14 instead of 7x7.
     x = torch.zeros(1, 3, 224, 224)
     for name, hw in (("vgg16_gap", 14), ("googlenet_gap", 14), ("alexnet_gap", 13), ("resnet50_dilated", 14), ("resnet50", 7)):
@@ -83,7 +83,7 @@ def test_named_weights_offline_error_names_weights_path(monkeypatch, tmp_path):
     with pytest.raises(WeightsError) as e:
         load_model("resnet18")
     msg = str(e.value)
-    assert "--weights PATH" in msg and "\n" not in msg and "resnet18" in msg
+    assert "weights=PATH" in msg and "\n" not in msg and "resnet18" in msg
 
 
 def test_unknown_weights_name():
@@ -143,7 +143,7 @@ def test_missing_and_garbage_checkpoints(tmp_path):
 
 
 def test_lite0_preprocess_equals_timm_and_torchvision_transform():
-    # The embedded weights' transform (design.md §3) equals timm's resolved eval transform on a real photo.
+    # The embedded weights' transform equals timm's resolved eval transform on a real photo.
     import timm.data
     from PIL import Image
     import skimage.data

@@ -7,21 +7,23 @@ This is the shape for which the class activation map is exact (Zhou et al., CVPR
     mean_xy M_c + b_c == logit_c          (global average pooling)
 
 The wrapped network keeps its own module names under ``net.`` (so torchvision/timm state dicts
-load with a ``net.`` prefix); ``features`` runs it up to the last feature map, ``head`` applies the
-pool and the classifier. No hooks are involved.
+load with a ``net.`` prefix); ``features`` runs it up to the last feature map (the network's own
+``forward_features`` when it has one, as timm's and camkit's networks do), ``head`` applies the pool
+and the classifier. No hooks are involved.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from typing import Callable
 
 import torch
 from torch import nn
 
+from ..errors import ParameterError
 from ..preprocess import Preprocess
+from .kinds import POOL_KINDS, CamKind, PoolKind
 
-CamKind = Literal["exact", "needs-finetune", "gradient"]
-PoolKind = Literal["avg", "max"]
+__all__ = ["CAMModel", "CamKind", "PoolKind"]
 
 
 class CAMModel(nn.Module):
@@ -30,7 +32,8 @@ class CAMModel(nn.Module):
     Args:
         net: the network; its parameters are this module's (under ``net.``).
         features_fn: ``features_fn(net, x) -> F`` with x ``[B, 3, H, W]`` normalised input and F
-            ``[B, K, h, w]`` the last feature map (after any final activation the head sees).
+            ``[B, K, h, w]`` the last feature map (after any final activation the head sees);
+            None: ``net.forward_features(x)``.
         classifier_path: dotted name of the ``nn.Linear`` inside ``net`` (``"fc"``, ``"classifier.1"``).
         dropout_path: dotted name of the dropout between pool and linear, if any (active in training);
             without one, a ``net.drop_rate`` attribute (timm convention) gives functional dropout.
@@ -42,7 +45,7 @@ class CAMModel(nn.Module):
     def __init__(
         self,
         net: nn.Module,
-        features_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+        features_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None,
         classifier_path: str,
         *,
         dropout_path: str | None = None,
@@ -55,13 +58,15 @@ class CAMModel(nn.Module):
     ) -> None:
         super().__init__()
         self.net = net
+        if features_fn is None and not callable(getattr(net, "forward_features", None)):
+            raise TypeError(f"{type(net).__name__} has no forward_features: pass features_fn")
         self._features_fn = features_fn
         self.classifier_path = classifier_path
         self.dropout_path = dropout_path
         if not isinstance(self.classifier, nn.Linear):
             raise TypeError(f"{classifier_path} is {type(self.classifier).__name__}, not nn.Linear")
-        if pool not in ("avg", "max"):
-            raise ValueError(f"pool must be 'avg' or 'max', got {pool!r}")
+        if pool not in POOL_KINDS:
+            raise ParameterError("pool", pool, f"is not a global pooling: use one of {', '.join(POOL_KINDS)}")
         self.pool = pool
         self.name = name
         self.preprocess = preprocess or Preprocess()
@@ -83,6 +88,8 @@ class CAMModel(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Last feature map ``[B, K, h, w]`` for normalised input ``[B, 3, H, W]``."""
+        if self._features_fn is None:
+            return self.net.forward_features(x)
         return self._features_fn(self.net, x)
 
     def pooled(self, f: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,10 @@
 """CIFAR-scale networks with an exact CAM head (global pool -> [dropout] -> one linear layer).
 
-32x32 input, random initialisation (there are no pretrained weights: train them with
-``camkit finetune --dataset cifar10``). Each ``features(net, x)`` returns the last feature map the
-head pools; the classifier is ``net.fc`` (``Linear(K, num_classes)``).
+32x32 input with CIFAR-10 normalisation, random initialisation (there are no published weights:
+train them with ``camkit finetune --dataset cifar10``, then load the checkpoint with
+``load_model(name, weights=PATH)``). Each network has timm's entry points: ``forward_features``
+returns the last feature map the head pools, ``forward_head`` pools it (``net.pool``: avg or max)
+and applies the classifier ``net.fc`` (``Linear(K, num_classes)``).
 
 - :func:`cifar_vgg16_bn`: VGG16 with batch norm (13 conv3x3-BN-ReLU), the paper's GAP surgery rule
   (pool5 dropped, nothing after conv5_3 but GAP + linear): 512 x 2x2 maps at 32 input.
@@ -17,9 +19,18 @@ head pools; the classifier is ``net.fc`` (``Linear(K, num_classes)``).
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..errors import WeightsError
+from ..preprocess import Preprocess
+from .cam_model import CAMModel
+from .linear_head import PoolLinearNet
+from .registry import ModelSpec, register
+from .weights_arg import WeightsChoice
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -42,7 +53,15 @@ def _init_convs(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-class CifarVGG(nn.Module):
+CIFAR_PREPROCESS = Preprocess(resize=32, crop=32, interpolation="bilinear", mean=CIFAR10_MEAN, std=CIFAR10_STD)
+
+
+def cifar_preprocess() -> Preprocess:
+    """The CIFAR networks' input transform: 32x32, bilinear, CIFAR-10 mean/std."""
+    return CIFAR_PREPROCESS
+
+
+class CifarVGG(PoolLinearNet):
     """VGG with batch norm for 32x32 input; ``features`` ends at the last conv's ReLU (no pool5)."""
 
     def __init__(self, num_classes: int = 10, config=VGG16_CONVS) -> None:
@@ -59,30 +78,41 @@ class CifarVGG(nn.Module):
         self.fc = nn.Linear(c_in, num_classes)
         _init_convs(self)
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
 
 def cifar_vgg16_bn(num_classes: int = 10) -> CifarVGG:
     return CifarVGG(num_classes, VGG16_CONVS)
 
 
-def vgg_features(net: CifarVGG, x: torch.Tensor) -> torch.Tensor:
-    return net.features(x)
+class CifarResNet(PoolLinearNet):
+    """torchvision's ResNet with the CIFAR stem: conv1 3x3 stride 1 pad 1, no max-pool.
+
+    Module names (and state-dict keys) are torchvision's ResNet's: ``conv1``, ``bn1``,
+    ``layer1``-``layer4``, ``fc``.
+    """
+
+    def __init__(self, depth: int, num_classes: int = 10) -> None:
+        super().__init__()
+        import torchvision.models as tvm  # only when a CIFAR ResNet is built: keeps import light
+
+        builder = {18: tvm.resnet18, 34: tvm.resnet34, 50: tvm.resnet50}[depth]
+        base = builder(weights=None, num_classes=num_classes)
+        self.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
+        self.bn1, self.relu = base.bn1, base.relu
+        self.layer1, self.layer2, self.layer3, self.layer4 = base.layer1, base.layer2, base.layer3, base.layer4
+        self.fc = base.fc
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
-def cifar_resnet(depth: int, num_classes: int = 10) -> nn.Module:
-    """torchvision ResNet-18/34/50 with the CIFAR stem: conv1 3x3 stride 1 pad 1, max-pool removed."""
-    import torchvision.models as tvm
-
-    builder = {18: tvm.resnet18, 34: tvm.resnet34, 50: tvm.resnet50}[depth]
-    net = builder(weights=None, num_classes=num_classes)
-    net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
-    nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
-    net.maxpool = nn.Identity()
-    return net
-
-
-def resnet_features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    x = net.relu(net.bn1(net.conv1(x)))
-    return net.layer4(net.layer3(net.layer2(net.layer1(x))))
+def cifar_resnet(depth: int, num_classes: int = 10) -> CifarResNet:
+    """CIFAR ResNet-18/34/50 (see :class:`CifarResNet`)."""
+    return CifarResNet(depth, num_classes)
 
 
 class WideBasic(nn.Module):
@@ -113,7 +143,7 @@ class WideBasic(nn.Module):
         return y + (x if self.shortcut is None else self.shortcut(o))
 
 
-class WideResNet(nn.Module):
+class WideResNet(PoolLinearNet):
     """WRN-depth-k for 32x32 input: conv3x3(16), three groups of n = (depth-4)/6 blocks of widths
     16k, 32k, 64k (strides 1, 2, 2), BN-ReLU, GAP over 8x8, linear."""
 
@@ -137,7 +167,46 @@ class WideResNet(nn.Module):
         self.fc = nn.Linear(c_in, num_classes)
         _init_convs(self)
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.block3(self.block2(self.block1(self.conv1(x))))
+        return F.relu(self.bn(x))
 
-def wrn_features(net: WideResNet, x: torch.Tensor) -> torch.Tensor:
-    x = net.block3(net.block2(net.block1(net.conv1(x))))
-    return F.relu(net.bn(x))
+
+# ---------------------------------------------------------------- registration
+
+
+def build_cifar(arch: str, weights: WeightsChoice, num_classes: int | None = None, pool: str | None = None,
+                dropout: float = 0.0) -> CAMModel:
+    """A CIFAR network, random init (default or random weights; checkpoints go through load_model)."""
+    if weights.kind == "named":
+        raise WeightsError(
+            f"{arch} has no published weights ({weights.name!r}); train it with camkit finetune, "
+            "then pass weights=PATH to the checkpoint"
+        )
+    n = num_classes or 10
+    if arch == "cifar_vgg16_bn_gap":
+        net: PoolLinearNet = cifar_vgg16_bn(n)
+    elif arch == "cifar_resnet18":
+        net = cifar_resnet(18, n)
+    elif arch == "cifar_resnet50":
+        net = cifar_resnet(50, n)
+    elif arch == "wrn_40_2":
+        net = WideResNet(40, 2, dropout, n)
+    else:  # pragma: no cover - only registered names reach here
+        raise ValueError(arch)
+    net.pool = pool or "avg"
+    return CAMModel(
+        net, None, "fc", pool=net.pool, name=arch, preprocess=cifar_preprocess(),
+        categories=list(CIFAR10_CLASSES) if n == 10 else None, cam_kind="exact", weights_name="random",
+    ).eval()
+
+
+for _name, _desc in (
+    ("cifar_vgg16_bn_gap", "CIFAR VGG16-BN, pool5 dropped, GAP + linear: 2x2 maps at 32 input (14.7M params)"),
+    ("cifar_resnet18", "CIFAR ResNet-18 (3x3 stem, no max-pool), GAP after layer4: 4x4 maps (11.2M params)"),
+    ("cifar_resnet50", "CIFAR ResNet-50 'layer4' variant (3x3 stem, no max-pool), GAP after layer4: 4x4 maps (23.5M)"),
+    ("wrn_40_2", "Wide ResNet 40-2 (Zagoruyko & Komodakis 2016), GAP over 8x8 maps (2.2M params)"),
+):
+    register(ModelSpec(_name, "camkit", "exact", _desc + "; random init, train with camkit finetune",
+                       partial(build_cifar, _name), default_weights="random",
+                       classes=lambda: list(CIFAR10_CLASSES)))

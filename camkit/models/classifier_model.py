@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..preprocess import Preprocess
-from .cam_model import CamKind
+from .kinds import CamKind
 
 
 class ClassifierModel(nn.Module):

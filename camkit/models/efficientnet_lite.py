@@ -207,12 +207,13 @@ class EfficientNetLite0(nn.Module):
         x = self.blocks(x)
         return self.bn2(self.conv_head(x))
 
-    def forward_head(self, features: Tensor) -> Tensor:
-        """``[B, 1280, h, w]`` -> logits ``[B, num_classes]`` (mean over h, w; dropout; linear)."""
+    def forward_head(self, features: Tensor, pre_logits: bool = False) -> Tensor:
+        """``[B, 1280, h, w]`` -> logits ``[B, num_classes]`` (mean over h, w; dropout; linear), or
+        the pooled ``[B, 1280]`` with ``pre_logits`` (timm's signature)."""
         x = self.global_pool(features)
         if self.drop_rate > 0.0:
             x = F.dropout(x, p=self.drop_rate, training=self.training)
-        return self.classifier(x)
+        return x if pre_logits else self.classifier(x)
 
     def forward(self, x: Tensor) -> Tensor:
         """``[B, 3, H, W]`` -> logits ``[B, num_classes]``."""

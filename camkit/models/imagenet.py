@@ -1,18 +1,23 @@
-"""ImageNet-1k class names (index 0-999, the standard sorted-wnid order), without importing torchvision.
+"""ImageNet-1k class names for models (index 0-999, the sorted-wnid order), without importing torchvision.
 
-The list is torchvision's ``_IMAGENET_CATEGORIES`` (what ``weights.meta["categories"]`` holds),
-stored as package data so the CLI's default path needs no torchvision import.
+The names are torchvision's (what ``weights.meta["categories"]`` holds); the list is the one
+package data file read by :mod:`camkit.datasets.imagenet_wnids`.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
+
+from ..datasets.imagenet_wnids import ImageNetClass, imagenet_classes
+
+__all__ = ["ImageNetClass", "imagenet_classes", "imagenet_categories"]
 
 
 @lru_cache(maxsize=1)
+def _names() -> tuple[str, ...]:
+    return tuple(c.name for c in imagenet_classes())
+
+
 def imagenet_categories() -> list[str]:
-    """The 1000 ImageNet-1k class names; index i is class i."""
-    names = (Path(__file__).with_name("imagenet_classes.txt")).read_text(encoding="utf-8").splitlines()
-    assert len(names) == 1000, "camkit/models/imagenet_classes.txt is damaged: reinstall camkit"
-    return names
+    """The 1000 ImageNet-1k class names; index i is class i (a fresh list each call)."""
+    return list(_names())

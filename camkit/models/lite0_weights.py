@@ -3,7 +3,7 @@
 
 The package ships one 18.8 MB state dict (``efficientnet-lite0-57934424.pth``) in
 lukemelas/EfficientNet-PyTorch naming. :func:`rename_lukemelas_to_timm` maps it to timm's
-``tf_efficientnet_lite0`` naming (design.md §3), which is also the naming of
+``tf_efficientnet_lite0`` naming, which is also the naming of
 :class:`camkit.models.efficientnet_lite.EfficientNetLite0`; both load it with ``strict=True``.
 The model expects inputs resized (bicubic) so the shorter side is 256, centre-cropped to 224,
 scaled to [0, 1] and normalised with mean = std = 0.5.

@@ -1,148 +1,174 @@
-"""The model registry: names -> builders of :class:`CAMModel`, with weights and preprocessing.
+"""The model registry: names -> :class:`ModelSpec` (how to build a model, what CAM it gives), and
+:func:`load_model`, which builds a registered model with its weights.
 
-``load_model(name, weights=...)``:
-
-- ``weights=None``: the model's default weights — the embedded ImageNet weights for
-  ``efficientnet_lite0`` (no network needed), torchvision's best ImageNet weights otherwise
-  (from torch's cache, downloaded when online; offline, a one-line error naming ``--weights PATH``).
-  For the GAP-surgery models the default loads the ImageNet backbone; the new head stays untrained.
-- ``weights="random"``: random initialisation (for tests and fine-tuning from scratch).
-- ``weights="IMAGENET1K_V2"``: a named torchvision weights entry.
-- ``weights="path/to/file.pt"``: a local checkpoint (``torch.load(weights_only=True)``); a camkit
-  checkpoint also sets the model name, class count, class names and preprocessing.
+A leaf module: it imports none of the modules that register into it (only the weights helpers). Each model family
+(:mod:`~camkit.models.lite0`, :mod:`~camkit.models.torchvision_exact`, ...) calls :func:`register`
+at import time, and :mod:`camkit.models` imports every family, so ``import camkit.models`` fills the
+registry. A family that answers for a whole namespace of names (``timm/<name>``) registers a
+resolver with :func:`register_prefix` instead.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from ..errors import ModelError, WeightsError
+from ..errors import ModelError, ParameterError, WeightsError
 from ..preprocess import Preprocess
-from .cam_model import CamKind, CAMModel
+from .kinds import CAM_KIND_TEXT, POOL_KINDS, CamKind
+from .weights import apply_state_dict, load_checkpoint
+from .weights_arg import WeightsArg, WeightsChoice, parse_weights
+
+if TYPE_CHECKING:
+    from torch import nn
 
 DEFAULT_MODEL = "efficientnet_lite0"
-LITE0_PREPROCESS = Preprocess(resize=256, crop=224, interpolation="bicubic", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+Builder = Callable[[WeightsChoice, "int | None", "str | None"], "nn.Module"]
+"""``builder(weights, num_classes, pool)``: a model in eval mode on the CPU. ``weights`` is a parsed
+:class:`WeightsChoice` of kind default, random or named (files are loaded by ``load_model``);
+``num_classes`` None keeps the weights' class count; ``pool`` None keeps the family's pooling."""
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """One registry entry.
 
-    ``build(weights, num_classes, pool)`` returns a CAMModel in eval mode; ``weights`` is None
-    (default), "random" or a named entry — checkpoint files are handled by :func:`load_model`.
+    ``source`` is where the architecture comes from ("camkit", "torchvision" or "timm");
+    ``default_weights`` what ``weights=None`` loads ("DEFAULT": the best published entry,
+    "embedded": shipped with camkit, "random": none exist); ``classes()`` the class names of the
+    default weights without building the model (returns None when they carry none; ``classes=None``:
+    only building tells); ``family`` the module that registered it.
     """
 
     name: str
-    source: str  # "camkit", "torchvision" or "timm"
+    source: str
     cam_kind: CamKind
     description: str
-    build: Callable[..., CAMModel] = field(repr=False)
+    builder: Builder = field(repr=False)
     default_weights: str = "DEFAULT"
+    classes: Callable[[], "list[str] | None"] | None = field(default=None, repr=False)
+    family: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.family:
+            func = getattr(self.builder, "func", self.builder)  # functools.partial -> its function
+            object.__setattr__(self, "family", getattr(func, "__module__", "") or "")
 
     @property
     def cam_kind_text(self) -> str:
-        return {"exact": "exact CAM", "needs-finetune": "needs fine-tuning (new GAP head is untrained)",
-                "gradient": "gradient CAMs only (head is not pool+linear)"}[self.cam_kind]
+        return CAM_KIND_TEXT[self.cam_kind]
+
+    def build(self, weights: WeightsArg = None, num_classes: int | None = None, pool: str | None = None) -> Any:
+        """The model with ``weights`` (default, random or a named entry), in eval mode on the CPU."""
+        choice = parse_weights(weights)
+        if choice.is_file:
+            raise WeightsError(f"{self.name}: checkpoint files are loaded by load_model({self.name!r}, weights={str(choice)!r})")
+        if pool is not None and pool not in POOL_KINDS:
+            raise ParameterError("pool", pool, f"is not a global pooling: use one of {', '.join(POOL_KINDS)}")
+        if num_classes is not None and int(num_classes) < 1:
+            raise ParameterError("num_classes", num_classes, "must be at least 1")
+        return self.builder(choice, num_classes, pool)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
+_PREFIXES: dict[str, Callable[[str], ModelSpec]] = {}
 
 
 def register(spec: ModelSpec) -> ModelSpec:
+    """Add ``spec`` under ``spec.name``; a name can be registered once."""
     if spec.name in _REGISTRY:
         raise ValueError(f"model {spec.name!r} is already registered")
     _REGISTRY[spec.name] = spec
     return spec
 
 
+def register_prefix(prefix: str, resolve: Callable[[str], ModelSpec]) -> None:
+    """Let ``resolve(rest)`` answer every name ``prefix + rest`` (e.g. ``"timm/"``) not registered by name."""
+    if prefix in _PREFIXES:
+        raise ValueError(f"model name prefix {prefix!r} is already registered")
+    _PREFIXES[prefix] = resolve
+
+
 def list_models(cam_kind: CamKind | None = None) -> list[ModelSpec]:
     """All registered models (optionally of one CAM kind), in registration order."""
-    _ensure_builtin()
     return [s for s in _REGISTRY.values() if cam_kind is None or s.cam_kind == cam_kind]
 
 
 def get_spec(name: str) -> ModelSpec:
-    """The registry entry for ``name``; ``timm/<name>`` resolves any timm model of pool+linear shape."""
-    _ensure_builtin()
+    """The registry entry for ``name`` (or the one a prefix resolver makes for it)."""
     if name in _REGISTRY:
         return _REGISTRY[name]
-    if name.startswith("timm/"):
-        from .timm_adapter import timm_spec
-
-        return timm_spec(name[len("timm/") :])
+    for prefix, resolve in _PREFIXES.items():
+        if name.startswith(prefix):
+            return resolve(name[len(prefix) :])
     close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.6)
     hint = f"did you mean {', '.join(close)}? " if close else ""
-    raise ModelError(f"unknown model {name!r}; {hint}run `camkit models` for the list, or use timm/<name> for a timm model")
+    prefixes = "".join(f", or {p}<name>" for p in _PREFIXES)
+    raise ModelError(f"unknown model {name!r}; {hint}see list_models() for the registered names{prefixes}")
 
 
 def load_model(
     name: str | None = None,
-    weights: str | Path | None = None,
+    weights: WeightsArg = None,
     *,
     num_classes: int | None = None,
     pool: str | None = None,
-) -> CAMModel:
+) -> Any:
     """Build a registered model with its weights and preprocessing, in eval mode on the CPU.
 
+    ``load_model(name, weights=...)``:
+
+    - ``weights=None``: the model's default weights: the embedded ImageNet weights for
+      ``efficientnet_lite0`` (no network needed), torchvision's best ImageNet weights otherwise
+      (from torch's cache, downloaded when online; offline, a one-line error naming ``weights=PATH``).
+      For the GAP-surgery models the default loads the ImageNet backbone; the new head stays untrained.
+    - ``weights="random"``: random initialisation (for tests and fine-tuning from scratch).
+    - ``weights="IMAGENET1K_V2"``: a named weights entry.
+    - ``weights="path/to/file.pt"`` (or a :class:`~pathlib.Path`): a local checkpoint
+      (``torch.load(weights_only=True)``); a camkit checkpoint also sets the model name, class count,
+      class names and preprocessing.
+
     ``name`` may be None when ``weights`` is a camkit checkpoint (it records its model), otherwise
-    defaults to the embedded ``efficientnet_lite0``.
+    defaults to the embedded ``efficientnet_lite0``. Returns a :class:`~camkit.models.CAMModel`
+    (or a :class:`~camkit.models.classifier_model.ClassifierModel` for gradient-only models).
     """
-    from .weights import RANDOM_WEIGHTS, apply_state_dict, load_checkpoint, looks_like_path
+    choice = parse_weights(weights)
+    if choice.is_file:
+        return _load_checkpoint_model(name, choice, num_classes, pool)
+    return get_spec(name or DEFAULT_MODEL).build(choice, num_classes, pool).eval()
 
-    ckpt = None
-    if weights is not None and (isinstance(weights, Path) or (str(weights).lower() not in RANDOM_WEIGHTS and looks_like_path(str(weights)))):
-        ckpt = load_checkpoint(weights)
-        if name is None:
-            name = ckpt.get("model")
-        if name is None:
-            raise WeightsError(f"{weights} is a plain state dict: say which model it belongs to with --model NAME")
-        if ckpt.get("model") not in (None, name):
-            raise WeightsError(f"checkpoint {weights} was trained for model {ckpt['model']!r}, not {name!r}; drop --model or pass --model {ckpt['model']}")
-        num_classes = num_classes or ckpt.get("num_classes")
-        pool = pool or ckpt.get("pool")
-    name = name or DEFAULT_MODEL
-    spec = get_spec(name)
-    if ckpt is not None:
-        model = spec.build(weights="random", num_classes=num_classes, pool=pool)
-        sd = ckpt["state_dict"]
-        if num_classes is None:
-            # A plain state dict: adapt the class count to the checkpoint's linear layer.
-            fc_key = f"net.{model.classifier_path}.weight"
-            for k in (fc_key, fc_key[len("net.") :]):
-                if k in sd and sd[k].shape[0] != model.num_classes:
-                    model = spec.build(weights="random", num_classes=int(sd[k].shape[0]), pool=pool)
-        apply_state_dict(model, sd, str(weights), name)
-        model.weights_name = str(weights)
-        if ckpt.get("class_names"):
-            model.categories = list(ckpt["class_names"])
-        elif model.num_classes != 1000:
-            model.categories = None
-        if ckpt.get("preprocess"):
-            model.preprocess = Preprocess.from_dict(ckpt["preprocess"])
-        if ckpt.get("camkit_checkpoint") and model.cam_kind == "needs-finetune":
-            model.cam_kind = "exact" if model.pool == "avg" else model.cam_kind
-    else:
-        w = None if weights is None else str(weights)
-        model = spec.build(weights=w, num_classes=num_classes, pool=pool)
+
+def _load_checkpoint_model(name: str | None, choice: WeightsChoice, num_classes: int | None, pool: str | None) -> Any:
+    ckpt = load_checkpoint(choice.path)
+    recorded = ckpt.get("model")
+    if name is None:
+        name = recorded
+    if name is None:
+        raise WeightsError(f"{choice} is a plain state dict: say which model it belongs to with name=NAME")
+    if recorded not in (None, name):
+        raise WeightsError(f"checkpoint {choice} was trained for model {recorded!r}, not {name!r}; leave name=None or pass name={recorded!r}")
+    num_classes = num_classes or ckpt.get("num_classes")
+    pool = pool or ckpt.get("pool")
+    spec: ModelSpec = get_spec(name)
+    random = WeightsChoice("random")
+    model = spec.build(random, num_classes, pool)
+    sd = ckpt["state_dict"]
+    if num_classes is None:
+        # A plain state dict: adapt the class count to the checkpoint's linear layer.
+        fc_key = f"net.{model.classifier_path}.weight" if hasattr(model, "classifier_path") else None
+        for k in (fc_key, fc_key[len("net.") :]) if fc_key else ():
+            if k in sd and sd[k].shape[0] != model.num_classes:
+                model = spec.build(random, int(sd[k].shape[0]), pool)
+    apply_state_dict(model, sd, str(choice), name)
+    model.weights_name = str(choice)
+    if ckpt.get("class_names"):
+        model.categories = list(ckpt["class_names"])
+    elif model.num_classes != 1000:
+        model.categories = None
+    if ckpt.get("preprocess"):
+        model.preprocess = Preprocess.from_dict(ckpt["preprocess"])
+    if ckpt.get("camkit_checkpoint") and model.cam_kind == "needs-finetune" and model.pool == "avg":
+        model.cam_kind = "exact"
     return model.eval()
-
-
-_BUILTIN_DONE = False
-
-
-def _ensure_builtin() -> None:
-    global _BUILTIN_DONE
-    if not _BUILTIN_DONE:
-        _BUILTIN_DONE = True
-        from . import builtin  # noqa: F401  (registers the built-in models)
-
-        for optional in ("builtin_gradient", "builtin_cifar"):
-            try:  # families added by later work register themselves here
-                importlib.import_module(f"{__package__}.{optional}")
-            except ModuleNotFoundError as e:
-                if e.name != f"{__package__}.{optional}":
-                    raise

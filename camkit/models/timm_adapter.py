@@ -3,7 +3,7 @@
 timm exposes ``forward_features`` (the last feature map) and ``get_classifier()``; the pooling type
 is checked, and the decomposition is verified numerically on a probe input when a model is wrapped,
 so a head with extra layers (a norm, an MLP, a conv) is refused with a clear error instead of
-silently giving wrong maps.
+silently giving wrong maps. This family answers every registry name ``timm/<name>``.
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ from functools import partial
 import torch
 from torch import nn
 
-from ..errors import ModelError
+from ..errors import ModelError, WeightsError
 from ..preprocess import Preprocess
 from .cam_model import CAMModel
-from .registry import ModelSpec
-
-
-def _timm_features(net, x):
-    return net.forward_features(x)
+from .imagenet import imagenet_categories
+from .registry import ModelSpec, register_prefix
+from .weights import hub_output_to_stderr
+from .weights_arg import WeightsChoice
 
 
 def _classifier_path(net: nn.Module) -> str:
@@ -42,7 +41,7 @@ def wrap_timm(net: nn.Module, name: str, *, pool: str = "avg", preprocess: Prepr
     # None: no SelectAdaptivePool2d to inspect; the numerical check below decides.
     if pool_type not in ("avg", "fast_avg", None):
         raise ModelError(f"timm model {name}: global pool is {pool_type!r}, exact CAM needs average pooling")
-    model = CAMModel(net, _timm_features, _classifier_path(net), pool=pool, name=name,
+    model = CAMModel(net, None, _classifier_path(net), pool=pool, name=name,
                      preprocess=preprocess or Preprocess(), categories=categories, weights_name=weights_name)
     if pool == "avg":
         _verify_head(model, name)
@@ -74,18 +73,17 @@ def _timm_preprocess(net: nn.Module) -> Preprocess:
     )
 
 
-def build_timm(timm_name: str, weights: str | None = None, num_classes: int | None = None, pool: str | None = None) -> CAMModel:
-    import timm
+def build_timm(timm_name: str, weights: WeightsChoice, num_classes: int | None = None, pool: str | None = None) -> CAMModel:
+    """``timm.create_model(timm_name)`` (timm's pretrained weights unless random) as a CAMModel."""
+    import timm  # only when a timm model is built: keeps import light
 
-    from ..errors import WeightsError
-    from .imagenet import imagenet_categories
-
-    from .weights import is_random_weights
-
-    random = is_random_weights(weights)
+    if weights.kind == "named":
+        raise WeightsError(f"timm/{timm_name} takes default (timm's pretrained) or 'random' weights, or weights=PATH, not {weights.name!r}")
+    random = weights.is_random
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
     try:
-        net = timm.create_model(timm_name, pretrained=not random, **kwargs)
+        with hub_output_to_stderr():
+            net = timm.create_model(timm_name, pretrained=not random, **kwargs)
     except RuntimeError as e:
         if "Unknown model" in str(e):
             raise ModelError(f"timm has no model {timm_name!r}; see timm.list_models()") from None
@@ -94,7 +92,7 @@ def build_timm(timm_name: str, weights: str | None = None, num_classes: int | No
         if random:
             raise
         reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
-        raise WeightsError(f"cannot get timm/{timm_name} pretrained weights ({reason}); go online once or pass --weights PATH") from None
+        raise WeightsError(f"cannot get timm/{timm_name} pretrained weights ({reason}); go online once or pass weights=PATH") from None
     n = net.get_classifier().out_features if isinstance(net.get_classifier(), nn.Linear) else 0
     cats = imagenet_categories() if not random and n == 1000 else None
     return wrap_timm(net.eval(), f"timm/{timm_name}", pool=pool or "avg", preprocess=_timm_preprocess(net),
@@ -102,4 +100,8 @@ def build_timm(timm_name: str, weights: str | None = None, num_classes: int | No
 
 
 def timm_spec(timm_name: str) -> ModelSpec:
+    """The registry entry for ``timm/<timm_name>`` (built on demand: any timm model may be asked for)."""
     return ModelSpec(f"timm/{timm_name}", "timm", "exact", f"timm {timm_name}", partial(build_timm, timm_name))
+
+
+register_prefix("timm/", timm_spec)
