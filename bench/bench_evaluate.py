@@ -42,7 +42,7 @@ def plain_forward(model, dataset, batch_size: int, workers: int) -> float:
     import torch
 
     from camkit.datasets.torch_dataset import LocalizationImages, collate_localization
-    from camkit.evaluate.runner import SquashTransform
+    from camkit.evaluate.loop import SquashTransform
 
     loader = torch.utils.data.DataLoader(
         LocalizationImages(dataset, SquashTransform(model.preprocess.with_input_size(224))),

@@ -47,7 +47,7 @@ def photo_maps() -> list[np.ndarray]:
     return maps
 
 
-def run(maps: list[np.ndarray], taus: np.ndarray, multi_contour: bool) -> tuple[float, float, bool]:
+def run(maps: list[np.ndarray], taus: np.ndarray, multi_contour: bool, backend: str = "auto") -> tuple[float, float, bool]:
     t_ref = t_sweep = 0.0
     identical = True
     for i, cam in enumerate(maps):
@@ -60,7 +60,7 @@ def run(maps: list[np.ndarray], taus: np.ndarray, multi_contour: bool) -> tuple[
                 out[0] = wsol_boxes_per_threshold(cam, taus, multi_contour)
                 t_ref += time.perf_counter() - start
             else:
-                out[1] = sweep_boxes(cam, taus, multi_contour)
+                out[1] = sweep_boxes(cam, taus, multi_contour, backend=backend)
                 t_sweep += time.perf_counter() - start
         identical &= all(np.array_equal(a, b) for a, b in zip(out[0], out[1]))
     return t_ref * 1e3 / len(maps), t_sweep * 1e3 / len(maps), identical
@@ -72,12 +72,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--numpy-path", action="store_true", help="time the pure-numpy fallback, not the C kernel")
     args = parser.parse_args()
-    if args.numpy_path:
-        sweep_mod._components = None
-    path = "pure-numpy path" if sweep_mod._components is None else "compiled kernel"
+    backend = sweep_mod.resolve_backend("numpy" if args.numpy_path else "auto")
+    path = "pure-numpy path" if backend == "numpy" else "compiled kernel"
     maps = cam_like_maps(args.maps, args.seed) + photo_maps()
     for cam in maps[:5]:  # warm-up
-        sweep_boxes(cam, np.arange(0, 1, 0.01), False)
+        sweep_boxes(cam, np.arange(0, 1, 0.01), False, backend=backend)
         wsol_boxes_per_threshold(cam, np.arange(0, 1, 0.01), False)
     print(f"{len(maps)} maps of 224x224 ({args.maps} upsampled random + {len(maps) - args.maps} photo-derived), "
           f"sweep_boxes on its {path}\n")
@@ -86,7 +85,7 @@ def main() -> None:
     for n_taus, step in ((1000, 0.001), (100, 0.01)):
         taus = np.arange(0, 1, step)
         for multi_contour, name in ((False, "V1 (largest contour)"), (True, "V2 (all contours)")):
-            ref, fast, same = run(maps, taus, multi_contour)
+            ref, fast, same = run(maps, taus, multi_contour, backend)
             print(f"| {name} | {n_taus} | {ref:.2f} | {fast:.2f} | {ref / fast:.1f}x | {'yes' if same else 'NO'} |")
 
 

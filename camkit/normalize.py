@@ -6,8 +6,10 @@ on its own.
 - ``raw``: unchanged (class activation in logit units; ``mean_xy M_c + b_c == logit_c``).
 - ``relu_max`` (CVPR16, Zhou et al.): ``max(M, 0) / max(M)``, in [0, 1]; a map whose maximum is
   <= 0 becomes all zeros.
-- ``minmax`` (wsolevaluation, Choe et al.): ``(M - min) / (max - min)``, in [0, 1]; a constant map
-  becomes all zeros.
+- ``minmax`` (wsolevaluation, Choe et al.): ``(M - min) / (max - min)``, in [0, 1]; a constant map,
+  or one holding NaN, becomes all zeros (wsolevaluation's ``normalize_scoremap``).
+
+This is camkit's one min-max normalisation: the evaluator and the wsol box rule use it too.
 """
 
 from __future__ import annotations

@@ -96,13 +96,67 @@ def evaluate_command(
     m = load_model(model, weights)
     if method == "cam" and getattr(m, "cam_kind", "exact") == "gradient":
         raise fail(f"{m.name} has no pool+linear head, so plain CAM does not apply; pass --method gradcam (or another method)")
-    summary = evaluate(ds, m, input_size=input_size, batch_size=batch_size, workers=workers, tau_step=tau_step,
-                       limit=limit, out_dir=out, resume=resume, progress=progress, method=method, layer=layer,
-                       faithfulness=faithfulness, faithfulness_steps=faithfulness_steps)
+    from camkit.evaluate.rundir import ResumeError
+
+    try:
+        with _progress_bar(progress) as report:
+            summary = evaluate(ds, m, input_size=input_size, batch_size=batch_size, workers=workers, tau_step=tau_step,
+                               limit=limit, out_dir=out, resume=resume, progress=report, method=method, layer=layer,
+                               faithfulness=faithfulness, faithfulness_steps=faithfulness_steps)
+    except KeyboardInterrupt:
+        # Finished batches are on disk (fsync'd); the DataLoader's workers were shut down on the way out.
+        raise fail(f"interrupted; the images done so far are kept in {out}: run the same command with --resume to "
+                   "continue", 130) from None
+    except ResumeError as e:
+        if e.differs is None:
+            raise fail(f"{out} already holds results (records.jsonl); pass --resume to continue it, or another --out") from None
+        raise fail(f"--resume: {out} holds a run with a different {', '.join(e.differs)}; use the same dataset, model "
+                   "and options (--batch-size included), or another --out") from None
     if as_json:
         out_console.print_json(json.dumps({k: v for k, v in summary.items() if k not in ("curves", "pxap_curve")}))
-        return
-    _print_summary(summary, out)
+    else:
+        _print_summary(summary, out)
+    if summary["n_failed"]:
+        for f in summary["failed"]:
+            err_console.print(f"skipped {f['image_id']}: {f['error']}", markup=False, soft_wrap=True)
+        err_console.print(f"{summary['n_failed']} of {summary['n_failed'] + summary['n_images']} images could not be "
+                          "read (listed above); the summary leaves them out", soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _progress_bar(enabled: bool):
+    """A Rich progress bar on stderr (images/s, ETA) as a ``progress(done, total)`` callback."""
+    from contextlib import contextmanager, nullcontext
+
+    if not enabled:
+        return nullcontext(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    class ImagesPerSecond(ProgressColumn):
+        def render(self, task) -> Text:
+            speed = task.finished_speed or task.speed
+            if not speed and task.elapsed:  # too few updates for Rich's windowed speed
+                speed = (task.completed - task.fields.get("first", 0)) / task.elapsed
+            return Text(f"{speed:.1f} img/s" if speed else "- img/s")
+
+    @contextmanager
+    def bar():
+        with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), ImagesPerSecond(),
+                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err_console,
+                      transient=False) as p:
+            task = None
+
+            def report(done: int, total: int) -> None:
+                nonlocal task
+                if task is None:
+                    task = p.add_task("eval", total=total, completed=done, first=done)
+                else:
+                    p.update(task, completed=done)
+
+            yield report
+
+    return bar()
 
 
 def _print_summary(s: dict, out: Path) -> None:
@@ -143,6 +197,4 @@ def _print_summary(s: dict, out: Path) -> None:
             f"faithfulness ({fa['n']} images): deletion AUC {fa['deletion_auc']:.4f} (lower is better), insertion AUC "
             f"{fa['insertion_auc']:.4f} (higher), average drop {fa['average_drop']:.2f}% (lower), increase in "
             f"confidence {fa['increase_in_confidence']:.2f}% (higher)", soft_wrap=True)
-    if s["n_failed"]:
-        err_console.print(f"[yellow]{s['n_failed']} unreadable image(s) or mask(s) skipped[/], e.g. {s['failed'][0]['error']}", soft_wrap=True)
     out_console.print(f"results in {out}/ (summary.json, per_image.csv, report.md, plots)")

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from camkit.cli.app import app
 from camkit.datasets import read_ilsvrc
 from camkit.evaluate import evaluate
-from camkit.evaluate.runner import SquashTransform, make_map_source
+from camkit.cam.sources import make_map_source
+from camkit.evaluate.loop import SquashTransform
 from camkit.io import load_image
 from camkit.metrics import FaithfulnessEvaluator
 

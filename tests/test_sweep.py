@@ -10,10 +10,21 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import camkit.localize.sweep as sweep_mod
-from camkit.localize import normalize_scoremap, sweep_boxes, sweep_boxes_flat, wsol_boxes_per_threshold
+from camkit.localize import normalize_scoremap, wsol_boxes_per_threshold
 
 TAUS = np.arange(0, 1, 0.01)
 FINE_TAUS = np.arange(0, 1, 0.001)
+
+# The implementation the current test runs on (set by the autouse fixture below): sweep keywords.
+_OPTIONS: dict = {}
+
+
+def sweep_boxes_flat(cam, taus, multi_contour=False):
+    return sweep_mod.sweep_boxes_flat(cam, taus, multi_contour, **_OPTIONS)
+
+
+def sweep_boxes(cam, taus, multi_contour=False):
+    return sweep_boxes_flat(cam, taus, multi_contour).per_tau()
 
 
 def assert_same(cam: np.ndarray, taus, multi_contour: bool, expected=None) -> None:
@@ -31,18 +42,26 @@ def assert_same(cam: np.ndarray, taus, multi_contour: bool, expected=None) -> No
 
 
 @pytest.fixture(params=["native", "native-exact-pass", "numpy-forest", "numpy-per-level"], autouse=True)
-def implementation(request, monkeypatch):
+def implementation(request):
     """Every test runs on the compiled kernel (V1 levels its bounds leave open settled by per-level
     reference calls, or always by its exact pass over the basin-filled map) and on the pure-numpy
     path, the latter with hole contours from the hole forest and from per-level reference calls."""
-    if request.param.startswith("native"):
-        if sweep_mod._components is None:
-            pytest.skip("the compiled sweep kernel is not built (camkit was installed without a C compiler)")
-        monkeypatch.setattr(sweep_mod, "_EXACT_PASS_LEVELS", -1 if request.param == "native-exact-pass" else 10**9)
-    else:
-        monkeypatch.setattr(sweep_mod, "_components", None)
-        monkeypatch.setattr(sweep_mod, "_HOLE_LEVELS_PER_CALL", -1 if request.param == "numpy-forest" else 10**9)
-    return request.param
+    if request.param.startswith("native") and sweep_mod.resolve_backend("auto") != "native":
+        pytest.skip("the compiled sweep kernel is not built (camkit was installed without a C compiler)")
+    _OPTIONS.clear()
+    _OPTIONS.update(sweep_options(request.param))
+    yield request.param
+    _OPTIONS.clear()
+
+
+def sweep_options(implementation: str) -> dict:
+    """The ``sweep_boxes_flat`` keywords that select ``implementation``."""
+    return {
+        "native": {"backend": "native", "exact_pass_levels": 10**9},
+        "native-exact-pass": {"backend": "native", "exact_pass_levels": -1},
+        "numpy-forest": {"backend": "numpy", "hole_levels_per_call": -1},
+        "numpy-per-level": {"backend": "numpy", "hole_levels_per_call": 10**9},
+    }[implementation]
 
 
 def _normalised(m: np.ndarray) -> np.ndarray:
@@ -207,3 +226,10 @@ def test_one_row_and_one_column_maps():
             cam = _normalised(rng.random(shape))
             for multi in (False, True):
                 assert_same(cam, TAUS, multi)
+
+
+def test_backend_names_are_checked():
+    from camkit.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="backend='gpu' is not a sweep backend"):
+        sweep_mod.sweep_boxes_flat(np.zeros((3, 3)), TAUS, backend="gpu")

@@ -9,15 +9,16 @@ No gradients, no hooks: runs under ``torch.inference_mode()``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Sequence, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..errors import ClassSelectionError
 from ..models.cam_model import CAMModel
+from ..resample import upsample
+
+__all__ = ["CAMBatch", "cams_from_features", "compute_cams", "resolve_class", "select_classes", "upsample"]
 
 # What to explain: top-k (int), the same classes for every image (ids and/or names), or one list per image.
 ClassSpec = Union[int, Sequence[Union[int, str]], Sequence[Sequence[Union[int, str]]], torch.Tensor]
@@ -107,27 +108,3 @@ def compute_cams(model: CAMModel, x: torch.Tensor, classes: ClassSpec = 5) -> CA
         bias = model.classifier.bias
         bias_sel = bias[idx] if bias is not None else torch.zeros(idx.shape, dtype=maps.dtype, device=maps.device)
         return CAMBatch(logits, probs, idx, probs.gather(1, idx), maps, bias_sel)
-
-
-@lru_cache(maxsize=64)
-def _interp_matrix(n_in: int, n_out: int, mode: str) -> torch.Tensor:
-    """``[n_out, n_in]`` matrix of 1-D ``F.interpolate`` (align_corners=False): column i = resized unit vector i."""
-    eye = torch.eye(n_in, dtype=torch.float64).reshape(n_in, 1, n_in, 1)
-    cols = F.interpolate(eye, size=(n_out, 1), mode=mode, align_corners=False)
-    return cols.reshape(n_in, n_out).T.contiguous()
-
-
-def upsample(maps: torch.Tensor, size: tuple[int, int], mode: str = "bicubic") -> torch.Tensor:
-    """Resize maps ``[B, k, h, w]`` to ``size = (H, W)`` (bilinear or bicubic, align_corners=False).
-
-    Equal to ``F.interpolate(maps, size, mode=mode, align_corners=False)``: both kernels are separable,
-    so the resize is two small matrix products ``A_H @ M @ A_W^T`` with the 1-D interpolation matrices
-    (exact up to float rounding), which is several times faster than ``F.interpolate`` on the CPU.
-    """
-    if mode not in ("bilinear", "bicubic"):
-        raise ValueError(f"upsampling mode must be 'bilinear' or 'bicubic', got {mode!r}")
-    h, w = maps.shape[-2:]
-    ah = _interp_matrix(int(h), int(size[0]), mode).to(device=maps.device, dtype=maps.dtype)
-    aw = _interp_matrix(int(w), int(size[1]), mode).to(device=maps.device, dtype=maps.dtype)
-    with torch.inference_mode():
-        return torch.matmul(torch.matmul(ah, maps), aw.T)

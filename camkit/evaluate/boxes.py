@@ -8,32 +8,35 @@ from __future__ import annotations
 
 import numpy as np
 
-from camkit.localize import sweep as sweep_mod
 from camkit.localize.cvpr16 import cvpr16_box
+from camkit.localize.sweep import resolve_backend, sweep_boxes_flat
 from camkit.localize.wsol import level_boxes, threshold_levels, unit_map_to_uint8
+from camkit.metrics.boxacc import best_iou_per_tau
 from camkit.metrics.iou import box_iou_inclusive
 
 __all__ = ["box_iou_inclusive", "cvpr16_box", "wsol_best_ious"]
 
 
-def wsol_best_ious(cam_normalized: np.ndarray, taus: np.ndarray, gt_boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def wsol_best_ious(
+    cam_normalized: np.ndarray, taus: np.ndarray, gt_boxes: np.ndarray, backend: str = "auto"
+) -> tuple[np.ndarray, np.ndarray]:
     """Per tau, the best IoU of wsolevaluation's V1 and V2 boxes with any GT box: float64 ``([T], [T])``.
 
     ``cam_normalized``: float ``[H, W]`` in [0, 1]; ``gt_boxes``: int ``[n, 4]`` on the same grid.
     V1 scores the contour of largest ``cv2.contourArea`` (first in OpenCV's order on ties), V2 the best
-    of every contour; no contour gives the box ``(0, 0, 0, 0)``. With the compiled sweep kernel the
-    boxes of all levels come from :func:`camkit.localize.sweep.sweep_boxes_flat` (about 2.1x faster than
-    the per-level calls at 100 taus, 4.8x at 1000, on 224x224 CAMs here); without it, from the
-    reference's procedure (:func:`camkit.localize.wsol.level_boxes`), one ``cv2.findContours`` per
-    *distinct* integer level ``int(tau * u.max())`` shared by V1 and V2, which then beats the numpy sweep.
+    of every contour; no contour gives the box ``(0, 0, 0, 0)``. ``backend`` (see
+    :func:`camkit.localize.sweep.resolve_backend`): ``"native"`` takes the boxes of all levels from the
+    compiled sweep kernel (about 2.1x faster than the per-level calls at 100 taus, 4.8x at 1000, on
+    224x224 CAMs here); ``"numpy"`` runs the reference's procedure
+    (:func:`camkit.localize.wsol.level_boxes`), one ``cv2.findContours`` per *distinct* integer level
+    ``int(tau * u.max())`` shared by V1 and V2, which beats the pure-numpy sweep. Same IoUs either way.
     """
-    if sweep_mod._components is not None:
-        best = []
-        for multi_contour in (False, True):
-            sweep = sweep_mod.sweep_boxes_flat(cam_normalized, taus, multi_contour)
-            ious = box_iou_inclusive(sweep.boxes, gt_boxes).max(axis=1)
-            best.append(np.maximum.reduceat(ious, sweep.level_start[:-1])[sweep.tau_level])
-        return best[0], best[1]
+    if resolve_backend(backend, np.shape(cam_normalized)) == "native":
+        v1, v2 = (
+            best_iou_per_tau(sweep_boxes_flat(cam_normalized, taus, multi, backend="native"), gt_boxes)
+            for multi in (False, True)
+        )
+        return v1, v2
     u = unit_map_to_uint8(cam_normalized)
     levels, tau_level = np.unique(threshold_levels(taus, u.max()), return_inverse=True)
     per_level = [level_boxes(u, level) for level in levels.tolist()]

@@ -26,18 +26,21 @@ paper's (Zhou et al., CVPR 2016) top-1 / top-5 localization:
 Box metrics need boxes and PxAP needs masks: an image record carries the box fields only when the
 dataset has boxes, and ``pxap`` only when it has masks.
 
-Everything an image contributes is returned as a plain record (see :mod:`camkit.evaluate.records`),
-so the summary is a pure function of the records.
+Everything an image contributes is returned as an :class:`~camkit.evaluate.results.ImageRecord`
+(stored as one line of ``records.jsonl``), so the summary is a pure function of the records.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-import cv2
 import numpy as np
 
 from camkit.evaluate.boxes import box_iou_inclusive, cvpr16_box, wsol_best_ious
+from camkit.evaluate.results import BoxResult, ImageRecord, PixelCounts
+from camkit.metrics.pxap import pxap_bin_counts, pxap_edges
+from camkit.normalize import normalize_maps
+from camkit.resample import resize_map_cubic
 
 # Decimals kept for IoUs in the records. IoUs are ratios p/q of integer areas with q <= H*W of the
 # input, so |IoU - d| >= 1/(10 q) for d in {0.3, 0.5, 0.7} unless equal: 8 decimals keep every
@@ -125,21 +128,6 @@ def rescale_gt_boxes(boxes: np.ndarray, width: int, height: int, input_size: int
     return np.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], axis=1).astype(np.int64)
 
 
-def upsample_map(cam: np.ndarray, size: int) -> np.ndarray:
-    """A raw float map ``[h, w]`` -> float32 ``[size, size]`` with cv2 INTER_CUBIC (the reference's resize)."""
-    return cv2.resize(np.ascontiguousarray(cam, dtype=np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
-
-
-def minmax_normalize(cam: np.ndarray) -> np.ndarray:
-    """wsolevaluation's ``normalize_scoremap``: ``(m - min) / (max - min)``; NaN or constant -> zeros."""
-    m = np.array(cam, dtype=np.float32, copy=True)
-    if np.isnan(m).any() or m.min() == m.max():
-        return np.zeros_like(m)
-    m -= m.min()
-    m /= m.max()
-    return m
-
-
 def _round(values: np.ndarray) -> list[float]:
     return [float(v) for v in np.round(np.asarray(values, dtype=np.float64), IOU_DECIMALS)]
 
@@ -170,69 +158,66 @@ def image_record(
     protocol: Protocol,
     maps: np.ndarray,
     classes: np.ndarray,
-    gt_class: int,
     scores: np.ndarray,
     gt_boxes_input: np.ndarray | None,
     mask: np.ndarray | None = None,
-) -> dict:
+    *,
+    index: int,
+    image_id: str,
+    width: int,
+    height: int,
+    backend: str = "auto",
+) -> ImageRecord:
     """Everything one image contributes to the summary.
 
     Args:
         maps: raw maps ``[1 + k, h, w]`` (float32, feature resolution): the GT class's first, then
             the top-k predicted classes' in descending score.
-        classes: int ``[1 + k]`` the class of each map (``classes[0] == gt_class``).
+        classes: int ``[1 + k]`` the class of each map (``classes[0]`` is the GT class).
         scores: float ``[k]`` softmax probabilities of the top-k classes.
         gt_boxes_input: int64 ``[n >= 1, 4]`` GT boxes on the input (:func:`rescale_gt_boxes`), or None
             to skip the box metrics (a dataset with masks only).
         mask: uint8 ``[S, S]`` on the input (1 foreground, 0 background, 255 ignore;
             :func:`camkit.datasets.masks.load_gt_mask`), or None to skip PxAP.
+        index, image_id, width, height: the image's position in the dataset, id and size (pixels).
+        backend: the threshold sweep's implementation (:func:`camkit.evaluate.boxes.wsol_best_ious`).
 
-    Returns a JSON-ready dict: ``gt``, ``topk`` (classes), ``scores``; with boxes ``gt_boxes``,
-    ``cvpr16_boxes`` (``[1 + k, 4]``, GT class first), ``cvpr16_ious`` (``[1 + k]`` best IoU with any
-    GT box), ``v1`` / ``v2`` (``[T]`` per-tau best IoU of the GT class's map), rounded to
-    :data:`IOU_DECIMALS`; with a mask ``pxap`` = ``{"fg": packed, "bg": packed}``, the GT-class map's
-    bin counts (:func:`camkit.metrics.pxap.pxap_bin_counts`, ``T + 2`` bins) in :func:`pack_counts` form.
+    Box values are rounded to :data:`IOU_DECIMALS`; PxAP counts are the GT-class map's
+    (:func:`camkit.metrics.pxap.pxap_bin_counts`, ``T + 2`` bins) in :func:`pack_counts` form.
     """
     size = protocol.input_size
     classes = np.asarray(classes, dtype=np.int64)
-    record: dict = {
-        "gt": int(gt_class),
-        "topk": [int(c) for c in classes[1:]],
-        "scores": [round(float(s), 6) for s in scores],
-    }
+    boxes = None
     if gt_boxes_input is None:
-        unit = minmax_normalize(upsample_map(maps[0], size))
+        unit = normalize_maps(resize_map_cubic(maps[0], size), "minmax")
     else:
-        unit = _box_fields(protocol, maps, classes, gt_boxes_input, record)
+        boxes, unit = _box_result(protocol, maps, classes, gt_boxes_input, backend)
+    pixels = None
     if mask is not None:
-        from camkit.metrics.pxap import pxap_bin_counts, pxap_edges
-
         if mask.shape != unit.shape:
             raise ValueError(f"mask {mask.shape} must be on the input, {unit.shape}")
         fg, bg = pxap_bin_counts(unit, mask, pxap_edges(protocol.taus))
-        record["pxap"] = {"fg": pack_counts(fg), "bg": pack_counts(bg)}
-    return record
+        pixels = PixelCounts(pack_counts(fg), pack_counts(bg))
+    return ImageRecord(
+        index=int(index), image_id=image_id, width=int(width), height=int(height), gt_class=int(classes[0]),
+        topk=[int(c) for c in classes[1:]], scores=[round(float(s), 6) for s in scores], boxes=boxes, pixels=pixels,
+    )
 
 
-def _box_fields(protocol: Protocol, maps: np.ndarray, classes: np.ndarray, gt_boxes_input: np.ndarray, record: dict) -> np.ndarray:
-    """Add the box fields to ``record``; returns the GT class's min-max normalised map at input size."""
+def _box_result(protocol: Protocol, maps: np.ndarray, classes: np.ndarray, gt_boxes_input: np.ndarray, backend: str) -> tuple[BoxResult, np.ndarray]:
+    """The box values and the GT class's min-max normalised map at input size."""
     size = protocol.input_size
     up = {}
     cvpr_boxes = np.empty((len(classes), 4), dtype=np.int64)
     for j, c in enumerate(classes.tolist()):
         if c not in up:  # the GT class is often also in the top-k: one map, one box
-            up[c] = upsample_map(maps[j], size)
+            up[c] = resize_map_cubic(maps[j], size)
             cvpr_boxes[j] = cvpr16_box(up[c], protocol.cvpr16_tau)
         else:
             cvpr_boxes[j] = cvpr_boxes[classes.tolist().index(c)]
     cvpr_ious = box_iou_inclusive(cvpr_boxes, gt_boxes_input).max(axis=1)
-    unit = minmax_normalize(up[int(classes[0])])
-    v1, v2 = wsol_best_ious(unit, protocol.taus, gt_boxes_input)
-    record.update({
-        "gt_boxes": gt_boxes_input.tolist(),
-        "cvpr16_boxes": cvpr_boxes.tolist(),
-        "cvpr16_ious": _round(cvpr_ious),
-        "v1": _round(v1),
-        "v2": _round(v2),
-    })
-    return unit
+    unit = normalize_maps(up[int(classes[0])], "minmax")
+    v1, v2 = wsol_best_ious(unit, protocol.taus, gt_boxes_input, backend)
+    result = BoxResult(gt_boxes=gt_boxes_input.tolist(), cvpr16_boxes=cvpr_boxes.tolist(),
+                       cvpr16_ious=_round(cvpr_ious), v1=_round(v1), v2=_round(v2))
+    return result, unit

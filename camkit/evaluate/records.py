@@ -1,8 +1,7 @@
 """Per-image results on disk: an append-only JSON Lines file that survives ``kill -9``.
 
-One line per image, keyed by ``i`` (the image's position in the dataset): either a result (see
-:func:`camkit.evaluate.protocol.image_record`, plus ``id``, ``w``, ``h``) or a failure
-(``{"i", "id", "error"}``). Lines are written a batch at a time with one ``write`` followed by
+One line per image, keyed by ``i`` (the image's position in the dataset): either a result or a
+failure (``{"i", "id", "error"}``); the keys are listed in :mod:`camkit.evaluate.results`. Lines are written a batch at a time with one ``write`` followed by
 ``flush`` + ``os.fsync``, so after a crash the file holds every finished batch and at most one torn
 (partial, newline-less) last line. :func:`read_records` ignores that line; :class:`RecordWriter`
 cuts it off before appending, so a resumed run never glues a new line onto a fragment.
@@ -16,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from camkit.errors import CamkitError
+from camkit.errors import CamkitError, RunDirectoryError
 
 RECORDS_NAME = "records.jsonl"
 
@@ -63,8 +62,8 @@ def _parse(path: Path, no: int, line: bytes) -> dict:
         rec = json.loads(line)
         rec["i"] = int(rec["i"])
     except (ValueError, KeyError, TypeError):
-        raise CamkitError(
-            f"{path} line {no} is not a camkit record; delete {path.parent} (or pick another --out) and run again."
+        raise RunDirectoryError(
+            f"{path} line {no} is not a camkit record; delete {path.parent} (or choose another output folder) and run again."
         ) from None
     return rec
 

@@ -1,8 +1,9 @@
-"""A short Markdown report: our numbers, the protocol, and the published CAM numbers beside them."""
+"""A short Markdown report: our numbers, the protocol, and the published CAM numbers of the same
+benchmark beside them (ImageNet rows for an ILSVRC run, CUB rows for a CUB run, none for other data)."""
 
 from __future__ import annotations
 
-# Published CAM results (design.md §4). CAM paper (Zhou et al., CVPR 2016, Table 2): GoogLeNet-GAP
+# Published CAM results. CAM paper (Zhou et al., CVPR 2016, Table 2): GoogLeNet-GAP
 # top-1 / top-5 localization *error* on ILSVRC val; accuracy = 100 - error.
 CAM_PAPER_GOOGLENET_GAP_ERROR = {"top1": 56.40, "top5": 43.00}
 # wsolevaluation (Choe et al., CVPR 2020), CAM, MaxBoxAccV2 on the test splits.
@@ -17,6 +18,16 @@ WSOLEVAL_CAM_PXAP_SOURCE = "see Choe et al. 2020, results table (README main_tab
 WSOLEVAL_PXAP_ARCHS = ("VGG16", "InceptionV3", "ResNet50")
 # Below this many images a benchmark number says little (one image moves it by > 1 point).
 COMPARABLE_MIN_IMAGES = 1000
+
+
+def benchmark_of(dataset_name: str) -> str | None:
+    """``"ImageNet"``, ``"CUB"`` or ``"OpenImages"`` for the names camkit's readers give those datasets
+    (``ILSVRC-2012 val``, ``ILSVRC/test``, ``CUB-200-2011 test``, ``CUB/test``, ``OpenImages/test``); else None."""
+    head = dataset_name.strip().upper()
+    for prefix, bench in (("ILSVRC", "ImageNet"), ("IMAGENET", "ImageNet"), ("CUB", "CUB"), ("OPENIMAGES", "OpenImages")):
+        if head.startswith(prefix):
+            return bench
+    return None
 
 
 def _fmt(v) -> str:
@@ -60,27 +71,7 @@ def markdown_report(summary: dict, files: dict | None = None) -> str:
     if not has_boxes:
         lines += ["", "Box metrics (top-k localization, MaxBoxAcc, MaxBoxAccV2) skipped: this dataset has masks, "
                       "no boxes; they are null in summary.json."]
-    err1 = None if summary["top1_loc"] is None else 100 - summary["top1_loc"]
-    err5 = None if summary["top5_loc"] is None else 100 - summary["top5_loc"]
-    lines += [
-        "",
-        "## Published CAM numbers beside ours",
-        "",
-        "| source | model | metric | published | ours |",
-        "|---|---|---|---|---|",
-    ]
-    if has_boxes:
-        lines += [
-            f"| CAM paper (Zhou et al. 2016), ILSVRC val | GoogLeNet-GAP | top-1 loc error | {CAM_PAPER_GOOGLENET_GAP_ERROR['top1']:.2f} | {_fmt(err1)} |",
-            f"| CAM paper (Zhou et al. 2016), ILSVRC val | GoogLeNet-GAP | top-5 loc error | {CAM_PAPER_GOOGLENET_GAP_ERROR['top5']:.2f} | {_fmt(err5)} |",
-        ]
-        for dataset, rows in WSOLEVAL_CAM_MAXBOXACC_V2.items():
-            for arch, value in rows.items():
-                lines.append(f"| wsolevaluation (Choe et al. 2020), {dataset} test | {arch} | MaxBoxAccV2 | {value:.1f} | {_fmt(summary['maxboxacc_v2'])} |")
-    if pxap is not None:
-        archs = ", ".join(WSOLEVAL_PXAP_ARCHS)
-        lines.append(f"| wsolevaluation (Choe et al. 2020), OpenImages30k test | CAM {archs} | PxAP | {WSOLEVAL_CAM_PXAP_SOURCE} | {_fmt(pxap)} |")
-    lines += [""]
+    lines += [""] + _published_rows(summary, benchmark_of(ds.get("name", "")), has_boxes) + [""]
     if n < COMPARABLE_MIN_IMAGES:
         lines.append(
             f"**Not comparable:** {n} images is a sample, not the benchmark split (ILSVRC val: 50,000; CUB test: 5,794; "
@@ -108,6 +99,29 @@ def markdown_report(summary: dict, files: dict | None = None) -> str:
             if k in files:
                 lines += [f"![{k.replace('_', ' ')}]({files[k]})", ""]
     return "\n".join(lines)
+
+
+def _published_rows(summary: dict, bench: str | None, has_boxes: bool) -> list[str]:
+    """The published CAM numbers of ``bench`` only (another benchmark's numbers say nothing here)."""
+    rows = []
+    if has_boxes and bench == "ImageNet":
+        for k in ("top1", "top5"):
+            ours = None if summary[f"{k}_loc"] is None else 100 - summary[f"{k}_loc"]
+            rows.append(f"| CAM paper (Zhou et al. 2016), ILSVRC val | GoogLeNet-GAP | top-{k[-1]} loc error | "
+                        f"{CAM_PAPER_GOOGLENET_GAP_ERROR[k]:.2f} | {_fmt(ours)} |")
+    if has_boxes and bench in WSOLEVAL_CAM_MAXBOXACC_V2:
+        for arch, value in WSOLEVAL_CAM_MAXBOXACC_V2[bench].items():
+            rows.append(f"| wsolevaluation (Choe et al. 2020), {bench} test | {arch} | MaxBoxAccV2 | {value:.1f} | "
+                        f"{_fmt(summary['maxboxacc_v2'])} |")
+    if summary.get("pxap") is not None and bench == "OpenImages":
+        archs = ", ".join(WSOLEVAL_PXAP_ARCHS)
+        rows.append(f"| wsolevaluation (Choe et al. 2020), OpenImages30k test | CAM {archs} | PxAP | "
+                    f"{WSOLEVAL_CAM_PXAP_SOURCE} | {_fmt(summary['pxap'])} |")
+    if not rows:
+        return ["## Published CAM numbers", "", "No published CAM numbers for this dataset (camkit quotes ILSVRC, CUB "
+                "and OpenImages30k results only on those benchmarks)."]
+    return ["## Published CAM numbers beside ours", "", "| source | model | metric | published | ours |",
+            "|---|---|---|---|---|"] + rows
 
 
 def _protocol(p: dict):

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from camkit.evaluate.protocol import Protocol, unpack_counts
+from camkit.evaluate.results import FailedImage, Record, as_record
 
 LOC_IOU = 0.5  # CVPR16 top-k / GT-known localization and MaxBoxAcc (V1)
 
@@ -28,7 +29,7 @@ def iou_key(delta: float) -> str:
 
 
 def summarize(
-    records: Iterable[Mapping],
+    records: Iterable[Record | Mapping],
     protocol: Protocol,
     *,
     model: Mapping | None = None,
@@ -59,20 +60,20 @@ def summarize(
     n_bins = len(pxap_eval.fg_hist)
     n_pxap = 0
     failed = []
-    for r in records:
-        if "error" in r:
-            failed.append({"index": int(r["i"]), "image_id": r.get("id", ""), "error": r["error"]})
+    for r in map(as_record, records):
+        if isinstance(r, FailedImage):
+            failed.append({"index": r.index, "image_id": r.image_id, "error": r.error})
             continue
-        gt = np.array([int(r["gt"])])
-        top = np.array([r["topk"]], dtype=np.int64)
+        gt = np.array([r.gt_class])
+        top = np.array([r.topk], dtype=np.int64)
         cls_acc.accumulate(gt, top)
-        if "cvpr16_ious" in r:
-            ious = r["cvpr16_ious"]  # [GT class, top-1, ..., top-k]
+        if r.boxes is not None:
+            ious = r.boxes.cvpr16_ious  # [GT class, top-1, ..., top-k]
             loc_acc.accumulate(gt, top, np.array([ious[1:]]), np.array([ious[0]]))
-            for v in ("v1", "v2"):
-                boxacc[v].accumulate_ious(np.asarray([r[v]], dtype=np.float64))
-        if "pxap" in r:
-            pxap_eval.accumulate_counts(unpack_counts(r["pxap"]["fg"], n_bins), unpack_counts(r["pxap"]["bg"], n_bins))
+            boxacc["v1"].accumulate_ious(np.asarray([r.boxes.v1], dtype=np.float64))
+            boxacc["v2"].accumulate_ious(np.asarray([r.boxes.v2], dtype=np.float64))
+        if r.pixels is not None:
+            pxap_eval.accumulate_counts(unpack_counts(r.pixels.fg, n_bins), unpack_counts(r.pixels.bg, n_bins))
             n_pxap += 1
     n = cls_acc.n_images
     nb = loc_acc.n_images
@@ -128,3 +129,4 @@ METRIC_KEYS = (
     "gt_known_loc", "maxboxacc", "maxboxacc_v2", "maxboxacc_per_iou", "maxboxacc_v2_per_iou", "best_tau", "curves",
     "pxap", "pxap_curve",
 )
+"""The summary keys that are a pure function of the records (equal between a run and its resumption)."""

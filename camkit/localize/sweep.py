@@ -60,9 +60,14 @@ from typing import Iterable
 import cv2
 import numpy as np
 
+from camkit.errors import ParameterError
 from camkit.localize.wsol import _contour_boxes, threshold_levels, unit_map_to_uint8
 
-__all__ = ["sweep_boxes", "sweep_boxes_flat", "SweepResult"]
+__all__ = ["BACKENDS", "SweepResult", "resolve_backend", "sweep_boxes", "sweep_boxes_flat"]
+
+#: ``backend`` values: ``"native"`` the compiled kernel, ``"numpy"`` the pure-numpy path, ``"auto"`` the
+#: kernel when it is built (and the map is under 32768 pixels a side), else numpy.
+BACKENDS = ("auto", "native", "numpy")
 
 _BIG = np.int64(1 << 40)
 # Half of the neighbour pairs: each undirected adjacency once.
@@ -350,7 +355,7 @@ def _max_excluding(col: np.ndarray, value: np.ndarray, exclude: np.ndarray, n_le
 _HOLE_LEVELS_PER_CALL = 64
 
 
-def _level_boxes(u: np.ndarray, cam: np.ndarray, levels: np.ndarray, multi_contour: bool):
+def _level_boxes(u: np.ndarray, cam: np.ndarray, levels: np.ndarray, multi_contour: bool, hole_levels_per_call: int):
     """Boxes for sorted distinct levels: (boxes [n,4], column of each box [n])."""
     h, w = u.shape
     n_levels = len(levels)
@@ -391,7 +396,7 @@ def _level_boxes(u: np.ndarray, cam: np.ndarray, levels: np.ndarray, multi_conto
         )
         col = best_col[decisive]
         fallback = best_col[~decisive]
-    elif len(hole_cols) > _HOLE_LEVELS_PER_CALL:
+    elif len(hole_cols) > hole_levels_per_call:
         # V2 with holes at many levels. Holes: bounded 4-connected components of {u <= k},
         # i.e. of {255 - u > 254 - k}; their contour runs through the foreground around them.
         inv_levels = (254 - levels)[::-1]
@@ -440,14 +445,14 @@ except ImportError:  # pragma: no cover - exercised by installs without a compil
 _EXACT_PASS_LEVELS = 8
 
 
-def _native_sweep(u: np.ndarray, levels: np.ndarray, multi_contour: bool) -> tuple[np.ndarray, np.ndarray]:
+def _native_sweep(u: np.ndarray, levels: np.ndarray, multi_contour: bool, exact_pass_levels: int) -> tuple[np.ndarray, np.ndarray]:
     """Boxes and per-level offsets from the compiled kernel (see ``_components.c``): V2 from the
     outer and hole passes, V1 from the pass over the basin-filled map; V1 ties (OpenCV's contour
     order decides them) from the reference call at that level."""
     h, w = u.shape
     raw_boxes, raw_start, raw_open = _components.sweep(
         np.ascontiguousarray(u), h, w, np.ascontiguousarray(levels, dtype=np.int32), multi_contour,
-        _EXACT_PASS_LEVELS,
+        exact_pass_levels,
     )
     boxes = np.frombuffer(raw_boxes, dtype=np.int32).reshape(-1, 4).astype(np.int64)
     start = np.frombuffer(raw_start, dtype=np.int32).astype(np.int64)
@@ -472,18 +477,49 @@ def _row_order(boxes: np.ndarray, col: np.ndarray, shape: tuple[int, int]) -> np
     return np.lexsort((boxes[:, 3], boxes[:, 2], boxes[:, 1], boxes[:, 0], col))
 
 
+def resolve_backend(backend: str = "auto", shape: tuple[int, ...] | None = None) -> str:
+    """The implementation ``backend`` (one of :data:`BACKENDS`) stands for: ``"native"`` or ``"numpy"``.
+
+    ``shape`` (the map's): ``"auto"`` picks numpy for maps the kernel does not take (a side >= 32768).
+    Raises :class:`~camkit.errors.ParameterError` for an unknown name, or ``"native"`` when the
+    kernel is not built (camkit installed without a C compiler).
+    """
+    if backend not in BACKENDS:
+        raise ParameterError("backend", backend, f"is not a sweep backend; use one of {', '.join(BACKENDS)}")
+    if backend == "native" and _components is None:
+        raise ParameterError("backend", backend, "is not available: the compiled sweep kernel is not built; use 'numpy' or 'auto'")
+    if backend == "auto":
+        fits = shape is None or max(shape) < 1 << 15
+        return "native" if _components is not None and fits else "numpy"
+    return backend
+
+
 def sweep_boxes_flat(
-    cam_normalized: np.ndarray, taus: Iterable[float] | np.ndarray, multi_contour: bool = False
+    cam_normalized: np.ndarray,
+    taus: Iterable[float] | np.ndarray,
+    multi_contour: bool = False,
+    *,
+    backend: str = "auto",
+    exact_pass_levels: int = _EXACT_PASS_LEVELS,
+    hole_levels_per_call: int = _HOLE_LEVELS_PER_CALL,
 ) -> SweepResult:
-    """Like :func:`sweep_boxes` but flat: one box array plus per-level offsets (no per-tau lists)."""
+    """Like :func:`sweep_boxes` but flat: one box array plus per-level offsets (no per-tau lists).
+
+    ``exact_pass_levels`` (native) and ``hole_levels_per_call`` (numpy) only trade speed: above that
+    many open V1 levels the kernel runs its exact pass over the basin-filled map; above that many
+    levels with holes the numpy path takes V2's hole boxes from the hole forest instead of
+    reference calls. The boxes are the same either way.
+    """
     u = unit_map_to_uint8(cam_normalized)
     k = threshold_levels(taus, u.max())
     # Levels below 0 keep every pixel and levels from 255 up keep none: the same as -1 and 255.
     levels, tau_level = np.unique(np.clip(k, -1, 255), return_inverse=True)
-    if _components is not None and max(u.shape) < 1 << 15:
-        boxes, start = _native_sweep(u, levels, multi_contour)
+    if resolve_backend(backend, u.shape) == "native":
+        if max(u.shape) >= 1 << 15:
+            raise ParameterError("backend", backend, f"cannot sweep a {u.shape[0]}x{u.shape[1]} map (sides < 32768); use 'numpy'")
+        boxes, start = _native_sweep(u, levels, multi_contour, exact_pass_levels)
     else:
-        boxes, col = _level_boxes(u, np.asarray(cam_normalized), levels, multi_contour)
+        boxes, col = _level_boxes(u, np.asarray(cam_normalized), levels, multi_contour, hole_levels_per_call)
         order = _row_order(boxes, col, u.shape)
         boxes = np.ascontiguousarray(boxes[order], dtype=np.int64)
         start = np.zeros(len(levels) + 1, dtype=np.int64)
@@ -492,7 +528,7 @@ def sweep_boxes_flat(
 
 
 def sweep_boxes(
-    cam_normalized: np.ndarray, taus: Iterable[float] | np.ndarray, multi_contour: bool = False
+    cam_normalized: np.ndarray, taus: Iterable[float] | np.ndarray, multi_contour: bool = False, *, backend: str = "auto"
 ) -> list[np.ndarray]:
     """wsolevaluation boxes at every tau, computed in one pass; equal to the per-threshold loop.
 
@@ -502,6 +538,7 @@ def sweep_boxes(
         taus: thresholds (e.g. ``np.arange(0, 1, 0.001)``); the level is ``int(tau * u.max())``.
         multi_contour: False = MaxBoxAcc (V1, the largest-area contour), True = MaxBoxAccV2
             (every contour, hole contours included).
+        backend: ``"auto"``, ``"native"`` or ``"numpy"`` (:func:`resolve_backend`); same boxes.
 
     Returns:
         One int64 ``[n_t, 4]`` array per tau, ``x0, y0, x1, y1`` as the reference (see
@@ -514,4 +551,4 @@ def sweep_boxes(
         >>> sweep_boxes(cam, [0.5])[0].tolist()
         [[1, 1, 3, 4]]
     """
-    return sweep_boxes_flat(cam_normalized, taus, multi_contour).per_tau()
+    return sweep_boxes_flat(cam_normalized, taus, multi_contour, backend=backend).per_tau()

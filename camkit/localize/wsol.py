@@ -31,6 +31,8 @@ from typing import Iterable
 import cv2
 import numpy as np
 
+from camkit.normalize import normalize_maps
+
 __all__ = ["scoremap_to_uint8", "normalize_scoremap", "wsol_boxes", "wsol_boxes_per_threshold"]
 
 EMPTY_BOX = np.zeros((1, 4), dtype=np.int64)
@@ -40,17 +42,13 @@ def normalize_scoremap(cam: np.ndarray) -> np.ndarray:
     """Min-max normalise a ``[H, W]`` map to [0, 1] as wsolevaluation's ``normalize_scoremap``.
 
     A map containing NaN, or a constant map, becomes all zeros. Float inputs keep their dtype,
-    integer inputs become float64. The input is not modified.
+    integer inputs become float64. The input is not modified
+    (:func:`camkit.normalize.normalize_maps` ``"minmax"`` on one map).
     """
     cam = np.asarray(cam)
     if cam.ndim != 2:
         raise ValueError(f"a score map must be 2-D (H, W); got shape {cam.shape}")
-    m = cam.astype(cam.dtype if np.issubdtype(cam.dtype, np.floating) else np.float64, copy=True)
-    if np.isnan(m).any() or m.min() == m.max():
-        return np.zeros_like(m)
-    m -= m.min()
-    m /= m.max()
-    return m
+    return normalize_maps(cam, "minmax")
 
 
 def _as_unit_map(cam_normalized: np.ndarray) -> np.ndarray:

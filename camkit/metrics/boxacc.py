@@ -24,10 +24,16 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from camkit.localize.sweep import sweep_boxes_flat
+from camkit.localize.sweep import SweepResult, sweep_boxes_flat
 from camkit.metrics.iou import box_iou_inclusive
 
-__all__ = ["MaxBoxAccEvaluator", "maxboxacc_v1", "maxboxacc_v2"]
+__all__ = ["MaxBoxAccEvaluator", "best_iou_per_tau", "maxboxacc_v1", "maxboxacc_v2"]
+
+
+def best_iou_per_tau(sweep: SweepResult, gt_boxes: np.ndarray) -> np.ndarray:
+    """Per tau, the best IoU of the sweep's boxes at that tau with any GT box: float64 ``[T]``."""
+    per_box = box_iou_inclusive(sweep.boxes, gt_boxes).max(axis=1)
+    return np.maximum.reduceat(per_box, sweep.level_start[:-1])[sweep.tau_level]
 
 
 class MaxBoxAccEvaluator:
@@ -38,6 +44,8 @@ class MaxBoxAccEvaluator:
             ``np.arange(0, 1, 0.01)`` (its standalone evaluator).
         iou_thresholds: IoU thresholds delta (fractions).
         multi_contour: False = largest contour only (V1), True = every contour (V2).
+        backend: the sweep's implementation, ``"auto"``, ``"native"`` or ``"numpy"``
+            (:func:`camkit.localize.sweep.resolve_backend`); the numbers are the same.
     """
 
     def __init__(
@@ -45,6 +53,7 @@ class MaxBoxAccEvaluator:
         taus: Iterable[float] | np.ndarray,
         iou_thresholds: Sequence[float] = (0.3, 0.5, 0.7),
         multi_contour: bool = True,
+        backend: str = "auto",
     ) -> None:
         self.taus = np.asarray(taus).reshape(-1)
         if self.taus.size == 0:
@@ -53,6 +62,7 @@ class MaxBoxAccEvaluator:
         if not self.iou_thresholds:
             raise ValueError("iou_thresholds must not be empty")
         self.multi_contour = bool(multi_contour)
+        self.backend = backend
         self.hits = np.zeros((len(self.iou_thresholds), len(self.taus)), dtype=np.int64)
         self.n_images = 0
 
@@ -62,10 +72,7 @@ class MaxBoxAccEvaluator:
         ``cam_normalized``: float ``[H, W]`` in [0, 1]; ``gt_boxes``: ``[n, 4]`` inclusive
         ``x0, y0, x1, y1`` in the map's pixels.
         """
-        sweep = sweep_boxes_flat(cam_normalized, self.taus, self.multi_contour)
-        per_box = box_iou_inclusive(sweep.boxes, gt_boxes).max(axis=1)
-        per_level = np.maximum.reduceat(per_box, sweep.level_start[:-1])
-        return per_level[sweep.tau_level]
+        return best_iou_per_tau(sweep_boxes_flat(cam_normalized, self.taus, self.multi_contour, backend=self.backend), gt_boxes)
 
     def accumulate_ious(self, ious: np.ndarray) -> None:
         """Add images given their per-tau best IoUs, ``[B, T]`` (e.g. replayed from disk)."""

@@ -1,0 +1,120 @@
+"""A finished run's outputs, all computed from its records: ``summary.json``, ``per_image.csv``, the
+BoxAcc curves, the PxAP precision-recall curve, best/worst galleries and ``report.md``.
+
+File names are the constants below; ``summary["run"]["files"]`` lists the ones a run wrote (key ->
+name: ``summary``, ``per_image``, ``curves``, ``pxap_curve``, ``gallery_best``, ``gallery_worst``,
+``report``). ``summary.json`` is written last but one (atomically), then the report.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from camkit.cam.sources import MapSource
+from camkit.evaluate.protocol import Protocol
+from camkit.evaluate.results import ImageRecord, Record, as_record
+from camkit.resample import resize_map_cubic
+
+SUMMARY_NAME = "summary.json"
+PER_IMAGE_NAME = "per_image.csv"
+CURVES_NAME = "boxacc_vs_tau.png"
+PXAP_CURVE_NAME = "pxap_pr_curve.png"
+GALLERY_BEST_NAME = "gallery_best.png"
+GALLERY_WORST_NAME = "gallery_worst.png"
+REPORT_NAME = "report.md"
+
+
+def write_outputs(
+    out: Path,
+    summary: dict,
+    records: Callable[[], Iterator[Record | dict]],
+    samples: Sequence,
+    source: MapSource,
+    preprocess,
+    protocol: Protocol,
+    class_names: Sequence[str] | None,
+    gallery_size: int,
+) -> dict[str, str]:
+    """Write every output of the run into ``out``; ``records()`` streams the records (called several
+    times). Adds ``summary["run"]["files"]`` and returns it."""
+    from camkit.evaluate import plots, report
+    from camkit.evaluate.tables import write_per_image_csv
+
+    write_per_image_csv(out / PER_IMAGE_NAME, records(), protocol, class_names)
+    files = {"summary": SUMMARY_NAME, "per_image": PER_IMAGE_NAME}
+    if summary["n_box_images"]:
+        plots.plot_curves(summary, out / CURVES_NAME)
+        files["curves"] = CURVES_NAME
+    if summary["pxap"] is not None:
+        plots.plot_pxap_curve(summary, out / PXAP_CURVE_NAME)
+        files["pxap_curve"] = PXAP_CURVE_NAME
+    files["report"] = REPORT_NAME
+    best, worst = select_extremes(records(), gallery_size)
+    for name, chosen, title in ((GALLERY_BEST_NAME, best, "best"), (GALLERY_WORST_NAME, worst, "worst")):
+        if chosen:
+            panels = gallery_panels(chosen, samples, source, preprocess, protocol, class_names)
+            plots.plot_gallery(panels, out / name, f"{title} {len(panels)} by GT-known IoU (CVPR16 box)")
+            files[f"gallery_{title}"] = name
+    summary.setdefault("run", {})["files"] = files
+    tmp = out / (SUMMARY_NAME + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    tmp.replace(out / SUMMARY_NAME)
+    (out / REPORT_NAME).write_text(report.markdown_report(summary, files), encoding="utf-8")
+    return files
+
+
+def select_extremes(records: Iterable[Record | dict], n: int) -> tuple[list[ImageRecord], list[ImageRecord]]:
+    """The ``n`` best and ``n`` worst records by GT-known IoU (ties by index), streaming; records
+    without box values (failures, mask-only datasets) are left out."""
+    if n <= 0:
+        return [], []
+    best: list = []
+    worst: list = []
+    for r in map(as_record, records):
+        if not isinstance(r, ImageRecord) or r.boxes is None:
+            continue
+        iou, i = r.boxes.cvpr16_ious[0], r.index
+        slim = ImageRecord(r.index, r.image_id, r.width, r.height, r.gt_class, r.topk, r.scores, r.boxes)
+        heapq.heappush(best, (iou, -i, slim))
+        if len(best) > n:
+            heapq.heappop(best)
+        heapq.heappush(worst, (-iou, i, slim))
+        if len(worst) > n:
+            heapq.heappop(worst)
+    best_sorted = [t[2] for t in sorted(best, key=lambda t: (-t[0], -t[1]))]
+    worst_sorted = [t[2] for t in sorted(worst, key=lambda t: (-t[0], t[1]))]
+    return best_sorted, worst_sorted
+
+
+def gallery_panels(chosen: list[ImageRecord], samples: Sequence, source: MapSource, preprocess, protocol: Protocol,
+                   names: Sequence[str] | None) -> list[dict[str, Any]]:
+    """Re-run the maps for a few records: squashed photo, GT-class map at input size, boxes, caption."""
+    import torch
+
+    from camkit.io import load_image
+
+    arrays = [preprocess.to_array(load_image(samples[r.index].image_path), "squash")[0] for r in chosen]
+    x = torch.from_numpy(np.stack(arrays))
+    gt = torch.tensor([r.gt_class for r in chosen], dtype=torch.int64)
+    _, _, maps = source(x, gt)
+    mean = np.asarray(preprocess.mean, np.float32)[:, None, None]
+    std = np.asarray(preprocess.std, np.float32)[:, None, None]
+    panels = []
+    for b, r in enumerate(chosen):
+        assert r.boxes is not None
+        rgb = np.clip((arrays[b] * std + mean) * 255.0 + 0.5, 0, 255).astype(np.uint8).transpose(1, 2, 0)
+        gt_name = names[r.gt_class] if names and r.gt_class < len(names) else str(r.gt_class)
+        panels.append({
+            "image": rgb,
+            "cam": resize_map_cubic(maps[b, 0], protocol.input_size),
+            "gt_boxes": r.boxes.gt_boxes,
+            "pred_box": r.boxes.cvpr16_boxes[0],
+            "title": f"{r.image_id}\n{gt_name.split(',')[0][:24]}  IoU {r.boxes.cvpr16_ious[0]:.2f}",
+        })
+    return panels
