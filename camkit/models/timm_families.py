@@ -34,6 +34,7 @@ from .cam_model import CamKind, CAMModel
 from .classifier_model import ClassifierModel
 from .ln_cam import LayerNormCAMModel, norm_kind
 from .registry import ModelSpec
+from .timm_adapter import timm_spec, wrap_timm
 from .token_layout import (
     TokenCAMModel,
     TokenClassifierModel,
@@ -272,8 +273,6 @@ def build_timm_family(
     meta = dict(preprocess=timm_preprocess(net), categories=cats, weights_name="random" if random else "timm pretrained")
     plan = plan_timm(net)
     if plan is None:
-        from .timm_adapter import wrap_timm
-
         return wrap_timm(net, f"timm/{timm_name}", pool=pool or "avg", **meta)
     return wrap_timm_family(net, f"timm/{timm_name}", plan, pool=pool, **meta)
 
@@ -295,8 +294,6 @@ def timm_family_spec(timm_name: str) -> ModelSpec:
     """Registry entry for ``timm/<timm_name>``: exact or gradient as the model's head allows."""
     plan = plan_timm_name(timm_name)
     if plan is None:
-        from .timm_adapter import timm_spec
-
         return timm_spec(timm_name)
     kind = "exact CAM" if plan.cam_kind == "exact" else "gradient CAMs"
     return ModelSpec(
