@@ -139,7 +139,7 @@ def test_aug_smooth_flips_match_pytorch_grad_cam():
                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5, 4)).eval()
     x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(3))
     cls = [0, 3]
-    _, per_copy = augmented_maps(m, x, "gradcam", [[c] for c in cls], "3", 32, 0, scales=(1.0,))
+    _, per_copy = augmented_maps(compute_method_maps, m, x, "gradcam", [[c] for c in cls], "3", 32, 0, scales=(1.0,))
     ours = np.mean([pgc_pipeline(p[:, 0].numpy(), (12, 12)) for p in per_copy], axis=0)
     with GradCAM(model=m, target_layers=[m[3]]) as peer:
         peer.tta_transforms = tta.Compose([tta.HorizontalFlip()])  # flips only (its default also multiplies intensities)
@@ -152,7 +152,7 @@ def test_aug_smooth_flips_match_pytorch_grad_cam():
 def test_aug_maps_come_back_exactly_for_a_flip_equivariant_model():
     m = FlipEquivariant().eval()
     x = torch.randn(2, 3, 20, 20, generator=torch.Generator().manual_seed(5))
-    base, per_copy = augmented_maps(m, x, "gradcam", [[1], [2]], "relu2", 32, 0)
+    base, per_copy = augmented_maps(compute_method_maps, m, x, "gradcam", [[1], [2]], "relu2", 32, 0)
     assert len(per_copy) == 6 and base.maps.shape[-2:] == (10, 10)
     for s in range(3):  # scales 0.9, 1.0, 1.1: each flipped copy maps back onto its unflipped twin
         plain, flipped = per_copy[2 * s], per_copy[2 * s + 1]

@@ -37,18 +37,36 @@ normalised maps, which is the same whenever a map's minimum after the ReLU is 0)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+import dataclasses
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ModelError, ParameterError
-from ..engine import upsample
+from ...models.cam_model import CAMModel
+from ..engine import CAMBatch, upsample
+from .base import (
+    MethodOutput,
+    Targets,
+    activations_and_logits,
+    check_grad_allowed,
+    display_layer,
+    method_info,
+    model_state,
+    resolve_layer,
+    target_scores,
+)
+from .eigencam import eigencam_maps
+from .gradient import GRADIENT_METHODS
+from .iscam import iscam_weights
+from .scorecam import scorecam_weights
+from .smoothgradcampp import score_selector
+from .sscam import sscam_weights
 
-if TYPE_CHECKING:
-    from .api import MethodBatch
-    from .base import Targets
+# compute_method_maps itself, handed in by the API (this module runs the method on copies / layers).
+Compute = Callable[..., CAMBatch]
 
 SMOOTHINGS = ("aug", "eigen")
 AUG_SCALES = (0.9, 1.0, 1.1)
@@ -63,7 +81,7 @@ def to_input(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return upsample(maps.float(), size, "bilinear")
 
 
-def _class_spec(r: "MethodBatch", classes: "Targets") -> "Targets":
+def _class_spec(r: CAMBatch, classes: "Targets") -> "Targets":
     """The classes chosen for the original image, to explain the same ones on every copy / layer."""
     if callable(classes) and not isinstance(classes, torch.Tensor):
         return classes
@@ -71,6 +89,7 @@ def _class_spec(r: "MethodBatch", classes: "Targets") -> "Targets":
 
 
 def augmented_maps(
+    compute: Compute,
     model: nn.Module,
     x: torch.Tensor,
     method: str,
@@ -80,12 +99,11 @@ def augmented_maps(
     seed: int,
     scales: Sequence[float] = AUG_SCALES,
     flips: Sequence[bool] = AUG_FLIPS,
-) -> tuple["MethodBatch", list[torch.Tensor]]:
-    """``(result on the original image, [maps of every augmented copy in the original frame, [B, k, H, W]])``."""
-    from .api import compute_method_maps
-
+) -> tuple[CAMBatch, list[torch.Tensor]]:
+    """``(result on the original image, [maps of every augmented copy in the original frame, [B, k, H, W]])``;
+    ``compute`` is :func:`~camkit.cam.methods.compute_method_maps`."""
     size = (int(x.shape[-2]), int(x.shape[-1]))
-    base = compute_method_maps(model, x, method, classes, layer, batch_size, seed=seed)
+    base = compute(model, x, method, classes, layer, batch_size, seed=seed)
     spec = _class_spec(base, classes)
     out = []
     for s in scales:
@@ -99,22 +117,16 @@ def augmented_maps(
                 xs = F.interpolate(x, size=hw, mode="bilinear", align_corners=False, antialias=float(s) < 1.0)
             if flip:
                 xs = xs.flip(-1)
-            r = compute_method_maps(model, xs, method, spec, layer, batch_size, seed=seed)
+            r = compute(model, xs, method, spec, layer, batch_size, seed=seed)
             m = r.maps.flip(-1) if flip else r.maps
             out.append(to_input(m, size))
     return base, out
 
 
-def aug_smooth(model, x, method, classes, layer, batch_size, seed) -> "MethodBatch":
+def aug_smooth(compute: Compute, model, x, method, classes, layer, batch_size, seed) -> CAMBatch:
     """``smooth="aug"``: the mean of :func:`augmented_maps` (see the module docstring)."""
-    base, maps = augmented_maps(model, x, method, classes, layer, batch_size, seed)
-    return _with_maps(base, torch.stack(maps).mean(dim=0), base.layer)
-
-
-def _with_maps(base: "MethodBatch", maps: torch.Tensor, layer: str) -> "MethodBatch":
-    from .api import MethodBatch
-
-    return MethodBatch(base.logits, base.probs, base.class_idx, base.scores, maps.float(), base.bias, method=base.method, layer=layer)
+    base, maps = augmented_maps(compute, model, x, method, classes, layer, batch_size, seed)
+    return dataclasses.replace(base, maps=torch.stack(maps).mean(dim=0))
 
 
 # ---------------------------------------------------------------- several layers
@@ -137,22 +149,20 @@ def fuse_layers(maps: Sequence[torch.Tensor], size: tuple[int, int], method: str
     return stacked.amax(dim=0) if method == "layercam" else stacked.mean(dim=0)
 
 
-def multi_layer(model, x, method, classes, layers: Sequence[str], batch_size, seed, smooth) -> "MethodBatch":
+def multi_layer(compute: Compute, model, x, method, classes, layers: Sequence[str], batch_size, seed, smooth) -> CAMBatch:
     """``layer=[...]``: the method at every layer (with ``smooth`` per layer), fused; classes chosen once."""
-    from .api import compute_method_maps
-
     if not layers:
         raise ParameterError("layer", [], "names no layer: give at least one")
     size = (int(x.shape[-2]), int(x.shape[-1]))
-    first = compute_method_maps(model, x, method, classes, layers[0], batch_size, seed=seed, smooth=smooth)
+    first = compute(model, x, method, classes, layers[0], batch_size, seed=seed, smooth=smooth)
     spec = _class_spec(first, classes)
     maps = [first.maps]
     names = [first.layer]
     for lay in layers[1:]:
-        r = compute_method_maps(model, x, method, spec, lay, batch_size, seed=seed, smooth=smooth)
+        r = compute(model, x, method, spec, lay, batch_size, seed=seed, smooth=smooth)
         maps.append(r.maps)
         names.append(r.layer)
-    return _with_maps(first, fuse_layers(maps, size, first.method), "+".join(names))
+    return dataclasses.replace(first, maps=fuse_layers(maps, size, first.method), layer="+".join(names))
 
 
 # ---------------------------------------------------------------- eigen smoothing
@@ -169,24 +179,13 @@ CHANNEL_LOCAL = ("gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", "gr
 SCORE_FAMILY = ("scorecam", "sscam", "iscam")
 
 
-def eigen_smooth(model, x, method: str, classes, layer, batch_size, seed) -> "MethodBatch":
+def eigen_smooth(model, x, method: str, classes, layer, batch_size, seed) -> MethodOutput:
     """``smooth="eigen"``: first principal component of the weighted activations, per image and class."""
-    from .api import MethodBatch
-    from .base import activations_and_logits, check_grad_allowed, display_layer, method_info, model_state, resolve_layer, target_scores
-    from .eigencam import eigencam_maps
-    from .smoothgradcampp import score_selector
-
     name = method_info(method).name
-    if name == "eigencam":
-        from .api import compute_method_maps
-
-        return compute_method_maps(model, x, name, classes, layer, batch_size, seed=seed)
-    if name not in ("cam",) + CHANNEL_LOCAL + SCORE_FAMILY:
+    if name not in ("cam", "eigencam") + CHANNEL_LOCAL + SCORE_FAMILY:
         raise ParameterError("smooth", "eigen", f"does not apply to {name}: use it with cam, {', '.join(CHANNEL_LOCAL + SCORE_FAMILY)} or eigencam")
     categories = getattr(model, "categories", None)
     if name == "cam":
-        from ...models.cam_model import CAMModel
-
         if not isinstance(model, CAMModel):
             raise ModelError("plain CAM needs a pool+linear head; use another method with smooth='eigen'")
         full = None
@@ -196,8 +195,6 @@ def eigen_smooth(model, x, method: str, classes, layer, batch_size, seed) -> "Me
         check_grad_allowed(name)
     with model_state(model, freeze=True):
         if name in CHANNEL_LOCAL:
-            from .gradient import GRADIENT_METHODS
-
             fn = GRADIENT_METHODS[name]
             a, logits = activations_and_logits(model, x, full, need_grad=True)
             with torch.enable_grad():
@@ -213,36 +210,29 @@ def eigen_smooth(model, x, method: str, classes, layer, batch_size, seed) -> "Me
             with torch.inference_mode():
                 a, logits = activations_and_logits(model, x, full, need_grad=False)
                 idx, s = target_scores(logits, classes, categories)
-                if name == "cam":
+                if name == "eigencam":  # its own weighted activations are A itself
+                    wts = torch.ones(idx.shape + a.shape[1:2], dtype=torch.float32, device=a.device)
+                elif name == "cam":
                     wts = model.classifier.weight[idx].float()  # [B, k, K]
                 else:
                     sel = score_selector(classes, idx, categories)
                     if name == "scorecam":
-                        from .scorecam import scorecam_weights as weights_fn
-
-                        alpha = weights_fn(model, x, a, sel, batch_size)
+                        alpha = scorecam_weights(model, x, a, sel, batch_size)
                     elif name == "sscam":
-                        from .sscam import sscam_weights
-
                         alpha = sscam_weights(model, x, a, sel, batch_size, seed=seed)
                     else:
-                        from .iscam import iscam_weights
-
                         alpha = iscam_weights(model, x, a, sel, batch_size)
                     wts = alpha.transpose(1, 2)  # [B, k, K]
                 maps = [eigencam_maps(wts[:, j, :, None, None] * a.float()) for j in range(idx.shape[1])]
-    maps_t = torch.stack(maps, dim=1)
-    probs = logits.float().softmax(dim=1)
-    custom = bool((idx < 0).any())
-    scores = s.float() if custom else probs.gather(1, idx)
-    bias = torch.zeros(idx.shape, dtype=torch.float32, device=maps_t.device)
-    return MethodBatch(logits, probs, idx, scores, maps_t, bias, method=name, layer=display_layer(model, full))
+    return MethodOutput(idx, s.detach(), logits.detach(), torch.stack(maps, dim=1), display_layer(model, full))
 
 
-def smoothed(model, x, method, classes, layer, batch_size, seed, smooth) -> "MethodBatch":
-    """Dispatch of ``smooth=`` (one layer); unknown values are a :class:`ParameterError`."""
+def smoothed(compute: Compute, wrap: Callable[..., CAMBatch], model, x, method, classes, layer, batch_size, seed, smooth) -> CAMBatch:
+    """Dispatch of ``smooth=`` (one layer); ``wrap(name, logits, class_idx, scores, maps, layer)`` makes the
+    MethodBatch of a :class:`MethodOutput`. Unknown values are a :class:`ParameterError`."""
     if smooth == "aug":
-        return aug_smooth(model, x, method, classes, layer, batch_size, seed)
+        return aug_smooth(compute, model, x, method, classes, layer, batch_size, seed)
     if smooth == "eigen":
-        return eigen_smooth(model, x, method, classes, layer, batch_size, seed)
+        out = eigen_smooth(model, x, method, classes, layer, batch_size, seed)
+        return wrap(method_info(method).name, out.logits, out.class_idx, out.scores, out.maps, out.layer)
     raise ParameterError("smooth", smooth, f"is not a smoothing: use one of {', '.join(SMOOTHINGS)} or None")
