@@ -10,6 +10,12 @@ Conventions (everything an :class:`Explanation` holds):
 - ``feature_maps [k, h, w]``: the same at the network's feature resolution.
 - ``boxes [k, 4]`` int64: x0, y0, x1, y1, inclusive pixels, original image coordinates, by the CVPR16
   rule (ReLU, divide by max, keep >= tau of max, box of the largest 8-connected component).
+
+Accepted images (anything else raises a one-line :class:`~camkit.errors.ParameterError` naming the
+argument): a path, a PIL image, a numpy array (``HxW``, ``HxWx3``, ``HxWx4``), the bytes of an encoded
+image file (JPEG, PNG, ... as read from disk or a web response; decoded like a file), a torch tensor
+``[3, H, W]`` / ``[1, H, W]`` or a batch ``[B, 3, H, W]`` (torchvision's channels-first convention,
+uint8 or float in [0, 1]), or a list of these.
 """
 
 from __future__ import annotations
@@ -22,7 +28,12 @@ from typing import TYPE_CHECKING, Iterable, Sequence, Union
 import numpy as np
 from PIL import Image
 
+from .malloc_tuning import apply_malloc_tuning
 from .cam.geometry import to_original, window_pixels
+from .errors import ParameterError
+from .io import load_image
+from .io.explanation_folder import output_names
+from .limits import check_maps_memory
 from .models.cam_model import CAMModel
 from .normalize import Normalization, normalize_maps
 from .preprocess import Geometry, ResizeMode
@@ -30,7 +41,14 @@ from .preprocess import Geometry, ResizeMode
 if TYPE_CHECKING:
     import torch
 
-ImageInput = Union[str, Path, Image.Image, np.ndarray]
+ImageInput = Union[str, Path, bytes, Image.Image, np.ndarray, "torch.Tensor"]
+
+#: :meth:`Explanation.save` writes the overlay and the maps of at most this many classes (the first,
+#: i.e. the highest-scoring or the first asked for); its JSON lists every class. A thousand maps of
+#: one photo would take gigabytes on disk and a panorama of a thousand panels as the overlay.
+MAX_SAVED_MAPS = 10
+
+_ACCEPTED = "a path, PIL image, HxWx3 uint8 array, encoded image bytes, [3, H, W] tensor, or a list of them"
 
 
 @dataclass
@@ -100,17 +118,27 @@ class Explanation:
             return panel(which)
         return side_by_side([panel(i) for i in range(len(self.class_indices))])
 
+    @property
+    def saved_maps(self) -> int:
+        """How many classes :meth:`save` writes maps and overlay panels for (``MAX_SAVED_MAPS`` at most)."""
+        return min(len(self.class_indices), MAX_SAVED_MAPS)
+
     def save(self, out_dir: str | Path, stem: str | None = None, model: str | None = None) -> dict[str, Path]:
-        """Write ``<stem>_cam.png`` (overlay), ``<stem>_maps.npy`` (raw maps [k,H,W]) and ``<stem>.json``."""
-        from .viz import save_png
+        """Write ``<stem>_cam.png`` (overlay), ``<stem>_maps.npy`` (raw maps ``[n, H, W]``) and ``<stem>.json``.
+
+        The overlay and the maps cover the first ``n = saved_maps`` classes (at most ``MAX_SAVED_MAPS``);
+        the JSON lists every class and ``saved_maps``.
+        """
+        from .viz import save_png, side_by_side
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         stem = stem or (Path(self.path).stem if self.path else "image")
-        paths = {"overlay": out / f"{stem}_cam.png", "maps": out / f"{stem}_maps.npy", "json": out / f"{stem}.json"}
-        save_png(paths["overlay"], self.overlay())
-        np.save(paths["maps"], self.maps.astype(np.float32))
-        doc = {"model": model or self.model_name, "images": [self.to_dict()]}
+        paths = {role: out / name for role, name in output_names(stem).items()}
+        n = self.saved_maps
+        save_png(paths["overlay"], side_by_side([self.overlay(i) for i in range(n)]) if n else self.image)
+        np.save(paths["maps"], self.maps[:n].astype(np.float32))
+        doc = {"model": model or self.model_name, "images": [dict(self.to_dict(), saved_maps=n)]}
         paths["json"].write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         return paths
 
@@ -149,6 +177,11 @@ def explain_batch(
 
     from .cam.engine import compute_cams
 
+    apply_malloc_tuning()
+    if isinstance(classes, int) and not isinstance(classes, bool):
+        check_topk(model, classes)
+    for im in images:
+        check_maps_memory(_maps_per_image(classes), im.width, im.height, param="topk" if isinstance(classes, int) else "classes")
     arrays, geos = zip(*(model.preprocess.to_array(im, resize_mode) for im in images))
     x = torch.from_numpy(np.stack(arrays))
     if method is None and layer is None and isinstance(model, CAMModel) and model.cam_kind != "gradient":
@@ -186,6 +219,94 @@ def explain_batch(
     return out
 
 
+def _maps_per_image(classes) -> int:
+    """Maps per image for a class spec: ``topk``, one list for all images, or one list per image."""
+    if isinstance(classes, (int, np.integer)):
+        return int(classes)
+    items = list(classes) if classes is not None else []
+    if items and all(isinstance(c, (list, tuple)) for c in items):
+        return max(len(c) for c in items)
+    return len(items)
+
+
+def check_topk(model, topk: int) -> None:
+    """Refuse ``topk`` below 1 or above the model's number of classes (never clamped silently)."""
+    n = getattr(model, "num_classes", None)
+    if isinstance(topk, bool) or not isinstance(topk, (int, np.integer)) or topk < 1:
+        raise ParameterError("topk", topk, "must be a positive integer (the number of classes to explain)")
+    if n is not None and topk > n:
+        raise ParameterError("topk", topk, f"is more than the model's {n} classes; use {n} or less")
+
+
+def _describe(obj) -> str:
+    if _is_tensor(obj):
+        return f"a {obj.dtype} tensor of shape {list(obj.shape)}"
+    if isinstance(obj, np.ndarray):
+        return f"a {obj.dtype} array of shape {list(obj.shape)}"
+    return repr(obj) if obj is None or isinstance(obj, (int, float)) else f"a {type(obj).__name__}"
+
+
+def _tensor_to_hwc(t, param: str) -> np.ndarray:
+    """A channels-first image tensor ``[C, H, W]`` (C in 1, 3, 4) as an ``HxWxC`` numpy array."""
+    if t.ndim != 3 or t.shape[0] not in (1, 3, 4):
+        hint = "; it looks channels-last: pass t.permute(2, 0, 1)" if t.ndim == 3 and t.shape[-1] in (1, 3, 4) else ""
+        raise ParameterError(param, _Shown(_describe(t)), f"is not an image tensor: expected [3, H, W] or [B, 3, H, W] (channels first){hint}")
+    return np.moveaxis(t.detach().cpu().numpy(), 0, -1)
+
+
+class _Shown:
+    """A value shown in a message by a description instead of its repr (a tensor's shape, not its data)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+    __repr__ = __str__
+
+
+def _as_image_items(images, param: str = "images") -> tuple[list, bool]:
+    """(loadable items, single?) from what :func:`explain` accepts; one-line ParameterError otherwise."""
+    if _is_tensor(images):
+        if images.ndim == 4:
+            return [_tensor_to_hwc(t, param) for t in images], False
+        return [_tensor_to_hwc(images, param)], True
+    if isinstance(images, (str, Path, Image.Image, np.ndarray, bytes, bytearray, memoryview)):
+        return [_one_item(images, param)], True
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise ParameterError(param, _Shown("[]"), f"is empty; pass {_ACCEPTED}")
+        return [_one_item(it, f"{param}[{i}]") for i, it in enumerate(images)], False
+    raise ParameterError(param, _Shown(_describe(images)), f"is not an image; pass {_ACCEPTED}")
+
+
+def _one_item(obj, param: str):
+    if _is_tensor(obj):
+        return _tensor_to_hwc(obj, param)
+    if isinstance(obj, (str, Path, Image.Image, np.ndarray)):
+        return obj
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return _decode_bytes(bytes(obj), param)
+    raise ParameterError(param, _Shown(_describe(obj)), f"is not an image; pass {_ACCEPTED}")
+
+
+def _decode_bytes(data: bytes, param: str) -> Image.Image:
+    """Encoded image bytes (the content of a JPEG/PNG/... file) -> a lazily opened PIL image."""
+    import io
+
+    from PIL import UnidentifiedImageError
+
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except UnidentifiedImageError:
+        raise ParameterError(param, _Shown(f"{len(data)} bytes"), "are not an encoded image (JPEG, PNG, ...); pass the bytes of an image file, a path or an array") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ParameterError(param, _Shown(f"{len(data)} bytes"), f"cannot be decoded ({' '.join(str(e).split())}); pass the bytes of a complete image file") from None
+    return img
+
+
 def explain(
     images: ImageInput | Sequence[ImageInput],
     model: "str | CAMModel | torch.nn.Module | None" = None,
@@ -203,13 +324,14 @@ def explain(
     """Explain one image or many.
 
     Args:
-        images: a path, PIL image, ``[H, W, 3]`` uint8 array, or an image tensor in torchvision's
-            convention (``[3, H, W]`` uint8 or float in [0, 1], as ``torchvision.io.decode_image`` gives),
-            or a list of them / a ``[B, 3, H, W]`` tensor (a list or batch returns a list of
-            :class:`Explanation`, one image returns one).
+        images: a path, PIL image, ``[H, W, 3]`` uint8 array, the bytes of an encoded image file, or an
+            image tensor in torchvision's convention (``[3, H, W]`` uint8 or float in [0, 1], as
+            ``torchvision.io.decode_image`` gives), or a list of them / a ``[B, 3, H, W]`` tensor (a list
+            or batch returns a list of :class:`Explanation`, one image returns one).
         model: a registry name, a loaded :class:`CAMModel`, or None for the embedded default.
         weights: weights for a model given by name (see :func:`camkit.load_model`).
-        topk: explain the k highest-scoring classes (ignored when ``classes`` is given).
+        topk: explain the k highest-scoring classes, 1 to the model's number of classes (ignored when
+            ``classes`` is given).
         classes: class ids or names for every image, or one list per image.
         resize_mode: ``"crop"`` (the weights' eval transform; the map covers the crop window) or
             ``"squash"`` (whole image resized to the input square, the WSOL protocol).
@@ -221,24 +343,25 @@ def explain(
             models whose head is not pool+linear default to Grad-CAM.
         layer: target layer for the non-CAM methods (module name, e.g. ``"layer4"``); None = automatic.
 
+    Raises:
+        ParameterError: ``images`` of a kind or shape not listed above, ``topk`` outside 1..classes,
+            ``batch_size`` < 1, or maps that cannot fit in memory.
+        ImageError: a file that is missing, unreadable or not an image.
+
     Example:
         >>> import camkit, skimage.data
         >>> e = camkit.explain(skimage.data.chelsea(), topk=3)
         >>> e.labels[0] in ("tiger cat", "Egyptian cat", "tabby")
         True
     """
-    from .io import load_image
     from .models import load_model
 
-    if _is_tensor(images):
-        # torchvision convention: [3, H, W] or [B, 3, H, W], uint8 or float in [0, 1] (e.g. io.decode_image)
-        arr = images.detach().cpu().numpy()
-        single = arr.ndim == 3
-        items = [np.moveaxis(a, 0, -1) for a in (arr[None] if single else arr)]
-    else:
-        single = isinstance(images, (str, Path, Image.Image, np.ndarray))
-        items = [images] if single else [np.moveaxis(it.detach().cpu().numpy(), 0, -1) if _is_tensor(it) else it for it in images]
+    items, single = _as_image_items(images)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ParameterError("batch_size", batch_size, "must be a positive integer")
     m = load_model(model, weights) if model is None or isinstance(model, str) else model
+    if classes is None:
+        check_topk(m, topk)
     spec = topk if classes is None else classes
     per_image = spec is not None and not isinstance(spec, int) and len(spec) > 0 and all(isinstance(c, (list, tuple)) for c in spec)
     results: list[Explanation] = []

@@ -180,9 +180,9 @@ def check_input_size(
     per_image_pixel = need / (input_size * input_size * batch_size)
     fits = int(math.sqrt(USABLE_FRACTION * avail / (per_image_pixel * batch_size)))
     images = "one image" if batch_size == 1 else f"a batch of {batch_size}"
-    hint = f"use {param} {fits} or less" if fits >= 1 else "free memory or use a smaller batch"
+    hint = f"use {fits} or less" if fits >= 1 else "free memory or use a smaller batch"
     if batch_size > 1 and fits >= 1:
-        hint += " or a smaller batch_size"
+        hint += " or smaller batches"
     raise ParameterError(param, input_size, f"is too large: needs ~{need / _GB:.1f} GB for {images} but {avail / _GB:.1f} GB are available; {hint}")
 
 
@@ -196,5 +196,5 @@ def check_maps_memory(k: int, width: int, height: int, *, param: str = "topk") -
     raise ParameterError(
         param, k,
         f"is too large: {k} maps of a {width}x{height} image need ~{need / _GB:.1f} GB but {avail / _GB:.1f} GB "
-        f"are available; use {param} {fits} or less, or downscale the image",
+        f"are available; use {fits} or less, or downscale the image",
     )

@@ -1,10 +1,9 @@
-"""Shared CLI plumbing: one-line errors, stderr console, allocator setup."""
+"""Shared CLI plumbing: one-line errors, stderr console, allocator setup, failure reports."""
 
 from __future__ import annotations
 
 import functools
 import os
-import sys
 from typing import Callable, TypeVar
 
 import typer
@@ -59,19 +58,30 @@ def one_line_errors(fn: F) -> F:
 
 
 def keep_allocator_memory() -> None:
-    """Ask glibc to keep freed memory instead of returning it to the OS after every batch.
+    """Apply camkit's glibc malloc tuning at start-up (see :mod:`camkit.malloc_tuning`; honours
+    ``CAMKIT_NO_MALLOC_TUNING=1``). The library applies it on its first heavy call anyway; doing it
+    before anything is allocated lets the whole process use it."""
+    from camkit.malloc_tuning import apply_malloc_tuning
 
-    Large CPU forwards otherwise spend most of their time in page faults (design.md §8: a batch-32
-    forward ran ~2x slower in a fresh process). Only glibc has ``mallopt``; elsewhere this is a no-op.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
+    apply_malloc_tuning()
 
-        libc = ctypes.CDLL("libc.so.6")
-        M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
-        libc.mallopt(M_MMAP_MAX, 0)
-        libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
-    except (OSError, AttributeError):
-        pass
+
+def report_skipped(error: Exception) -> None:
+    """One ``error: ...`` line on stderr for an item the run skips and goes on without."""
+    err_console.print(f"[bold red]error:[/] {error}", markup=True, soft_wrap=True)
+
+
+def exit_code_for(skipped: int, total: int) -> int:
+    """The exit-code rule for a run over ``total`` items of which ``skipped`` failed: 0 none,
+    1 some (the run finished; each was listed), 2 all of them (nothing was done: an input error).
+    Prints the ``N of M`` summary line on stderr when there was more than one item."""
+    if skipped and total > 1:
+        err_console.print(f"{skipped} of {total} items were skipped (listed above)", soft_wrap=True)
+    return 0 if not skipped else (1 if skipped < total else 2)
+
+
+def find_images_reporting(inputs, on_error):
+    """``camkit.io.find_images`` that reports an input finding nothing (``on_error(input, error)``) and goes on."""
+    from camkit.io import find_images
+
+    return find_images(inputs, on_error=on_error)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..errors import DatasetError
+from ..errors import DatasetError, ParameterError
 
 DATASETS = ("imagefolder", "cub", "ilsvrc", "cifar10", "csv")
 
@@ -154,7 +154,7 @@ def _csv(root: Path, val_fraction: float, seed: int):
 
     if root.is_dir():
         if not (root / "train.csv").is_file():
-            raise DatasetError(f"no train.csv in {root}; pass a CSV file as --root or put train.csv (and val.csv) there")
+            raise DatasetError(f"no train.csv in {root}; pass a CSV file as the root or put train.csv (and val.csv) there")
         train = _loc_samples(read_csv_boxes(root / "train.csv"))
         val = _loc_samples(read_csv_boxes(root / "val.csv")) if (root / "val.csv").is_file() else []
         if not val:
@@ -189,6 +189,10 @@ def cifar10_datasets(root: Path, train_tf: Callable, eval_tf: Callable):
     return train, val
 
 
+#: Why fewer than two classes are refused rather than trained.
+ONE_CLASS_REASON = "a classifier needs at least two classes (with one, every answer is right and it learns nothing)"
+
+
 def load_training_data(
     kind: str,
     root: str | Path,
@@ -213,10 +217,10 @@ def load_training_data(
         train_ds, val_ds = cifar10_datasets(root, train_tf, eval_tf)
         n = num_classes or 10
         if n < 10:
-            raise DatasetError(f"CIFAR-10 has 10 classes but --num-classes is {n}; drop --num-classes")
+            raise ParameterError("num_classes", n, "is below CIFAR-10's 10 classes; leave it out")
         return TrainData(train_ds, val_ds, list(CIFAR10_CLASSES), n, f"CIFAR-10 {root} (50000/10000)")
     if kind != "csv" and not root.is_dir():
-        raise DatasetError(f"dataset root {root} is not a folder; pass the folder that holds the {kind} data with --root")
+        raise DatasetError(f"dataset root {root} is not a folder; pass the folder that holds the {kind} data")
     if kind == "imagefolder":
         train, val, names, desc = _imagefolder(root, val_fraction, seed)
     elif kind == "cub":
@@ -226,11 +230,17 @@ def load_training_data(
     else:
         train, val, names, desc = _csv(root, val_fraction, seed)
     if not train:
-        raise DatasetError(f"no training images found in {root} ({kind}); check the layout described in `camkit finetune --help`")
+        raise DatasetError(f"no training images found in {root} ({kind}); check the layout in the camkit.finetune.data docs")
+    if num_classes is not None and num_classes < 2:
+        raise ParameterError("num_classes", num_classes, f"is too few: {ONE_CLASS_REASON}")
+    labels = sorted({c for _, c in train})
+    if len(labels) < 2:
+        only = names[labels[0]] if names and 0 <= labels[0] < len(names) else f"index {labels[0]}"
+        raise DatasetError(f"{desc} has one class ({only}); {ONE_CLASS_REASON}; add images of another class")
     top = max(c for _, c in train + val) + 1
     n = num_classes or (len(names) if names else top)
     if top > n:
-        raise DatasetError(f"{desc} has class index {top - 1} but the model gets {n} classes; raise --num-classes to at least {top}")
+        raise ParameterError("num_classes", n, f"is too few: {desc} has class index {top - 1}; use at least {top}")
     if names is not None and len(names) != n:
         names = names[:n] if len(names) > n else None
     return TrainData(PathLabelDataset(train, train_tf), PathLabelDataset(val, eval_tf), names, n, f"{desc}: {len(train)} train / {len(val)} val images")

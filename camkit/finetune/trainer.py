@@ -26,7 +26,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import CamkitError
+from ..errors import CamkitError, ParameterError
+from ..io.run_lock import RunLock
+from ..limits import check_input_size
+from ..malloc_tuning import apply_malloc_tuning
 from ..models.cam_model import CAMModel
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -92,10 +95,9 @@ def resume_config(saved: dict, overrides: dict) -> FinetuneConfig:
         if k in RESUME_FREE:
             cfg[k] = v
         elif cfg.get(k) != v:
-            flag = "--" + k.replace("_", "-")
-            raise CamkitError(
-                f"--resume: this run was started with {flag} {cfg.get(k)}, not {v}; drop {flag} to continue it "
-                "exactly, or start a new run in another --out folder"
+            raise ParameterError(
+                k, v, f"differs from {cfg.get(k)!r}, which this run was started with; leave it out to continue the "
+                "run exactly, or start a new run in another output folder",
             )
     return FinetuneConfig(**cfg)
 
@@ -227,32 +229,46 @@ def finetune(
     (``overrides``: options the user gave explicitly; a conflicting one is an error). Without
     ``resume``, an ``out`` folder that already holds ``last.pt`` is refused rather than overwritten.
     ``on_epoch_end(row)`` is called after each epoch's checkpoint is on disk.
+
+    The ``out`` folder is locked (:class:`~camkit.io.run_lock.RunLock`) for the whole run. Refused
+    before any training: fewer than two classes, an ``input_size`` whose activations cannot fit in
+    memory (:func:`camkit.limits.check_input_size`). A loss that becomes NaN or infinite stops the run
+    with a :class:`~camkit.errors.ParameterError` naming ``lr`` (the usual cause); the epoch is not
+    checkpointed, so ``last.pt`` keeps the previous, finite one.
     """
+    out = Path(config.out)
+    with RunLock(out, "camkit finetune"):
+        return _finetune_locked(config, out, resume, overrides, progress, on_epoch_end)
+
+
+def _finetune_locked(config: FinetuneConfig, out: Path, resume: bool, overrides: dict | None, progress: bool,
+                     on_epoch_end: Callable[[dict], None] | None) -> FinetuneResult:
     from .checkpoint import atomic_save, make_checkpoint, read_checkpoint, set_rng_state
     from .data import load_training_data
     from .log import plot_history, write_log
     from .model import prepare_model, set_train_mode
     from .transforms import eval_transform, train_transform
 
-    out = Path(config.out)
+    apply_malloc_tuning()
     last_path = out / LAST
     ckpt = None
     if resume:
         if not last_path.is_file():
-            raise CamkitError(f"--resume: no {LAST} in {out}; drop --resume to start a new run there")
+            raise CamkitError(f"no {LAST} in {out} to resume from; start a new run there instead")
         ckpt = read_checkpoint(last_path)
         if "optimizer" not in ckpt or "config" not in ckpt:
-            raise CamkitError(f"--resume: {last_path} is not a camkit training checkpoint (no optimizer state)")
+            raise CamkitError(f"{last_path} is not a camkit training checkpoint (no optimizer state); it cannot be resumed")
         config = resume_config(ckpt["config"], {**(overrides or {}), "out": str(out)})
     elif last_path.exists():
-        raise CamkitError(f"{out} already holds a training run ({LAST}); pass --resume to continue it or choose another --out")
+        raise CamkitError(f"{out} already holds a training run ({LAST}); resume it or choose another output folder")
     cfg = config
     if cfg.optimizer not in OPTIMIZERS:
         raise CamkitError(f"unknown optimizer {cfg.optimizer!r}; use {' or '.join(OPTIMIZERS)}")
     if cfg.schedule not in SCHEDULES:
         raise CamkitError(f"unknown schedule {cfg.schedule!r}; use {' or '.join(SCHEDULES)}")
-    if cfg.epochs < 1 or cfg.batch_size < 1:
-        raise CamkitError("--epochs and --batch-size must be at least 1")
+    for name in ("epochs", "batch_size"):
+        if getattr(cfg, name) < 1:
+            raise ParameterError(name, getattr(cfg, name), "must be at least 1")
 
     pretrained = _is_pretrained(cfg)
     freeze = cfg.freeze_backbone if cfg.freeze_backbone is not None else pretrained
@@ -277,6 +293,7 @@ def finetune(
         )
         model = prepare_model(cfg.model, data.num_classes, cfg.pool, "random" if resume else cfg.weights, freeze)
         model.preprocess = pre
+        check_input_size(model, pre.crop, cfg.batch_size, gradients=not freeze)
         if ckpt is not None:
             model.load_state_dict(ckpt["state_dict"], strict=True)
         model.categories = data.class_names
@@ -331,6 +348,10 @@ def finetune(
                     with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
                         logits = model(x)
                         loss = F.cross_entropy(logits.float(), y)
+                    if not use_amp and not torch.isfinite(loss):  # (AMP's scaler skips such steps itself)
+                        raise ParameterError("lr", lr, f"is too high: the training loss became {float(loss.detach()):g} at epoch "
+                                             f"{epoch + 1} step {seen // cfg.batch_size + 1}; use a lower one (e.g. {lr / 10:g})"
+                                             f"{'' if epoch == start else f'; {LAST} holds epoch {epoch}'}")
                     opt.zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()
                     scaler.step(opt)
@@ -343,6 +364,11 @@ def finetune(
                     dt = time.perf_counter() - t0
                     bar.update(task, advance=1, loss=loss_sum / seen, acc=correct / seen, ips=seen / dt if dt > 0 else 0.0)
                 seconds = time.perf_counter() - t0
+                # The last step's update can overflow even when its loss was finite: never checkpoint that.
+                if not all(bool(torch.isfinite(p).all()) for p in model.parameters() if p.requires_grad):
+                    raise ParameterError("lr", lr, f"is too high: the weights became non-finite during epoch {epoch + 1}; "
+                                         f"use a lower one (e.g. {lr / 10:g})"
+                                         f"{'' if epoch == start else f'; {LAST} holds epoch {epoch}'}")
                 row = {
                     "epoch": epoch + 1, "lr": float(opt.param_groups[0]["lr"]),
                     "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),

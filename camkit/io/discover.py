@@ -12,6 +12,10 @@ Rules (``find_images``):
   number of directories). Matching files with an image extension are kept; matched directories and other
   files are not (write the directory itself to include it; name a file to force it). Hidden names are
   matched only when the pattern spells the dot, as in the shell.
+- camkit's own outputs are never inputs of a directory scan or a pattern: files listed by an explain
+  index (``explanations.json``, see :mod:`camkit.io.explanation_folder`) in their folder are skipped,
+  so an output folder inside (or equal to) the input folder is not explained again. A file named
+  directly is kept.
 - Order: inputs in the given order; each directory or pattern's files sorted by their path components
   (code-point order, so ``a/x.jpg`` < ``a.jpg`` < ``b.jpg``). Duplicates (the same file reached twice,
   compared by resolved path) are dropped, keeping the first.
@@ -23,10 +27,11 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from camkit.errors import ImageError
+from camkit.io.explanation_folder import own_output_files
 
 #: Lower-case file suffixes (with the dot) that directories and patterns are searched for.
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
@@ -40,7 +45,9 @@ def is_image_path(path: str | os.PathLike[str]) -> bool:
 
 
 def find_images(
-    inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str], recursive: bool = True
+    inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+    recursive: bool = True,
+    on_error: Callable[[str, ImageError], None] | None = None,
 ) -> list[Path]:
     """Expand files, directories and glob patterns into image paths (rules in the module docstring).
 
@@ -48,13 +55,16 @@ def find_images(
         inputs: paths and/or patterns, in the order the images should come out. A single str or Path
             is accepted as a one-element list.
         recursive: search subdirectories of directory inputs (patterns use ``**`` for that instead).
+        on_error: called as ``on_error(input, error)`` for an input that finds nothing, which is then
+            skipped; without it the first such input raises.
 
     Returns:
         A list of ``Path``, without duplicates, in input order.
 
     Raises:
         ImageError: an input that neither exists nor matches anything; a directory without images;
-            a pattern that matches files but no images. One line each, naming the input.
+            a pattern that matches files but no images. One line each, naming the input. Not raised
+            when ``on_error`` is given.
 
     Example:
         >>> find_images(["photos/cat.jpg", "photos/more", "other/*.png"])  # doctest: +SKIP
@@ -64,8 +74,16 @@ def find_images(
         inputs = [inputs]
     found: list[Path] = []
     seen: set[Path] = set()
+    skip = _OwnOutputs()
     for item in inputs:
-        for path in _expand(item, recursive):
+        try:
+            expanded = _expand(item, recursive, skip)
+        except ImageError as e:
+            if on_error is None:
+                raise
+            on_error(os.fspath(item), e)
+            continue
+        for path in expanded:
             key = path.resolve()
             if key not in seen:
                 seen.add(key)
@@ -73,10 +91,23 @@ def find_images(
     return found
 
 
-def _expand(item: str | os.PathLike[str], recursive: bool) -> list[Path]:
+class _OwnOutputs:
+    """``skip(path)``: is ``path`` listed by its folder's explain index? (one index read per folder)"""
+
+    def __init__(self) -> None:
+        self._own: dict[Path, set[str]] = {}
+
+    def __call__(self, path: Path) -> bool:
+        folder = path.parent.resolve()
+        if folder not in self._own:
+            self._own[folder] = own_output_files(folder)
+        return path.name in self._own[folder]
+
+
+def _expand(item: str | os.PathLike[str], recursive: bool, skip: _OwnOutputs) -> list[Path]:
     path = Path(item)
     if path.is_dir():
-        images = _sorted(_scan_directory(path, recursive))
+        images = _sorted(p for p in _scan_directory(path, recursive) if not skip(p))
         if not images:
             scope = "" if recursive else " (subdirectories not searched)"
             raise ImageError(
@@ -92,7 +123,7 @@ def _expand(item: str | os.PathLike[str], recursive: bool) -> list[Path]:
     matches = [Path(m) for m in glob.glob(text, recursive=True)]
     if not matches:
         raise ImageError(f"no such file or directory: {text} (the pattern matches nothing); check it")
-    images = _sorted(m for m in matches if m.is_file() and is_image_path(m))
+    images = _sorted(m for m in matches if m.is_file() and is_image_path(m) and not skip(m))
     if not images:
         raise ImageError(
             f"no images ({_extension_list()}) match {text}; "
