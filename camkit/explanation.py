@@ -357,6 +357,12 @@ def explain(
     from .models import load_model
 
     items, single = _as_image_items(images)
+    if resize_mode not in ("crop", "squash"):
+        raise ParameterError("resize_mode", resize_mode, "is not a resize mode; use 'crop' or 'squash'")
+    if interpolation not in ("bicubic", "bilinear"):
+        raise ParameterError("interpolation", interpolation, "is not a map interpolation; use 'bicubic' or 'bilinear'")
+    if not 0.0 <= tau <= 1.0:
+        raise ParameterError("tau", tau, "is outside [0, 1]; it is a fraction of each map's maximum (e.g. 0.2)")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ParameterError("batch_size", batch_size, "must be a positive integer")
     m = load_model(model, weights) if model is None or isinstance(model, str) else model

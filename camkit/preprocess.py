@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from PIL import Image
 
+from .errors import ParameterError
+
 if TYPE_CHECKING:
     import torch
 
@@ -136,7 +138,7 @@ class Preprocess:
         if mode == "squash":
             return Geometry(width, height, self.crop, self.crop, width / self.crop, height / self.crop, 0, 0)
         if mode != "crop":
-            raise ValueError(f"unknown resize mode {mode!r}; use 'crop' or 'squash'")
+            raise ParameterError("resize_mode", mode, "is not a resize mode; use 'crop' or 'squash'")
         # torchvision Resize(int): shorter side -> resize, long side int(resize * long / short).
         if width <= height:
             rw, rh = self.resize, int(self.resize * height / width)

@@ -103,3 +103,18 @@ def test_malloc_tuning_applies_on_first_heavy_call_with_opt_outs(env, before, ap
                        env=full_env, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == applied
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"resize_mode": "fit"}, "resize_mode='fit' is not a resize mode; use 'crop' or 'squash'"),
+        ({"interpolation": "nearest"}, "interpolation='nearest' is not a map interpolation"),
+        ({"tau": 1.5}, "tau=1.5 is outside [0, 1]"),
+        ({"batch_size": 0}, "batch_size=0 must be a positive integer"),
+    ],
+)
+def test_option_ranges_are_parameter_errors(lite0, kwargs, message):
+    with pytest.raises(ParameterError) as ei:
+        camkit.explain(sample_path("chelsea"), lite0, **kwargs)
+    assert str(ei.value).startswith(message)

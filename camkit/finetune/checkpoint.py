@@ -6,7 +6,7 @@ Format (a dict of tensors and plain Python values only, so no pickled code is ev
   ``pool`` ("avg"/"max"), ``state_dict`` (the CAMModel's, keys ``net.*``), ``class_names``
   (list or None), ``preprocess`` (:meth:`Preprocess.to_dict`) — what ``camkit.load_model(None,
   weights=path)`` reads, so ``camkit explain/evaluate --weights ckpt.pt`` needs no other flag;
-- for ``--resume``: ``optimizer`` and ``scheduler`` state dicts, ``epoch`` (epochs completed),
+- for resuming a run: ``optimizer`` and ``scheduler`` state dicts, ``epoch`` (epochs completed),
   ``rng`` (torch CPU/CUDA generator states as uint8 tensors, numpy's MT19937 state as a tensor plus
   ints, Python's ``random`` state as a list of ints), ``config`` (the training options),
   ``history`` (per-epoch metrics) and ``best_val_acc``.
