@@ -18,6 +18,8 @@ from typing import Literal, TypeVar
 
 import numpy as np
 
+from camkit.errors import ParameterError
+
 Normalization = Literal["raw", "relu_max", "minmax"]
 NORMALIZATIONS: tuple[str, ...] = ("raw", "relu_max", "minmax")
 
@@ -30,7 +32,7 @@ def normalize_maps(maps: ArrayT, method: Normalization = "minmax") -> ArrayT:
     Float inputs keep their dtype; integer numpy inputs come back as float64.
     """
     if method not in NORMALIZATIONS:
-        raise ValueError(f"unknown normalisation {method!r}; use one of {', '.join(NORMALIZATIONS)}")
+        raise ParameterError("method", method, f"is not a normalisation; use one of {', '.join(NORMALIZATIONS)}")
     if method == "raw":
         return maps
     if isinstance(maps, np.ndarray):

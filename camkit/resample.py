@@ -9,7 +9,10 @@ Two conventions, each matching a reference exactly:
   ``F.interpolate(maps, size, mode, align_corners=False)`` (bilinear or bicubic). Both kernels are
   separable, so the resize is two small matrix products ``A_H @ M @ A_W^T`` with the 1-D
   interpolation matrices (exact up to float rounding), several times faster than ``F.interpolate``
-  on the CPU. Used for overlays, sanity checks and faithfulness metrics.
+  on the CPU. Used for overlays and sanity checks.
+- :func:`resize_maps_bilinear`: ``[B, h, w]`` -> float32 ``[B, H, W]`` with ``F.interpolate`` itself
+  (bilinear, align_corners=False), as RISE's evaluation and pytorch-grad-cam resize saliency maps;
+  the faithfulness metrics order pixels by these values, so they keep the reference's exact rounding.
 
 torch is imported only by :func:`upsample` (``import camkit`` stays light).
 """
@@ -22,10 +25,12 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from camkit.errors import ParameterError
+
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["resize_map_cubic", "upsample"]
+__all__ = ["resize_map_cubic", "resize_maps_bilinear", "upsample"]
 
 
 def resize_map_cubic(cam: np.ndarray, size: int) -> np.ndarray:
@@ -53,9 +58,22 @@ def upsample(maps: "torch.Tensor", size: tuple[int, int], mode: str = "bicubic")
     import torch
 
     if mode not in ("bilinear", "bicubic"):
-        raise ValueError(f"upsampling mode must be 'bilinear' or 'bicubic', got {mode!r}")
+        raise ParameterError("mode", mode, "is not an upsampling mode; use 'bilinear' or 'bicubic'")
     h, w = maps.shape[-2:]
     ah = _interp_matrix(int(h), int(size[0]), mode).to(device=maps.device, dtype=maps.dtype)
     aw = _interp_matrix(int(w), int(size[1]), mode).to(device=maps.device, dtype=maps.dtype)
     with torch.inference_mode():
         return torch.matmul(torch.matmul(ah, maps), aw.T)
+
+
+def resize_maps_bilinear(maps: "torch.Tensor", size: tuple[int, int]) -> "torch.Tensor":
+    """Maps ``[B, h, w]`` (or one ``[h, w]``) -> float32 ``[B, H, W]``, ``F.interpolate`` bilinear,
+    align_corners=False; maps already at ``size`` are returned as float32 unchanged."""
+    import torch.nn.functional as F
+
+    m = maps.float()
+    if m.dim() == 2:
+        m = m[None]
+    if tuple(m.shape[-2:]) != tuple(size):
+        m = F.interpolate(m[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+    return m

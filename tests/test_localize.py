@@ -6,6 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
+from camkit.errors import ParameterError
+
 from camkit.localize import (
     cvpr16_box,
     cvpr16_boxes,
@@ -70,7 +72,7 @@ def test_cvpr16_batch_and_errors():
     assert cvpr16_boxes(cams).tolist() == [[1, 1, 1, 1], [2, 0, 2, 0]]
     with pytest.raises(ValueError, match="NaN"):
         cvpr16_box(np.full((2, 2), np.nan))
-    with pytest.raises(ValueError, match="tau"):
+    with pytest.raises(ParameterError, match=r"^tau=1\.5 must be in \[0, 1\]"):
         cvpr16_box(np.ones((2, 2)), tau=1.5)
 
 
@@ -189,5 +191,5 @@ def test_localize_dispatch():
     assert localize(cams[0], "cvpr16").tolist() == [1, 1, 3, 2]
     wsol = localize(cams, "wsol", tau=0.5)
     assert [b.tolist() for b in wsol] == [[[1, 1, 4, 3]], [[4, 4, 5, 5]]]
-    with pytest.raises(ValueError, match="convention"):
+    with pytest.raises(ParameterError, match="^convention='other' is not a box convention"):
         localize(cams, "other")

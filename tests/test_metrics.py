@@ -258,3 +258,27 @@ def test_pxap_accumulate_order_invariant_and_errors():
     empty.accumulate(np.zeros((2, 2)), np.zeros((2, 2), dtype=np.uint8))
     with pytest.raises(ValueError, match="foreground"):
         empty.compute()
+
+
+def test_every_evaluator_resets_to_empty():
+    from camkit.metrics import Evaluator
+
+    taus = np.arange(0, 1, 0.25)
+    cls_acc, loc = ClassificationAccuracy(), LocalizationAccuracy()
+    box = MaxBoxAccEvaluator(taus, (0.5,))
+    pxap = PxAPEvaluator(taus)
+    top = np.array([[1, 2, 3, 4, 5]])
+    for _ in range(2):  # the second round after reset() must count exactly like the first
+        cls_acc.accumulate(np.array([1]), top)
+        loc.accumulate(np.array([2]), top, np.full((1, 5), 0.6), np.array([0.4]))
+        box.accumulate_ious(np.array([[1.0, 0.6, 0.4, 0.0]]))
+        pxap.accumulate(np.array([[0.9, 0.1]]), np.array([[1, 0]], dtype=np.uint8))
+        assert cls_acc.compute()["top1"] == 100.0 and loc.compute()["top5_loc"] == 100.0
+        assert loc.compute()["gt_known_loc"] == 0.0 and box.n_images == 1
+        assert box.compute()["boxacc"][0.5].tolist() == [100.0, 100.0, 0.0, 0.0]
+        assert pxap.compute()["pxap"] == 100.0
+        for ev in (cls_acc, loc, box, pxap):
+            assert isinstance(ev, Evaluator)
+            ev.reset()
+    with pytest.raises(ValueError, match="no images"):
+        box.compute()

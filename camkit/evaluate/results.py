@@ -20,7 +20,7 @@ key                 meaning
 ``v1``, ``v2``      ``[T]`` per-tau best IoU of wsolevaluation's V1 / V2 boxes (GT-class map)
 ``pxap``            ``{"fg": packed, "bg": packed}`` PxAP bin counts (mask datasets; ``pack_counts``)
 ``faith``           ``{"del", "ins", "y", "o"}``: deletion AUC, insertion AUC, the class probability
-                    of the image and of the image times its normalised map (``--faithfulness``)
+                    of the image and of the image times its normalised map (``faithfulness=True``)
 ``error``           a failed image's one-line reason (failure lines carry only ``i``, ``id``, ``error``)
 ==================  ===============================================================================
 """

@@ -13,6 +13,8 @@ from typing import Literal
 
 import numpy as np
 
+from camkit.errors import ParameterError
+
 from camkit.localize.cvpr16 import cvpr16_box, cvpr16_boxes
 from camkit.localize.sweep import SweepResult, sweep_boxes, sweep_boxes_flat
 from camkit.localize.wsol import (
@@ -64,10 +66,10 @@ def localize(
         raise ValueError(f"maps must be (H, W) or (N, H, W); got shape {cams.shape}")
     if convention == "cvpr16":
         if multi_contour:
-            raise ValueError("multi_contour applies to the 'wsol' convention only")
+            raise ParameterError("multi_contour", multi_contour, "applies to the 'wsol' convention only")
         return cvpr16_box(cams, tau) if cams.ndim == 2 else cvpr16_boxes(cams, tau)
     if convention == "wsol":
         if cams.ndim == 2:
             return wsol_boxes(normalize_scoremap(cams), tau, multi_contour)
         return [wsol_boxes(normalize_scoremap(c), tau, multi_contour) for c in cams]
-    raise ValueError(f"unknown convention {convention!r}; use 'cvpr16' or 'wsol'")
+    raise ParameterError("convention", convention, "is not a box convention; use 'cvpr16' or 'wsol'")

@@ -22,6 +22,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from camkit.errors import ParameterError
+
 from camkit.normalize import normalize_maps
 
 __all__ = ["cvpr16_box", "cvpr16_boxes"]
@@ -48,7 +50,7 @@ def cvpr16_box(cam: np.ndarray, tau: float = 0.2) -> np.ndarray:
     if cam.ndim != 2 or cam.size == 0:
         raise ValueError(f"a map must be a non-empty 2-D array (H, W); got shape {cam.shape}")
     if not 0.0 <= float(tau) <= 1.0:
-        raise ValueError(f"tau must be in [0, 1]; got {tau}")
+        raise ParameterError("tau", tau, "must be in [0, 1] (the paper: 0.2)")
     m = np.asarray(cam, dtype=np.float64)
     if np.isnan(m).any():
         raise ValueError("the map contains NaN")

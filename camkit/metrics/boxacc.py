@@ -63,6 +63,10 @@ class MaxBoxAccEvaluator:
             raise ValueError("iou_thresholds must not be empty")
         self.multi_contour = bool(multi_contour)
         self.backend = backend
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every accumulated image."""
         self.hits = np.zeros((len(self.iou_thresholds), len(self.taus)), dtype=np.int64)
         self.n_images = 0
 

@@ -34,6 +34,9 @@ from typing import TYPE_CHECKING, Callable, Literal
 
 import numpy as np
 
+from camkit.errors import ParameterError
+from camkit.resample import resize_maps_bilinear
+
 if TYPE_CHECKING:
     import torch
 
@@ -67,22 +70,11 @@ def baseline_image(x: "torch.Tensor", kind: Baseline) -> "torch.Tensor":
     if kind == "zero":
         return torch.zeros_like(x)
     if kind != "blur":
-        raise ValueError(f"baseline must be 'zero' or 'blur', got {kind!r}")
+        raise ParameterError("baseline", kind, "must be 'zero' or 'blur'")
     k = torch.from_numpy(rise_blur_kernel()).to(x.dtype)
     c = x.shape[1]
     weight = k.expand(c, 1, *k.shape).contiguous()
     return F.conv2d(x, weight, padding=k.shape[-1] // 2, groups=c)
-
-
-def _resize(maps: "torch.Tensor", size: tuple[int, int]) -> "torch.Tensor":
-    import torch.nn.functional as F
-
-    m = maps.float()
-    if m.dim() == 2:
-        m = m[None]
-    if tuple(m.shape[-2:]) != tuple(size):
-        m = F.interpolate(m[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-    return m
 
 
 def _probs(model: Callable, x: "torch.Tensor", cls: "torch.Tensor", batch_size: int) -> "torch.Tensor":
@@ -114,14 +106,14 @@ def deletion_insertion_curves(
     import torch
 
     if mode not in ("deletion", "insertion"):
-        raise ValueError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
+        raise ParameterError("mode", mode, "must be 'deletion' or 'insertion'")
     b, _, h, w = x.shape
     hw = h * w
     pps = math.ceil(hw / max(1, int(steps)))
     n = math.ceil(hw / pps)
     base = baseline_image(x, baseline or ("zero" if mode == "deletion" else "blur"))
     start, finish = (x, base) if mode == "deletion" else (base, x)
-    order = torch.argsort(-_resize(maps, (h, w)).reshape(b, hw), dim=1, stable=True)
+    order = torch.argsort(-resize_maps_bilinear(maps, (h, w)).reshape(b, hw), dim=1, stable=True)
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(hw).expand(b, hw).contiguous())
     cls = class_idx.reshape(-1).to(torch.int64)
@@ -145,7 +137,7 @@ def confidence_change(
 
     from ..normalize import normalize_maps
 
-    m = normalize_maps(_resize(maps, tuple(x.shape[-2:])).clamp_min(0), "minmax")
+    m = normalize_maps(resize_maps_bilinear(maps, tuple(x.shape[-2:])).clamp_min(0), "minmax")
     cls = class_idx.reshape(-1).to(torch.int64)
     with torch.inference_mode():
         y = _probs(model, x, cls, batch_size)
@@ -175,6 +167,11 @@ class FaithfulnessEvaluator:
     insertion_auc: list[float] = field(default_factory=list)
     drop: list[float] = field(default_factory=list)
     increase: list[bool] = field(default_factory=list)
+
+    def reset(self) -> None:
+        """Forget every accumulated image."""
+        for values in (self.deletion_auc, self.insertion_auc, self.drop, self.increase):
+            values.clear()
 
     def accumulate(self, x: "torch.Tensor", maps: "torch.Tensor", class_idx: "torch.Tensor") -> None:
         """One batch: input ``[B, C, H, W]``, maps ``[B, h, w]`` (or ``[B, k, h, w]``: the first), classes ``[B]``."""

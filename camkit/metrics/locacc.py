@@ -41,6 +41,10 @@ class ClassificationAccuracy:
     """Streaming top-1 / top-5 classification accuracy."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every accumulated image."""
         self.top1 = 0
         self.top5 = 0
         self.n_images = 0
@@ -65,6 +69,10 @@ class LocalizationAccuracy:
 
     def __init__(self, iou_threshold: float = 0.5) -> None:
         self.iou_threshold = float(iou_threshold)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every accumulated image."""
         self.top1_loc = 0
         self.top5_loc = 0
         self.gt_known_loc = 0

@@ -67,6 +67,10 @@ class PxAPEvaluator:
     def __init__(self, taus: Iterable[float] | np.ndarray) -> None:
         self.edges = pxap_edges(taus)
         self.taus = self.edges[:-3]
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every accumulated map."""
         self.fg_hist = np.zeros(len(self.edges) - 1, dtype=np.int64)
         self.bg_hist = np.zeros(len(self.edges) - 1, dtype=np.int64)
 
