@@ -75,53 +75,61 @@ def evaluate_command(
     faithfulness_steps: int = typer.Option(224, "--faithfulness-steps", min=2, help="Deletion/insertion steps (RISE: 224)."),
 ) -> None:
     """Score CAM localization: MaxBoxAcc, MaxBoxAccV2, top-1/top-5/GT-known loc, PxAP on masks (wsolevaluation protocol)."""
+    from camkit.distributed import process_group
     from camkit.evaluate import evaluate
     from camkit.models import load_model
 
-    if dataset is None:
-        raise fail(f"--dataset is required: one of {', '.join(DATASET_KINDS)}")
-    if root is None:
-        raise fail("--root is required: the dataset folder (e.g. --root ILSVRC2012 holding val/ and the boxes)")
-    kind = dataset.lower()
-    if kind not in DATASET_KINDS:
-        raise fail(f"unknown --dataset {dataset!r}; use one of {', '.join(DATASET_KINDS)}")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        ds = load_dataset(kind, root, annotations, split, mask_root)
-    for w in caught:
-        err_console.print(f"[yellow]warning:[/] {w.message}", soft_wrap=True)
-    from camkit.cam.methods import method_info
+    # Under torchrun (WORLD_SIZE > 1) every process runs this command: one process group, the batches
+    # dealt out to the ranks, rank 0 writing the outputs and printing (camkit.distributed).
+    with process_group() as group:
+        if dataset is None:
+            raise fail(f"--dataset is required: one of {', '.join(DATASET_KINDS)}")
+        if root is None:
+            raise fail("--root is required: the dataset folder (e.g. --root ILSVRC2012 holding val/ and the boxes)")
+        kind = dataset.lower()
+        if kind not in DATASET_KINDS:
+            raise fail(f"unknown --dataset {dataset!r}; use one of {', '.join(DATASET_KINDS)}")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = load_dataset(kind, root, annotations, split, mask_root)
+        for w in caught if group.is_main else ():
+            err_console.print(f"[yellow]warning:[/] {w.message}", soft_wrap=True)
+        from camkit.cam.methods import method_info
 
-    method = method_info(method).name  # an unknown method fails before any work
-    m = load_model(model, weights)
-    if method == "cam" and getattr(m, "cam_kind", "exact") == "gradient":
-        raise fail(f"{m.name} has no pool+linear head, so plain CAM does not apply; pass --method gradcam (or another method)")
-    from camkit.evaluate.rundir import ResumeError
+        method = method_info(method).name  # an unknown method fails before any work
+        m = load_model(model, weights)
+        if method == "cam" and getattr(m, "cam_kind", "exact") == "gradient":
+            raise fail(f"{m.name} has no pool+linear head, so plain CAM does not apply; pass --method gradcam (or another method)")
+        from camkit.evaluate.rundir import ResumeError
 
-    try:
-        with _progress_bar(progress) as report:
-            summary = evaluate(ds, m, input_size=input_size, batch_size=batch_size, workers=workers, tau_step=tau_step,
-                               limit=limit, out_dir=out, resume=resume, progress=report, method=method, layer=layer,
-                               faithfulness=faithfulness, faithfulness_steps=faithfulness_steps)
-    except KeyboardInterrupt:
-        # Finished batches are on disk (fsync'd); the DataLoader's workers were shut down on the way out.
-        raise fail(f"interrupted; the images done so far are kept in {out}: run the same command with --resume to "
-                   "continue", 130) from None
-    except ResumeError as e:
-        if e.differs is None:
-            raise fail(f"{out} already holds results (records.jsonl); pass --resume to continue it, or another --out") from None
-        raise fail(f"--resume: {out} holds a run with a different {', '.join(e.differs)}; use the same dataset, model "
-                   "and options (--batch-size included), or another --out") from None
-    if as_json:
-        out_console.print_json(json.dumps({k: v for k, v in summary.items() if k not in ("curves", "pxap_curve")}))
-    else:
-        _print_summary(summary, out)
-    if summary["n_failed"]:
-        for f in summary["failed"]:
-            err_console.print(f"skipped {f['image_id']}: {f['error']}", markup=False, soft_wrap=True)
-        err_console.print(f"{summary['n_failed']} of {summary['n_failed'] + summary['n_images']} images could not be "
-                          "read (listed above); the summary leaves them out", soft_wrap=True)
-        raise typer.Exit(1)
+        try:
+            with _progress_bar(progress and group.is_main) as report:
+                summary = evaluate(ds, m, input_size=input_size, batch_size=batch_size, workers=workers, tau_step=tau_step,
+                                   limit=limit, out_dir=out, resume=resume, progress=report, method=method, layer=layer,
+                                   faithfulness=faithfulness, faithfulness_steps=faithfulness_steps)
+        except KeyboardInterrupt:
+            # Finished batches are on disk (fsync'd); the DataLoader's workers were shut down on the way out.
+            raise fail(f"interrupted; the images done so far are kept in {out}: run the same command with --resume to "
+                       "continue", 130) from None
+        except ResumeError as e:
+            if e.differs is None:
+                raise fail(f"{out} already holds results (records.jsonl); pass --resume to continue it, or another --out") from None
+            raise fail(f"--resume: {out} holds a run with a different {', '.join(e.differs)}; use the same dataset, model "
+                       "and options (--batch-size included), or another --out") from None
+        if not group.is_main:  # rank 0 prints; every rank exits with the same code
+            if summary["n_failed"]:
+                raise typer.Exit(1)
+            return
+        if as_json:
+            out_console.print_json(json.dumps({k: v for k, v in summary.items() if k not in ("curves", "pxap_curve")}))
+        else:
+            _print_summary(summary, out)
+        if summary["n_failed"]:
+            for f in summary["failed"]:
+                err_console.print(f"skipped {f['image_id']}: {f['error']}", markup=False, soft_wrap=True)
+            err_console.print(f"{summary['n_failed']} of {summary['n_failed'] + summary['n_images']} images could not be "
+                              "read (listed above); the summary leaves them out", soft_wrap=True)
+            raise typer.Exit(1)
 
 
 def _progress_bar(enabled: bool):

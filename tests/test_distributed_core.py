@@ -47,12 +47,14 @@ def launch(
     teardown: bool = True,
     while_running: Callable[[list[subprocess.Popen]], None] | None = None,
     cwd: str | Path | None = None,
+    threads: int = 1,
 ) -> list[Worker]:
     """Run ``argv`` as ``nprocs`` ranks of one job on this machine, like ``torchrun --nproc-per-node``.
 
     ``teardown``: once a worker exits non-zero, SIGTERM the others (then SIGKILL after 5 s), as
-    torchrun does. ``while_running(procs)`` is called every 20 ms until all have exited (e.g. to kill
-    one). Every worker is killed at ``timeout`` and the test fails.
+    torchrun does. ``threads``: intra-op threads per worker (``OMP_NUM_THREADS``). ``while_running(procs)``
+    is called every 20 ms until all have exited (e.g. to kill one). Every worker is killed at ``timeout``
+    and the test fails.
     """
     import torch.distributed as dist
 
@@ -68,7 +70,7 @@ def launch(
         "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "TORCHELASTIC_USE_AGENT_STORE": "True",
         "GLOO_SOCKET_IFNAME": "lo", "CAMKIT_DIST_TIMEOUT": str(dist_timeout),
     }
-    base.setdefault("OMP_NUM_THREADS", "1")  # what torchrun sets when it starts several processes
+    base["OMP_NUM_THREADS"] = str(threads)  # torchrun's default for several processes is 1
     logs = tempfile.TemporaryDirectory()
     procs, files = [], []
     for r in range(nprocs):

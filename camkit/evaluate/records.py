@@ -5,12 +5,18 @@ failure (``{"i", "id", "error"}``); the keys are listed in :mod:`camkit.evaluate
 ``flush`` + ``os.fsync``, so after a crash the file holds every finished batch and at most one torn
 (partial, newline-less) last line. :func:`read_records` ignores that line; :class:`RecordWriter`
 cuts it off before appending, so a resumed run never glues a new line onto a fragment.
+
+A distributed run (:mod:`camkit.distributed`) has each rank append to its own ``records.rank<r>.jsonl``
+(:func:`shard_path`); rank 0 folds them into ``records.jsonl`` at the end (:func:`merge_shards`).
+What a resumed run has done is the union over all of them (:func:`done_indices`), whatever number
+of processes wrote them.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,3 +141,119 @@ class RecordWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# One file per rank. A distributed run (see camkit.distributed) has every rank append to its own
+# ``records.rank<r>.jsonl``; rank 0 folds them into ``records.jsonl`` at the end. Resume reads all of
+# them, whatever the world size that wrote them.
+
+SHARD_PREFIX = "records.rank"
+_INDEX_PREFIX = re.compile(rb'\{"i":(\d+)[,}]')  # RecordWriter writes "i" first, without spaces
+
+
+def shard_path(out_dir: str | Path, rank: int) -> Path:
+    """Rank ``rank``'s records file in ``out_dir``."""
+    return Path(out_dir) / f"{SHARD_PREFIX}{int(rank)}.jsonl"
+
+
+def record_files(out_dir: str | Path) -> list[Path]:
+    """The records files of ``out_dir`` that exist: ``records.jsonl`` first, then the rank shards by rank."""
+    out = Path(out_dir)
+    shards = []
+    for p in out.glob(f"{SHARD_PREFIX}*.jsonl"):
+        rank = p.name[len(SHARD_PREFIX) : -len(".jsonl")]
+        if rank.isdigit():
+            shards.append((int(rank), p))
+    main = out / RECORDS_NAME
+    return ([main] if main.exists() else []) + [p for _, p in sorted(shards)]
+
+
+def _complete_lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
+    """(line number, index, line) of each complete, non-blank line of ``path`` (a torn last line is left out)."""
+    data = path.read_bytes()
+    for no, line in enumerate(data[: _complete_length(data)].split(b"\n")[:-1], 1):
+        if not line.strip():
+            continue
+        m = _INDEX_PREFIX.match(line)
+        yield no, (int(m.group(1)) if m else _parse(path, no, line)["i"]), line
+
+
+def done_indices(out_dir: str | Path) -> set[int]:
+    """Indices that have a record in any records file of ``out_dir`` (torn last lines ignored)."""
+    return {i for path in record_files(out_dir) for _, i, _ in _complete_lines(path)}
+
+
+def iter_all_records(out_dir: str | Path) -> Iterator[dict]:
+    """Every record of ``out_dir`` once (the first file in :func:`record_files` order wins), file by file."""
+    seen: set[int] = set()
+    for path in record_files(out_dir):
+        for rec in iter_records(path):
+            if rec["i"] not in seen:
+                seen.add(rec["i"])
+                yield rec
+
+
+def merge_shards(out_dir: str | Path) -> int:
+    """Fold the rank shards of ``out_dir`` into ``records.jsonl`` in index (dataset) order; returns the record count.
+
+    Each index is kept once, from the first file holding it (``records.jsonl``, then shards by rank;
+    a resumed run only ever appends indices that had no record, so copies are identical anyway). The
+    new ``records.jsonl`` is written to a temporary file, fsync'd and renamed over the old one before
+    the shards are deleted, so a kill at any point leaves every record on disk and a rerun with
+    ``--resume`` merges again. Lines are copied as bytes (not re-encoded). Without shards nothing changes.
+    """
+    out = Path(out_dir)
+    files = record_files(out)
+    shards = [p for p in files if p.name != RECORDS_NAME]
+    if not shards:
+        main = out / RECORDS_NAME
+        return sum(1 for _ in _complete_lines(main)) if main.exists() else 0
+    lines: dict[int, bytes] = {}
+    for path in files:
+        for _, i, line in _complete_lines(path):
+            lines.setdefault(i, line)
+    tmp = out / (RECORDS_NAME + ".merging")
+    with open(tmp, "wb") as f:
+        f.writelines(lines[i] + b"\n" for i in sorted(lines))
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(out / RECORDS_NAME)
+    _fsync_dir(out)
+    for p in shards:
+        p.unlink()
+    return len(lines)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # directories cannot be opened on Windows
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LineCounter:
+    """Complete lines in a folder's records files, read incrementally (rank 0's global progress count)."""
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.out_dir = Path(out_dir)
+        self._offsets: dict[Path, int] = {}
+        self._count = 0
+
+    def count(self) -> int:
+        for path in record_files(self.out_dir):
+            start = self._offsets.get(path, 0)
+            try:
+                with open(path, "rb") as f:
+                    f.seek(start)
+                    chunk = f.read()
+            except FileNotFoundError:
+                continue
+            end = chunk.rfind(b"\n") + 1
+            self._count += chunk[:end].count(b"\n")
+            self._offsets[path] = start + end
+        return self._count

@@ -8,6 +8,13 @@ Files (all in the output folder):
   images and batch size. ``resume`` continues only a run with the same fingerprint.
 - ``records.jsonl``: the per-image records (:mod:`camkit.evaluate.records`, keys in
   :mod:`camkit.evaluate.results`), appended and fsync'd a batch at a time.
+- ``records.rank<r>.jsonl``: in a distributed run, each rank's records, folded into ``records.jsonl``
+  by rank 0 at the end (:meth:`RunDirectory.merge`); a resumed run counts the records of every file.
+
+Distributed runs: only rank 0 opens the directory (lock, checks, ``run.json``); every rank writes
+its own records file through :meth:`RunDirectory.writer`. ``run.json`` also lists ``world_sizes``,
+the number of processes of each start of the run (``[1]``; ``[2, 4]`` for a 2-process run resumed on
+4); it is not part of the fingerprint, so a run may be resumed with another number of processes.
 """
 
 from __future__ import annotations
@@ -20,7 +27,15 @@ from types import TracebackType
 
 from camkit.errors import RunDirectoryError
 from camkit.evaluate.protocol import Protocol
-from camkit.evaluate.records import RECORDS_NAME, RecordWriter, iter_records
+from camkit.evaluate.records import (
+    RECORDS_NAME,
+    RecordWriter,
+    done_indices,
+    iter_records,
+    merge_shards,
+    record_files,
+    shard_path,
+)
 from camkit.io.run_lock import RunLock
 
 RUN_NAME = "run.json"
@@ -65,13 +80,15 @@ class RunDirectory:
     """An output folder opened for one run (a context manager holding its :class:`RunLock`).
 
     Entering it takes the lock, then either starts a new run (refusing a folder that already holds
-    records) or, with ``resume``, checks that ``run.json`` matches ``fingerprint``.
+    records) or, with ``resume``, checks that ``run.json`` matches ``fingerprint``. ``world_size``: the
+    number of processes writing records (each through :meth:`writer` with its rank).
     """
 
-    def __init__(self, path: str | Path, fingerprint: dict, resume: bool = False) -> None:
+    def __init__(self, path: str | Path, fingerprint: dict, resume: bool = False, world_size: int = 1) -> None:
         self.path = Path(path)
         self.fingerprint = fingerprint
         self.resume = resume
+        self.world_size = world_size
         self._lock = RunLock(self.path, "camkit evaluate")
 
     @property
@@ -90,29 +107,43 @@ class RunDirectory:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self._lock.release()
 
+    def open(self) -> None:
+        """Take the lock and check/start the run, as entering the context does (rank 0 of a distributed run)."""
+        self.__enter__()
+
+    def close(self) -> None:
+        self._lock.release()
+
     def _prepare(self) -> None:
         run_path = self.path / RUN_NAME
+        world_sizes: list[int] = []
         if self.resume and run_path.exists():
             try:
                 old = json.loads(run_path.read_text(encoding="utf-8"))
             except ValueError:
                 raise RunDirectoryError(f"{run_path} is not valid JSON; delete {self.path} and start the run again") from None
-            if old != self.fingerprint:
-                what = [k for k in self.fingerprint if old.get(k) != self.fingerprint[k]]
+            what = [k for k in self.fingerprint if old.get(k) != self.fingerprint[k]]
+            if what:
                 raise ResumeError(self.path, what)
-            return
-        if self.records_path.exists() and self.records_path.stat().st_size and not self.resume:
+            world_sizes = [int(w) for w in old.get("world_sizes", [])]
+        elif not self.resume and any(p.stat().st_size for p in record_files(self.path)):
             raise ResumeError(self.path, None)
         tmp = run_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.fingerprint, indent=1), encoding="utf-8")
+        tmp.write_text(json.dumps({**self.fingerprint, "world_sizes": [*world_sizes, self.world_size]}, indent=1),
+                       encoding="utf-8")
         tmp.replace(run_path)
 
     def done_indices(self) -> set[int]:
-        """Indices of the images that already have a record (empty unless resuming)."""
-        return {r["i"] for r in iter_records(self.records_path)} if self.resume else set()
+        """Indices of the images that already have a record in any records file (empty unless resuming)."""
+        return done_indices(self.path) if self.resume else set()
 
-    def writer(self) -> RecordWriter:
-        return RecordWriter(self.records_path)
+    def writer(self, rank: int = 0) -> RecordWriter:
+        """Where ``rank`` appends its records: ``records.jsonl`` in a one-process run, else its own file."""
+        return RecordWriter(self.records_path if self.world_size == 1 else shard_path(self.path, rank))
+
+    def merge(self) -> int:
+        """Fold the per-rank records files into ``records.jsonl`` (:func:`merge_shards`); the record count."""
+        return merge_shards(self.path)
 
     def records(self) -> Iterator[dict]:
         return iter_records(self.records_path)

@@ -8,22 +8,37 @@ are appended to ``records.jsonl`` as each batch finishes and the summary streams
 
 Which metrics apply follows the dataset: box metrics when every image has a GT box, PxAP when every
 image has masks (OpenImages30k; a missing or unreadable mask fails its image like an unreadable photo).
+
+In a process group (started by torchrun, or initialised by the caller: :func:`camkit.distributed.current`)
+the batches still to do are dealt out to the ranks in turn (:func:`camkit.distributed.shard`); each rank
+runs its batches whole, exactly as one process would, and appends to its own records file; rank 0 holds
+the run directory, merges the files in dataset order and writes every output; every rank returns the
+summary. A failure on any rank is raised on every rank (:meth:`camkit.distributed.Group.run`).
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from camkit.cam.sources import MapSource, make_map_source
 from camkit.datasets.sample import LocDataset
-from camkit.errors import DatasetError, ParameterError
+from camkit.distributed import Group, current
+from camkit.errors import DatasetError, ParameterError, RunDirectoryError
 from camkit.evaluate.faithfulness import summarize_faithfulness
-from camkit.evaluate.loop import LoopOptions, Progress, batch_partition, batches_needing, run_batches
+from camkit.evaluate.loop import (
+    LoopOptions,
+    Progress,
+    batch_partition,
+    batches_needing,
+    run_batches,
+)
 from camkit.evaluate.outputs import write_outputs
 from camkit.evaluate.protocol import Protocol
+from camkit.evaluate.records import LineCounter
 from camkit.evaluate.results import FailedImage, Record, as_record
 from camkit.evaluate.rundir import RunDirectory, ids_digest, run_fingerprint
 from camkit.evaluate.summary import summarize
@@ -181,26 +196,96 @@ def evaluate(
     options = LoopOptions(workers=workers, boxes=has_boxes, masks=has_masks, backend=sweep_backend, model=model)
     partition = batch_partition(len(samples), batch_size)
 
-    def run(todo: set[int], sink, n_done: int) -> None:
-        batches = [partition[b] for b in batches_needing(partition, todo)]
-        run_batches(samples, batches, todo, protocol, source, preprocess, sink, options, progress, n_done)
+    group = current()
+    if not group.is_main:
+        progress = None  # rank 0 reports everyone's progress
+
+    def run(todo: set[int], sink, n_done: int, report: Progress | None) -> None:
+        batches = group.share([partition[b] for b in batches_needing(partition, todo)])
+        run_batches(samples, batches, todo, protocol, source, preprocess, sink, options, report, n_done)
 
     t0 = time.perf_counter()
+    finish_args = (samples, protocol, model_info, dataset_info, sweep_backend, t0)
+    outputs_args = (source, preprocess, dataset, model, gallery_size, group.world_size)
     if out_dir is None:
         memory: list[Record] = []
-        run(set(range(len(samples))), memory.extend, 0)
-        return _finish(None, memory.__iter__, samples, protocol, model_info, dataset_info, sweep_backend, t0, 0,
-                       source, preprocess, dataset, model, gallery_size)
-    with RunDirectory(out_dir, run_fingerprint(protocol, model_info, dataset_info, batch_size), resume) as rundir:
-        done = rundir.done_indices()
-        with rundir.writer() as writer:
-            run(set(range(len(samples))) - done, lambda recs: writer.write(r.to_dict() for r in recs), len(done))
-        return _finish(Path(out_dir), rundir.records, samples, protocol, model_info, dataset_info, sweep_backend, t0,
-                       len(done), source, preprocess, dataset, model, gallery_size)
+        group.run(lambda: run(set(range(len(samples))), memory.extend, 0, progress))
+        if group.distributed:
+            memory = sorted((r for part in group.all_gather(memory) for r in part), key=lambda r: r.index)
+        return _finish(None, memory.__iter__, *finish_args, 0, *outputs_args)
+    rundir = RunDirectory(out_dir, run_fingerprint(protocol, model_info, dataset_info, batch_size), resume,
+                          world_size=group.world_size)
+    group.on_main(rundir.open)
+    try:
+        done = set(group.on_main(lambda: sorted(rundir.done_indices())))
+        group.run(lambda: _check_visible(rundir, group))
+        todo = set(range(len(samples))) - done
+
+        def work() -> None:
+            with rundir.writer(group.rank) as writer, _GlobalProgress(progress, rundir, len(samples), group) as report:
+                run(todo, lambda recs: writer.write(r.to_dict() for r in recs), len(done), report)
+
+        group.run(work)
+
+        def finish() -> dict:
+            rundir.merge()
+            return _finish(Path(out_dir), rundir.records, *finish_args, len(done), *outputs_args)
+
+        return group.on_main(finish)
+    finally:
+        if group.is_main:
+            rundir.close()
 
 
-def _finish(out: Path | None, records, samples, protocol, model_info, dataset_info, sweep_backend, t0, n_done,
-            source, preprocess, dataset, model, gallery_size) -> dict:
+def _check_visible(rundir: RunDirectory, group: Group) -> None:
+    """Every rank must see the folder rank 0 prepared: the records files are merged from there."""
+    from camkit.evaluate.rundir import RUN_NAME
+
+    if group.distributed and not (rundir.path / RUN_NAME).is_file():
+        import socket
+
+        raise RunDirectoryError(f"rank {group.rank} on {socket.gethostname()} does not see {rundir.path / RUN_NAME}, "
+                                "which rank 0 wrote; the output folder must be on a filesystem every node shares")
+
+
+class _GlobalProgress:
+    """``report(done, total)`` for the batch loop. One process: ``progress`` itself. In a process group,
+    rank 0 counts every rank's records instead (:class:`camkit.evaluate.records.LineCounter`, polled
+    twice a second on a thread, so the count moves while rank 0 waits for the others); other ranks: None."""
+
+    def __init__(self, progress: Progress | None, rundir: RunDirectory, total: int, group: Group) -> None:
+        self.progress = progress
+        self.total = total
+        self.distributed = group.distributed
+        self._counter = LineCounter(rundir.path)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Progress | None:
+        if self.progress is None or not self.distributed:
+            return self.progress
+        self._poll()
+        self._thread = threading.Thread(target=self._run, name="camkit-progress", daemon=True)
+        self._thread.start()
+        return None
+
+    def _poll(self) -> None:
+        assert self.progress is not None
+        self.progress(min(self._counter.count(), self.total), self.total)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self._poll()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._poll()
+
+
+def _finish(out: Path | None, records: Callable[[], Iterator[Record | dict]], samples, protocol, model_info, dataset_info,
+            sweep_backend, t0, n_done, source, preprocess, dataset, model, gallery_size, world_size: int) -> dict:
     elapsed = time.perf_counter() - t0
     _nothing_read(records(), len(samples))
     summary = summarize(records(), protocol, model=model_info, dataset=dataset_info)
@@ -214,6 +299,7 @@ def _finish(out: Path | None, records, samples, protocol, model_info, dataset_in
         "images_per_s": round(n_new / elapsed, 3) if elapsed > 0 else None,
         "evaluated_now": n_new,
         "resumed_from": n_done,
+        "world_size": world_size,
         "out_dir": str(out) if out is not None else None,
     }
     if out is not None:
