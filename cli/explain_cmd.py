@@ -33,8 +33,6 @@ def explain_command(
     Exit code 0 when every image was explained, 1 when some were skipped (listed on stderr and as
     {"path", "error"} entries of the --json document), 2 when none could be or an option is wrong.
     """
-    from contextlib import nullcontext
-
     if resize_mode not in ("crop", "squash"):
         raise fail(f"--resize-mode must be 'crop' or 'squash', not {resize_mode!r}")
     if interpolation not in ("bicubic", "bilinear"):
@@ -43,27 +41,60 @@ def explain_command(
         from camkit.cam.methods import method_info
 
         method_info(method)  # unknown names fail here, before any work
-    with _output_folder(out, overwrite) if out is not None else nullcontext() as folder:
-        records: dict[str, dict] = {}  # input-ordered: a discovery error sits where its input was typed
-        failures = [0]
-        paths = _discover(images, records, failures)
-        total = len(paths) + failures[0]
-        if not paths:  # nothing to explain: an input error, but the document still lists each input
-            if as_json:
-                typer.echo(json.dumps({"model": None, "weights": None, "method": method, "images": list(records.values())}, indent=2))
-            raise typer.Exit(2)
-        doc = _explain_all(paths, records, failures, folder, model, weights, topk, classes, as_json, resize_mode,
-                           tau, interpolation, batch_size, method, layer)
-        if as_json:
-            typer.echo(json.dumps(doc, indent=2))
-        if folder is not None:
-            folder.finish(doc)
-            err_console.print(f"wrote overlays, maps and JSON to {out}", soft_wrap=True)
-    raise typer.Exit(exit_code_for(failures[0], total))
+    from camkit.distributed import process_group
+
+    # Under torchrun (WORLD_SIZE > 1) every process runs this command: the batches of images are dealt
+    # out to the ranks, each writes its images' files, rank 0 holds the folder, writes the index and prints.
+    with process_group() as group:
+        folder = _open_folder(out, overwrite, group) if out is not None else None
+        try:
+            records: dict[str, dict] = {}  # input-ordered: a discovery error sits where its input was typed
+            failures = [0]
+            paths = _discover(images, records, failures, report=group.is_main)
+            total = len(paths) + failures[0]
+            if not paths:  # nothing to explain: an input error, but the document still lists each input
+                if as_json and group.is_main:
+                    typer.echo(json.dumps({"model": None, "weights": None, "method": method, "images": list(records.values())}, indent=2))
+                raise typer.Exit(2)
+            doc = _explain_all(paths, records, failures, folder, out, group, model, weights, topk, classes, as_json,
+                               resize_mode, tau, interpolation, batch_size, method, layer)
+            if group.is_main:
+                if as_json:
+                    typer.echo(json.dumps(doc, indent=2))
+                if folder is not None:
+                    folder.finish(doc)
+                    err_console.print(f"wrote overlays, maps and JSON to {out}", soft_wrap=True)
+        finally:
+            if folder is not None:
+                folder.close()
+    if group.is_main:
+        raise typer.Exit(exit_code_for(failures[0], total))  # prints the "N of M skipped" line
+    raise typer.Exit(0 if not failures[0] else 1 if failures[0] < total else 2)  # the same rule, silently
 
 
-def _discover(images: list[str], records: dict[str, dict], failures: list[int]) -> list:
-    """Image paths of every input, in order; an input that finds nothing becomes an error record."""
+def _open_folder(out: Path, overwrite: bool, group):
+    """Rank 0 opens (checks, locks, clears) the output folder; the others wait for it and get None.
+
+    A refusal is printed by rank 0; every rank then exits with its code.
+    """
+    opened = {}
+
+    def open_on_main() -> int | None:
+        try:
+            opened["folder"] = _output_folder(out, overwrite)
+        except typer.Exit as e:
+            return e.exit_code
+        return None
+
+    code = group.on_main(open_on_main)
+    if code is not None:
+        raise typer.Exit(code)
+    return opened.get("folder")
+
+
+def _discover(images: list[str], records: dict[str, dict], failures: list[int], report: bool = True) -> list:
+    """Image paths of every input, in order; an input that finds nothing becomes an error record
+    (printed on stderr when ``report``)."""
     from camkit.errors import ImageError
 
     paths = []
@@ -71,7 +102,8 @@ def _discover(images: list[str], records: dict[str, dict], failures: list[int]) 
 
     def skipped(item: str, e: ImageError) -> None:
         failures[0] += 1
-        report_skipped(e)
+        if report:
+            report_skipped(e)
         records[f"\0input:{len(records)}"] = {"path": item, "error": str(e)}
 
     for item in images:
@@ -92,13 +124,14 @@ def _output_folder(out: Path, overwrite: bool):
         raise fail(e.render("--overwrite")) from None
 
 
-def _explain_all(paths, records, failures, folder, model, weights, topk, classes, as_json, resize_mode, tau,
+def _explain_all(paths, records, failures, folder, out, group, model, weights, topk, classes, as_json, resize_mode, tau,
                  interpolation, batch_size, method, layer) -> dict:
+    """Explain ``paths`` into ``records`` (input order); in a process group each rank explains its share
+    of the batches (:func:`camkit.distributed.shard`: the fixed batches of ``batch_size``, so every image is
+    computed with the same neighbours as in one process) and every rank gets everyone's records."""
     from camkit.cam.engine import resolve_class
-    from camkit.errors import ImageError
-    from camkit.explanation import MAX_SAVED_MAPS, check_topk, explain_batch
-    from camkit.io import load_image
-    from camkit.io.explanation_folder import output_names, unique_stems
+    from camkit.explanation import MAX_SAVED_MAPS, check_topk
+    from camkit.io.explanation_folder import unique_stems
     from camkit.models import load_model
 
     m = load_model(model, weights)
@@ -108,46 +141,75 @@ def _explain_all(paths, records, failures, folder, model, weights, topk, classes
     else:
         check_topk(m, topk)
     per_image = len(spec) if isinstance(spec, list) else topk
-    stems = dict(zip(map(str, paths), unique_stems([str(p) for p in paths])))
+    stems = dict(zip(map(str, paths), unique_stems([str(p) for p in paths])))  # from all inputs: never collide
     method_name = method or ("cam" if m.cam_kind != "gradient" else "gradcam")
     header = {"model": m.name, "weights": m.weights_name, "method": method_name}
-    if folder is not None:
+
+    def plan() -> None:
         folder.plan(list(stems.values()), header)
         if per_image > MAX_SAVED_MAPS:
             err_console.print(
                 f"note: maps and overlays are saved for the first {MAX_SAVED_MAPS} of {per_image} classes of each "
                 f"image; the JSON files list all {per_image}", soft_wrap=True)
-    for start in range(0, len(paths), batch_size):
+
+    if out is not None:
+        group.on_main(plan)  # the index lists every planned file before any rank writes one
+    batches = group.share([paths[s : s + batch_size] for s in range(0, len(paths), batch_size)])
+    tables = not as_json and not group.distributed  # several ranks: rank 0 prints all tables at the end
+    mine, my_failures = group.run(lambda: _explain_batches(batches, m, spec, stems, out, resize_mode, interpolation, tau,
+                                                           method, layer, batch_size, tables, report=True))
+    for part, n_failed in group.all_gather((mine, my_failures)) if group.distributed else [(mine, my_failures)]:
+        records.update(part)
+        failures[0] += n_failed
+    if group.distributed and group.is_main and not as_json:
+        for rec in records.values():
+            if rec.get("predictions") is not None:
+                _print_table(rec)
+    return dict(header, images=[r for r in records.values() if r])
+
+
+def _explain_batches(batches, m, spec, stems, out, resize_mode, interpolation, tau, method, layer, batch_size, tables,
+                     report) -> tuple[dict[str, dict], int]:
+    """Explain each batch of paths; returns the records by path and how many images could not be read."""
+    from camkit.errors import ImageError
+    from camkit.explanation import explain_batch
+    from camkit.io import load_image
+    from camkit.io.explanation_folder import output_names
+
+    records: dict[str, dict] = {}
+    failed = 0
+    for chunk in batches:
         loaded, kept = [], []
-        for p in paths[start : start + batch_size]:
+        for p in chunk:
             try:
                 loaded.append(load_image(p))
                 kept.append(str(p))
             except ImageError as e:
-                failures[0] += 1
-                report_skipped(e)
+                failed += 1
+                if report:
+                    report_skipped(e)
                 records[str(p)] = {"path": str(p), "error": str(e)}
         if not loaded:
             continue
         for exp in explain_batch(m, loaded, kept, spec, resize_mode, interpolation, tau, method, layer, batch_size):
             rec = exp.to_dict()
-            if folder is not None:
+            if out is not None:
                 stem = stems[exp.path]
-                exp.save(folder.out_dir, stem, model=m.name)
+                exp.save(out, stem, model=m.name)
                 rec["saved_maps"] = exp.saved_maps
                 rec["outputs"] = output_names(stem)
             records[exp.path] = rec
-            if not as_json:
-                _print_table(exp)
-    return dict(header, images=[r for r in records.values() if r])
+            if tables:
+                _print_table(rec)
+    return records, failed
 
 
-def _print_table(exp) -> None:
+def _print_table(rec: dict) -> None:
     from rich.table import Table
 
-    t = Table(title=f"{Path(exp.path).name}  ({exp.width}x{exp.height})", title_justify="left", show_edge=False)
+    t = Table(title=f"{Path(rec['path']).name}  ({rec['width']}x{rec['height']})", title_justify="left", show_edge=False)
     for col in ("rank", "class", "label", "score", "box x0,y0,x1,y1"):
         t.add_column(col, justify="right" if col in ("rank", "class", "score") else "left")
-    for r, (c, lab, s, b) in enumerate(zip(exp.class_indices, exp.labels, exp.scores, exp.boxes), 1):
-        t.add_row(str(r), str(int(c)), lab, f"{s:.3f}", ",".join(str(int(v)) for v in b))
+    for r, p in enumerate(rec["predictions"], 1):
+        t.add_row(str(r), str(p["class_index"]), p["label"], f"{p['score']:.3f}", ",".join(str(v) for v in p["box"]))
     out_console.print(t)
