@@ -25,6 +25,7 @@ def fail(message: str, code: int = 2) -> "typer.Exit":
 FLAG_NAMES: dict[str, str] = {
     "classes": "--class",
     "out_dir": "--out",
+    "name": "--model",
 }
 
 

@@ -105,6 +105,6 @@ def compute_cams(model: CAMModel, x: torch.Tensor, classes: ClassSpec = 5) -> CA
         idx = select_classes(logits, classes, model.categories).to(logits.device)
         maps = cams_from_features(model, feats, idx)
         probs = logits.float().softmax(dim=1)
-        bias = model.classifier.bias
+        bias = model.cam_bias
         bias_sel = bias[idx] if bias is not None else torch.zeros(idx.shape, dtype=maps.dtype, device=maps.device)
         return CAMBatch(logits, probs, idx, probs.gather(1, idx), maps, bias_sel)

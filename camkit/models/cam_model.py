@@ -79,6 +79,12 @@ class CAMModel(nn.Module):
         return self.net.get_submodule(self.classifier_path)
 
     @property
+    def cam_bias(self) -> torch.Tensor | None:
+        """The constant of the decomposition ``[C]`` (``mean_xy M_c + cam_bias[c] == logit_c`` under GAP):
+        the classifier's bias here; heads with a norm after the pool add to it (see ``ln_cam``)."""
+        return self.classifier.bias
+
+    @property
     def num_classes(self) -> int:
         return self.classifier.out_features
 

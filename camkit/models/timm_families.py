@@ -35,6 +35,7 @@ from .classifier_model import ClassifierModel
 from .ln_cam import LayerNormCAMModel, norm_kind
 from .registry import ModelSpec
 from .timm_adapter import timm_spec, wrap_timm
+from .weights_arg import parse_weights
 from .token_layout import (
     TokenCAMModel,
     TokenClassifierModel,
@@ -229,15 +230,16 @@ def verify_head(model: CAMModel, plan: TimmPlan, name: str) -> None:
 
 def _wants_random(weights) -> bool:
     """``weights`` (None, a string or a parsed weights choice) asks for random initialisation."""
-    return weights is not None and str(weights).lower() in ("random", "none")
+    return parse_weights(weights).is_random
 
 
 def create_timm_net(timm_name: str, weights=None, num_classes: int | None = None, **kwargs) -> nn.Module:
     """``timm.create_model`` with camkit's weights convention (None/"default" = timm's pretrained weights)."""
     import timm
 
-    random = _wants_random(weights)
-    if not random and weights is not None and str(weights).lower() not in ("default", "pretrained"):
+    choice = parse_weights(weights)
+    random = choice.is_random
+    if choice.kind not in ("default", "random"):
         raise WeightsError(f"timm/{timm_name} takes weights=None (timm's pretrained), 'random' or a checkpoint path, not {str(weights)!r}")
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
@@ -248,12 +250,12 @@ def create_timm_net(timm_name: str, weights=None, num_classes: int | None = None
             raise ModelError(f"timm has no model {timm_name!r}; see timm.list_models()") from None
         if random:
             raise
-        raise WeightsError(f"cannot get timm/{timm_name} pretrained weights ({str(e).strip().splitlines()[0][:120]}); go online once or pass --weights PATH") from None
+        raise WeightsError(f"cannot get timm/{timm_name} pretrained weights ({str(e).strip().splitlines()[0][:120]}); go online once or pass weights=PATH") from None
     except Exception as e:  # hub/network errors vary by backend
         if random:
             raise
         reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
-        raise WeightsError(f"cannot get timm/{timm_name} pretrained weights ({reason}); go online once or pass --weights PATH") from None
+        raise WeightsError(f"cannot get timm/{timm_name} pretrained weights ({reason}); go online once or pass weights=PATH") from None
     return net.eval()
 
 

@@ -1,9 +1,10 @@
 """torchvision models whose head is not pool + linear (cam_kind "gradient").
 
 VGG16, VGG16-BN and AlexNet with their original FC heads, MobileNetV3 small/large (pool -> linear ->
-hardswish -> dropout -> linear) and ConvNeXt-Tiny (pool -> LayerNorm -> linear). They are explained
-by the gradient and perturbation methods at ``features`` (the last spatial map the head consumes:
-VGG16's pool5 7x7, AlexNet's pool5 6x6, MobileNetV3's last conv 7x7, ConvNeXt's last stage 7x7).
+hardswish -> dropout -> linear). They are explained by the gradient and perturbation methods at
+``features`` (the last spatial map the head consumes: VGG16's pool5 7x7, AlexNet's pool5 6x6,
+MobileNetV3's last conv 7x7). ConvNeXt (pool -> LayerNorm -> linear) is exact CAM through its norm:
+see :mod:`camkit.models.ln_cam`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ GRADIENT_MODELS: dict[str, tuple[str, str]] = {
     "alexnet": ("features", "AlexNet with its original FC head (pool5 6x6 maps)"),
     "mobilenet_v3_small": ("features", "MobileNetV3-Small, head linear-hardswish-linear (7x7 maps)"),
     "mobilenet_v3_large": ("features", "MobileNetV3-Large, head linear-hardswish-linear (7x7 maps)"),
-    "convnext_tiny": ("features", "ConvNeXt-Tiny, head pool-LayerNorm-linear (7x7 maps)"),
 }
 
 

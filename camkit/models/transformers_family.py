@@ -25,7 +25,7 @@ for _builder, _family in TORCHVISION_TRANSFORMERS.items():
     register(ModelSpec(
         _builder, "torchvision", "exact" if _family in ("convnext", "swin") else "gradient",
         f"torchvision {_builder}: {FAMILY_TEXT[_family]}",
-        partial(build_torchvision_transformer, _builder), classes=imagenet_categories,
+        partial(build_torchvision_transformer, _builder), classes=imagenet_categories, family=__name__,
     ))
 
 register_prefix("timm/", timm_family_spec)
