@@ -24,8 +24,8 @@ def finetune_command(
     pool: Optional[str] = typer.Option(None, "--pool", help="gap (global average: exact CAM) or gmp (global max); default: the model's."),
     freeze_backbone: Optional[bool] = typer.Option(None, "--freeze-backbone/--train-all", help="Train only the new head, or every layer (default: freeze a pretrained backbone, train a random one)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs (default: 10)."),
-    lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="Peak learning rate (default: 0.01 SGD / 0.001 AdamW fine-tuning; 0.1 / 0.002 from scratch)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per step (default: 32)."),
+    lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="Peak learning rate of the global batch (default: 0.01 SGD / 0.001 AdamW fine-tuning; 0.1 / 0.002 from scratch)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per step and process (default: 32); under torchrun the global batch is processes x this."),
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="DataLoader worker processes (default: 2)."),
     out: Path = typer.Option(Path("runs/finetune"), "--out", "-o", help="Folder for last.pt, best.pt, log.csv and training.png."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from last.pt (same options; exact)."),
@@ -35,6 +35,7 @@ def finetune_command(
     input_size: Optional[int] = typer.Option(None, "--input-size", min=16, help="Square training/inference input (default: the weights' crop size)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of shuffling, augmentation and the new head (default: 0)."),
     deterministic: Optional[bool] = typer.Option(None, "--deterministic/--nondeterministic", help="Enforce torch's deterministic algorithms (default: off)."),
+    sync_bn: Optional[bool] = typer.Option(None, "--sync-bn/--no-sync-bn", help="Under torchrun on GPUs: synchronise BatchNorm statistics across processes (SyncBatchNorm; default: off)."),
 ) -> None:
     """Fine-tune a model's GAP head (the CAM paper's recipe) on a dataset; checkpoints load with --weights."""
     from camkit.finetune.model import pool_kind
@@ -45,7 +46,7 @@ def finetune_command(
         "pool": pool_kind(pool), "freeze_backbone": freeze_backbone, "epochs": epochs, "lr": lr,
         "batch_size": batch_size, "workers": workers, "out": str(out), "weights": weights,
         "optimizer": optimizer, "schedule": schedule, "input_size": input_size, "seed": seed,
-        "deterministic": deterministic,
+        "deterministic": deterministic, "sync_bn": sync_bn,
     }
     if dataset is not None and dataset not in ("imagefolder", "cub", "ilsvrc", "cifar10", "csv"):
         raise fail(f"--dataset must be imagefolder, cub, ilsvrc, cifar10 or csv, not {dataset!r}")
@@ -65,7 +66,13 @@ def finetune_command(
 
             os.kill(os.getpid(), signal.SIGKILL)
 
-    result = finetune(cfg, resume=resume, overrides=overrides, progress=True, on_epoch_end=on_epoch_end)
+    from camkit.distributed import process_group
+
+    # Under torchrun (WORLD_SIZE > 1): DistributedDataParallel, rank 0 writes the files and prints.
+    with process_group() as group:
+        result = finetune(cfg, resume=resume, overrides=overrides, progress=True, on_epoch_end=on_epoch_end)
+    if not group.is_main:
+        return
     best = result.best_checkpoint or result.last_checkpoint
     err_console.print(
         f"wrote {result.last_checkpoint} (resume), {best} (best), {result.out_dir / 'log.csv'} and "

@@ -59,6 +59,31 @@ class PathLabelDataset:
         return self.transform(load_image(path)), label
 
 
+class SeededItems:
+    """``dataset`` whose item ``i`` is made with torch's generator seeded from ``(seed, epoch, i)``.
+
+    Random augmentation then depends on the image and the epoch only, not on which process, DataLoader
+    worker or position in a batch loads it: a run on N processes (each reading its
+    ``DistributedSampler`` share) augments every image exactly as one process does. The caller's own
+    generator state is left untouched (``torch.random.fork_rng``). Set :attr:`epoch` before each epoch.
+    """
+
+    def __init__(self, dataset, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((self.seed * 1_000_003 + self.epoch * 7919 + int(i) * 104_729) % (2**63 - 1))
+            return self.dataset[i]
+
+
 def split_samples(samples: Sequence[tuple[str, int]], val_fraction: float, seed: int) -> tuple[list, list]:
     """Stratified split: ``round(val_fraction * n_c)`` images of each class c (at least one when the
     class has two or more) go to validation, picked with ``random.Random(seed)``; order is kept.

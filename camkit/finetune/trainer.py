@@ -9,8 +9,19 @@ and ``best.pt`` (best validation accuracy; model only) written atomically, ``log
 channels-last memory format; on the CPU: plain float32.
 
 Reproducibility: every epoch starts from generators seeded with ``(seed, epoch)`` (shuffling order,
-augmentation, dropout), so a run resumed from ``last.pt`` after epoch k continues exactly as the
-uninterrupted run; with ``deterministic=True`` torch's deterministic algorithms are enforced too.
+dropout), and each image's augmentation is seeded with ``(seed, epoch, index)``
+(:class:`~camkit.finetune.data.SeededItems`), so a run resumed from ``last.pt`` after epoch k continues
+exactly as the uninterrupted run; with ``deterministic=True`` torch's deterministic algorithms are
+enforced too.
+
+Several processes (``torchrun``, or a process group the caller initialised: :func:`camkit.distributed.current`):
+DistributedDataParallel; a ``DistributedSampler`` (seeded, ``set_epoch`` every epoch) gives each rank
+its share of the shuffled training set (one process uses the same sampler, so N processes x batch b
+read the same global batches as one process x N*b); ``batch_size`` is per process and ``lr`` is the
+learning rate of the global batch (DDP averages the gradients); ``sync_bn`` converts BatchNorm to
+``SyncBatchNorm`` (CUDA only); each rank's dropout generator is offset by its rank; training and
+validation metrics are summed over the ranks; rank 0 alone holds the folder lock and writes
+checkpoints (with every rank's generator states), the log and the plot.
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..distributed import Group, current
 from ..errors import CamkitError, ParameterError
 from ..io.run_lock import RunLock
 from ..limits import check_input_size
@@ -66,6 +78,7 @@ class FinetuneConfig:
     val_fraction: float = 0.2
     seed: int = 0
     deterministic: bool = False
+    sync_bn: bool = False
     out: str = "runs/finetune"
 
 
@@ -192,6 +205,12 @@ def _to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device, channels_
 
 def evaluate_loader(model: CAMModel, loader, device: torch.device, channels_last: bool = False, amp: bool = False) -> tuple[float, float]:
     """Mean cross-entropy and top-1 accuracy of ``model`` (eval mode) over ``loader``."""
+    loss_sum, correct, total = evaluate_sums(model, loader, device, channels_last, amp)
+    return (loss_sum / total, correct / total) if total else (float("nan"), float("nan"))
+
+
+def evaluate_sums(model: CAMModel, loader, device: torch.device, channels_last: bool = False, amp: bool = False) -> tuple[float, int, int]:
+    """Summed cross-entropy, number correct and number of images of ``model`` (eval mode) over ``loader``."""
     model.eval()
     total, loss_sum, correct = 0, 0.0, 0
     with torch.no_grad():
@@ -202,7 +221,7 @@ def evaluate_loader(model: CAMModel, loader, device: torch.device, channels_last
             loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
             correct += int((logits.argmax(1) == y).sum())
             total += int(y.numel())
-    return (loss_sum / total, correct / total) if total else (float("nan"), float("nan"))
+    return loss_sum, correct, total
 
 
 def _is_pretrained(cfg: FinetuneConfig) -> bool:
@@ -237,14 +256,19 @@ def finetune(
     checkpointed, so ``last.pt`` keeps the previous, finite one.
     """
     out = Path(config.out)
-    with RunLock(out, "camkit finetune"):
-        return _finetune_locked(config, out, resume, overrides, progress, on_epoch_end)
+    group = current()
+    lock = RunLock(out, "camkit finetune")
+    group.on_main(lambda: lock.acquire() and None)  # rank 0 holds the folder; a refusal is raised on every rank
+    try:
+        return _finetune_locked(config, out, resume, overrides, progress and group.is_main, on_epoch_end, group)
+    finally:
+        lock.release()
 
 
 def _finetune_locked(config: FinetuneConfig, out: Path, resume: bool, overrides: dict | None, progress: bool,
-                     on_epoch_end: Callable[[dict], None] | None) -> FinetuneResult:
-    from .checkpoint import atomic_save, make_checkpoint, read_checkpoint, set_rng_state
-    from .data import load_training_data
+                     on_epoch_end: Callable[[dict], None] | None, group: Group) -> FinetuneResult:
+    from .checkpoint import atomic_save, make_checkpoint, read_checkpoint, rng_state, set_rng_state
+    from .data import SeededItems, load_training_data
     from .log import plot_history, write_log
     from .model import prepare_model, set_train_mode
     from .transforms import eval_transform, train_transform
@@ -259,6 +283,10 @@ def _finetune_locked(config: FinetuneConfig, out: Path, resume: bool, overrides:
         if "optimizer" not in ckpt or "config" not in ckpt:
             raise CamkitError(f"{last_path} is not a camkit training checkpoint (no optimizer state); it cannot be resumed")
         config = resume_config(ckpt["config"], {**(overrides or {}), "out": str(out)})
+        trained_on = int(ckpt.get("world_size", 1))
+        if trained_on != group.world_size:
+            raise CamkitError(f"{last_path} was trained on {trained_on} process(es), this run has {group.world_size}; "
+                              f"resume it on {trained_on} (the global batch and the schedule depend on it)")
     elif last_path.exists():
         raise CamkitError(f"{out} already holds a training run ({LAST}); resume it or choose another output folder")
     cfg = config
@@ -269,6 +297,9 @@ def _finetune_locked(config: FinetuneConfig, out: Path, resume: bool, overrides:
     for name in ("epochs", "batch_size"):
         if getattr(cfg, name) < 1:
             raise ParameterError(name, getattr(cfg, name), "must be at least 1")
+    if cfg.sync_bn and group.distributed and group.device == "cpu":
+        raise ParameterError("sync_bn", True, "needs CUDA devices (torch's SyncBatchNorm synchronises on GPUs only); "
+                             "leave it off on the CPU")
 
     pretrained = _is_pretrained(cfg)
     freeze = cfg.freeze_backbone if cfg.freeze_backbone is not None else pretrained
@@ -298,18 +329,31 @@ def _finetune_locked(config: FinetuneConfig, out: Path, resume: bool, overrides:
             model.load_state_dict(ckpt["state_dict"], strict=True)
         model.categories = data.class_names
 
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if group.distributed:
+            device = torch.device(group.device)
+        else:
+            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         use_amp = channels_last = device.type == "cuda"
         model.to(device)
         if channels_last:
             model.to(memory_format=torch.channels_last)
+        net: torch.nn.Module = model  # what the training step calls: the model, or DDP around it
+        if group.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            if cfg.sync_bn:
+                torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # replaces the BN children in place
+            net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
         groups = _param_groups(model, wd)
         if cfg.optimizer == "sgd":
             opt = torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
         else:
             opt = torch.optim.AdamW(groups, lr=lr)
-        steps = math.ceil(len(data.train) / cfg.batch_size)
+        train_set = SeededItems(data.train, cfg.seed)
+        sampler = torch.utils.data.DistributedSampler(train_set, num_replicas=group.world_size, rank=group.rank,
+                                                      shuffle=True, seed=cfg.seed, drop_last=False)
+        steps = math.ceil(len(sampler) / cfg.batch_size)
         total = steps * cfg.epochs
         warmup = min(int(round(cfg.warmup_epochs * steps)), total // 2)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: lr_factor(it, total, warmup, cfg.schedule))
@@ -320,12 +364,14 @@ def _finetune_locked(config: FinetuneConfig, out: Path, resume: bool, overrides:
             opt.load_state_dict(ckpt["optimizer"])
             sched.load_state_dict(ckpt["scheduler"])
             start, history, best = int(ckpt["epoch"]), list(ckpt.get("history") or []), ckpt.get("best_val_acc")
-            set_rng_state(ckpt["rng"])
+            ranks_rng = ckpt.get("rng_ranks")
+            set_rng_state(ranks_rng[group.rank] if ranks_rng else ckpt["rng"])
 
         val_loader = None
         if len(data.val):
+            val_share = torch.utils.data.Subset(data.val, range(group.rank, len(data.val), group.world_size))
             val_loader = torch.utils.data.DataLoader(
-                data.val, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers,
+                val_share, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers,
                 pin_memory=device.type == "cuda", worker_init_fn=_worker_init,
             )
         saved_cfg = {**asdict(cfg), "lr": lr, "weight_decay": wd, "freeze_backbone": freeze}
@@ -333,10 +379,17 @@ def _finetune_locked(config: FinetuneConfig, out: Path, resume: bool, overrides:
         out.mkdir(parents=True, exist_ok=True)
         with _Progress(progress) as bar:
             bar.print(f"{cfg.model} ({'frozen backbone' if freeze else 'all layers'}), {data.num_classes} classes, {data.description}, device {device}")
+            if group.distributed:
+                bar.print(f"{group.world_size} processes x batch {cfg.batch_size} = global batch {group.world_size * cfg.batch_size}; "
+                          f"lr {lr:g} is the learning rate of the global batch")
             for epoch in range(start, cfg.epochs):
                 g = _seed_epoch(cfg.seed, epoch)
+                if group.rank:  # each rank its own dropout masks
+                    torch.manual_seed(torch.initial_seed() + group.rank)
+                sampler.set_epoch(epoch)
+                train_set.epoch = epoch
                 loader = torch.utils.data.DataLoader(
-                    data.train, batch_size=cfg.batch_size, shuffle=True, generator=g, num_workers=cfg.workers,
+                    train_set, batch_size=cfg.batch_size, sampler=sampler, generator=g, num_workers=cfg.workers,
                     pin_memory=device.type == "cuda", worker_init_fn=_worker_init, drop_last=False,
                 )
                 set_train_mode(model, True, freeze)
@@ -346,7 +399,7 @@ def _finetune_locked(config: FinetuneConfig, out: Path, resume: bool, overrides:
                 for x, y in loader:
                     x, y = _to_device(x, y, device, channels_last)
                     with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                        logits = model(x)
+                        logits = net(x)
                         loss = F.cross_entropy(logits.float(), y)
                     if not use_amp and not torch.isfinite(loss):  # (AMP's scaler skips such steps itself)
                         raise ParameterError("lr", lr, f"is too high: the training loss became {float(loss.detach()):g} at epoch "
@@ -364,6 +417,9 @@ def _finetune_locked(config: FinetuneConfig, out: Path, resume: bool, overrides:
                     dt = time.perf_counter() - t0
                     bar.update(task, advance=1, loss=loss_sum / seen, acc=correct / seen, ips=seen / dt if dt > 0 else 0.0)
                 seconds = time.perf_counter() - t0
+                if group.distributed:  # the epoch's figures over every rank's images
+                    sums = group.all_gather((seen, loss_sum, correct))
+                    seen, loss_sum, correct = (sum(v) for v in zip(*sums))
                 # The last step's update can overflow even when its loss was finite: never checkpoint that.
                 if not all(bool(torch.isfinite(p).all()) for p in model.parameters() if p.requires_grad):
                     raise ParameterError("lr", lr, f"is too high: the weights became non-finite during epoch {epoch + 1}; "
@@ -376,25 +432,41 @@ def _finetune_locked(config: FinetuneConfig, out: Path, resume: bool, overrides:
                     "seconds": seconds,
                 }
                 if val_loader is not None:
-                    row["val_loss"], row["val_acc"] = evaluate_loader(model, val_loader, device, channels_last, use_amp)
+                    v_loss, v_correct, v_total = evaluate_sums(model, val_loader, device, channels_last, use_amp)
+                    if group.distributed:
+                        v_loss, v_correct, v_total = (sum(v) for v in zip(*group.all_gather((v_loss, v_correct, v_total))))
+                    row["val_loss"], row["val_acc"] = v_loss / v_total, v_correct / v_total
                 history.append(row)
                 improved = row["val_acc"] is not None and (best is None or row["val_acc"] > best)
                 if improved:
                     best = row["val_acc"]
                 model.eval()
-                if improved or (val_loader is None):
-                    best_path = atomic_save(make_checkpoint(model, cfg.model, epoch=epoch + 1, config=saved_cfg, history=history, best_val_acc=best), out / BEST)
-                atomic_save(
-                    make_checkpoint(model, cfg.model, optimizer=opt, scheduler=sched, epoch=epoch + 1, config=saved_cfg,
-                                    history=history, best_val_acc=best),
-                    last_path,
-                )
-                write_log(history, out / LOG)
-                plot_history(history, out / PLOT, title=f"{cfg.model} on {cfg.dataset}")
+                ranks_rng = group.all_gather(rng_state()) if group.distributed else None
+
+                def save(epoch: int = epoch, improved: bool = improved, best: float | None = best,
+                         ranks_rng: list | None = ranks_rng) -> Path | None:
+                    saved_best = None
+                    if improved or (val_loader is None):
+                        saved_best = atomic_save(make_checkpoint(model, cfg.model, epoch=epoch + 1, config=saved_cfg, history=history, best_val_acc=best), out / BEST)
+                    ckpt = make_checkpoint(model, cfg.model, optimizer=opt, scheduler=sched, epoch=epoch + 1, config=saved_cfg,
+                                           history=history, best_val_acc=best)
+                    ckpt["world_size"] = group.world_size
+                    if ranks_rng is not None:
+                        ckpt["rng_ranks"] = ranks_rng
+                    atomic_save(ckpt, last_path)
+                    write_log(history, out / LOG)
+                    plot_history(history, out / PLOT, title=f"{cfg.model} on {cfg.dataset}")
+                    return saved_best
+
+                saved_best = group.on_main(save)  # rank 0 writes; every rank goes on once the files are there
+                if saved_best is not None:
+                    best_path = saved_best
                 val_txt = f"  val loss {row['val_loss']:.4f} acc {row['val_acc']:.3f}" if row["val_acc"] is not None else ""
                 bar.print(f"epoch {epoch + 1}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.3f}{val_txt}  {row['images_per_s']:.1f} img/s")
                 if on_epoch_end is not None:
                     on_epoch_end(row)
+        if cfg.sync_bn and group.distributed:
+            _revert_sync_batchnorm(model)
         model.eval().to("cpu")
         if channels_last:
             model.to(memory_format=torch.contiguous_format)
@@ -402,6 +474,22 @@ def _finetune_locked(config: FinetuneConfig, out: Path, resume: bool, overrides:
     finally:
         if cfg.deterministic:
             torch.use_deterministic_algorithms(prev_det)
+
+
+def _revert_sync_batchnorm(module: torch.nn.Module) -> None:
+    """Put plain ``BatchNorm2d`` modules back (same parameters and statistics) where
+    ``convert_sync_batchnorm`` put ``SyncBatchNorm``: the returned model must not need a process group."""
+    for name, child in module.named_children():
+        if isinstance(child, torch.nn.SyncBatchNorm):
+            bn = torch.nn.BatchNorm2d(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
+            if child.affine:
+                bn.weight, bn.bias = child.weight, child.bias
+            bn.running_mean, bn.running_var = child.running_mean, child.running_var
+            bn.num_batches_tracked = child.num_batches_tracked
+            bn.training = child.training
+            module.add_module(name, bn)
+        else:
+            _revert_sync_batchnorm(child)
 
 
 def _model_preprocess(cfg: FinetuneConfig, spec):
