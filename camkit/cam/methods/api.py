@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import nn
 
 from ...errors import ClassSelectionError, ModelError
 from ..engine import CAMBatch, compute_cams
+from . import ablation, dff, fem, finercam, fullgrad, guided, kpca, randomcam, refinecam, sess, shapley, sobel
+from . import iscam, legrad, smoothgradcampp, smoothing, sscam
 from .base import (
+    MethodCall,
+    Runner,
     Targets,
     activations_and_logits,
     check_grad_allowed,
@@ -37,11 +42,19 @@ class MethodBatch(CAMBatch):
     layer: str = "features"
 
 
-def default_method(model: nn.Module) -> str:
-    """``"cam"`` where it is exact (a CAMModel with cam_kind "exact"), ``"gradcam"`` otherwise."""
+def default_method(model: nn.Module, layer: str | Sequence[str] | None = None) -> str:
+    """The method used when none is named: ``"cam"`` where plain CAM applies, ``"gradcam"`` otherwise.
+
+    Plain CAM applies to a :class:`~camkit.models.CAMModel` (a pool + linear head: ``cam_kind`` "exact" or
+    "needs-finetune", whose untrained head still gives its maps) explained at its own feature map
+    (``layer`` None or ``"features"``). Any other model or layer: Grad-CAM. The one rule for the API,
+    ``camkit explain`` and ``camkit evaluate``.
+    """
     from ...models.cam_model import CAMModel
 
-    return "cam" if isinstance(model, CAMModel) and model.cam_kind == "exact" else "gradcam"
+    own_map = layer is None or (isinstance(layer, str) and layer in ("features", "@features"))
+    cam = isinstance(model, CAMModel) and getattr(model, "cam_kind", "exact") != "gradient" and own_map
+    return "cam" if cam else "gradcam"
 
 
 def compute_method_maps(
@@ -49,8 +62,11 @@ def compute_method_maps(
     x: torch.Tensor,
     method: str = "cam",
     classes: Targets = 5,
-    layer: str | None = None,
+    layer: str | Sequence[str] | None = None,
     batch_size: int = 32,
+    *,
+    seed: int = 0,
+    smooth: str | None = None,
 ) -> MethodBatch:
     """Maps of ``classes`` for the normalised input ``x [B, 3, H, W]`` by ``method``.
 
@@ -65,6 +81,12 @@ def compute_method_maps(
             (see :mod:`camkit.cam.methods.base`). A bad name is a one-line :class:`ModelError` listing
             the candidates.
         batch_size: Score-CAM's masked inputs per forward pass.
+        seed: seed of the methods that draw noise (Smooth Grad-CAM++, SS-CAM): same seed, same maps.
+        smooth: None, ``"aug"`` (test-time augmentation: flips x scales, maps averaged in the input's frame)
+            or ``"eigen"`` (first principal component of the weighted activations); see
+            :mod:`camkit.cam.methods.smoothing`. ``layer`` may also be a list of layers: the per-layer
+            maps are fused at the input resolution (mean of min-max maps; LayerCAM: its paper's
+            tanh + max). Smoothed and fused maps are ``[B, k, H, W]``; LeGrad takes a list of blocks itself.
 
     Gradient methods turn on gradients themselves (an outer ``torch.no_grad()`` is fine; inside
     ``torch.inference_mode()`` they raise). During the call the model is in eval mode with frozen
@@ -76,6 +98,10 @@ def compute_method_maps(
     info = method_info(method)
     name = info.name
     categories = getattr(model, "categories", None)
+    if isinstance(layer, (list, tuple)) and name not in ("legrad", "refinecam"):
+        return smoothing.multi_layer(compute_method_maps, model, x, name, classes, list(layer), batch_size, seed, smooth)
+    if smooth is not None:
+        return smoothing.smoothed(compute_method_maps, _batch, model, x, name, classes, layer, batch_size, seed, smooth)
     if name == "cam":
         if not isinstance(model, CAMModel):
             raise ModelError(
@@ -92,6 +118,11 @@ def compute_method_maps(
 
     if info.needs_gradients:
         check_grad_allowed(name)
+    runner = RUNNERS.get(name)
+    if runner is not None:
+        with model_state(model, freeze=True):
+            out = runner(MethodCall(model, x, layer, classes, categories, batch_size, seed=seed))
+        return _batch(name, out.logits, out.class_idx, out.scores, out.maps, out.layer)
     full = resolve_layer(model, x, layer)
     with model_state(model, freeze=True):
         if info.needs_gradients:
@@ -116,11 +147,37 @@ def compute_method_maps(
                     from .eigencam import eigencam_maps
 
                     maps = eigencam_maps(a).unsqueeze(1).expand(-1, idx.shape[1], -1, -1).contiguous()
+    return _batch(name, logits, idx, s, maps, display_layer(model, full))
+
+
+def _batch(name: str, logits: torch.Tensor, idx: torch.Tensor, s: torch.Tensor, maps: torch.Tensor, layer: str) -> MethodBatch:
+    """Softmax scores for class targets, the callable's values for a custom target; zero bias."""
     probs = logits.float().softmax(dim=1)
     custom = bool((idx < 0).any())
     scores = s.float() if custom else probs.gather(1, idx)
     bias = torch.zeros(idx.shape, dtype=torch.float32, device=maps.device)
-    return MethodBatch(logits, probs, idx, scores, maps.float(), bias, method=name, layer=display_layer(model, full))
+    return MethodBatch(logits, probs, idx, scores, maps.float(), bias, method=name, layer=layer)
+
+
+# Methods with their own pipeline (perturbations, input-resolution maps, several layers, ...):
+# name -> runner(MethodCall) -> MethodOutput. The others (CAM, the a/g gradient family, Score-CAM,
+# Eigen-CAM) are computed inline above.
+RUNNERS: dict[str, Runner] = {
+    "fem": fem.run,
+    "kpcacam": kpca.run,
+    "randomcam": randomcam.run,
+    "shapleycam": shapley.run,
+    "ablationcam": ablation.run,
+    "fullgrad": fullgrad.run,
+    "guidedbackprop": guided.run_guided_backprop,
+    "guidedgradcam": guided.run_guided_gradcam,
+    "finercam": finercam.run,
+    "refinecam": refinecam.run,
+    "sobelcam": sobel.run,
+    "dff": dff.run,
+    "sess": sess.run,
+}
+RUNNERS.update({"smoothgradcam++": smoothgradcampp.run, "sscam": sscam.run, "iscam": iscam.run, "legrad": legrad.run})
 
 
 def _selector(classes: Targets, idx: torch.Tensor, categories):

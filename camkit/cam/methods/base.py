@@ -12,6 +12,14 @@ Conventions every method follows:
   the forward raises.
 - During a call the model runs in eval mode with every parameter's ``requires_grad`` off; both are
   restored afterwards, module by module and parameter by parameter.
+- Token layers (vision transformers): when the model passed in has an attribute
+  ``reshape_activations`` (a callable: the target layer's output, e.g. tokens ``[B, N, C]`` ->
+  ``[B, C, h, w]``), every method sees ``A = reshape_activations(output)`` and gradients with respect
+  to that map. The callable must be a linear rearrangement (drop the class/register tokens, reshape,
+  permute), built from differentiable torch ops. The network still runs on the layer's own output;
+  the gradient of a score S with respect to A is ``R(dS/d output)`` (R applied to the token
+  gradient, as pytorch-grad-cam's ``reshape_transform`` does), and second derivatives (ShapleyCAM)
+  pass through R as well. Layer probing (automatic layer, ``layer=`` checks) applies it to 3-D outputs.
 """
 
 from __future__ import annotations
@@ -41,6 +49,12 @@ class MethodInfo:
     paper: str
     needs_gradients: bool
     class_specific: bool = True
+    # "layer": maps at the target layer's resolution h x w; "input": maps at the input's H x W
+    # (pixel-space methods: FullGrad, Guided Backprop, Guided Grad-CAM, RefineCAM, SESS, Sobel).
+    resolution: str = "layer"
+    # False: the method has no target layer (it explains the input: FullGrad, Guided Backprop, Sobel);
+    # passing layer= to it is an error.
+    takes_layer: bool = True
 
 
 METHODS: dict[str, MethodInfo] = {
@@ -54,6 +68,26 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo("hirescam", "HiResCAM", "Draelos & Carin, Use HiResCAM instead of Grad-CAM for faithful explanations of convolutional neural networks (arXiv 2011.08891)", True),
         MethodInfo("scorecam", "Score-CAM", "Wang et al., Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks, CVPR-W 2020 (arXiv 1910.01279)", False),
         MethodInfo("eigencam", "Eigen-CAM", "Muhammad & Yeasin, Eigen-CAM: Class Activation Map using Principal Components, IJCNN 2020 (arXiv 2008.00299)", False, class_specific=False),
+        MethodInfo("ablationcam", "Ablation-CAM", "Desai & Ramaswamy, Ablation-CAM: Visual Explanations for Deep Convolutional Network via Gradient-free Localization, WACV 2020", False),
+        MethodInfo("eigengradcam", "Eigen-Grad-CAM", "First principal component of gradient x activation (Eigen-CAM, Muhammad & Yeasin, IJCNN 2020, applied to dS/dA o A as in pytorch-grad-cam)", True),
+        MethodInfo("segeigencam", "Seg-Eigen-CAM", "Chung & Ying, Seg-Eigen-CAM: Eigen-Value-Based Visual Explanations for Semantic Segmentation Models, Applied Sciences 15(13) 7562, 2025", True),
+        MethodInfo("gradcamelementwise", "Grad-CAM element-wise", "Element-wise Grad-CAM: sum_k ReLU(dS/dA_k o A_k), the HiResCAM variant of pytorch-grad-cam (Gildenblat et al., github.com/jacobgil/pytorch-grad-cam)", True),
+        MethodInfo("kpcacam", "KPCA-CAM", "Karmani et al., KPCA-CAM: Visual Explainability of Deep Computer Vision Models using Kernel PCA, MMSP 2024 (arXiv 2410.00267)", False, class_specific=False),
+        MethodInfo("fem", "FEM", "Fuad et al., Features Understanding in 3D CNNs for Actions Recognition in Video, IPTA 2020 (hal-02963298)", False, class_specific=False),
+        MethodInfo("shapleycam", "ShapleyCAM", "Cai et al., CAMs as Shapley Value-based Explainers (arXiv 2501.06261)", True),
+        MethodInfo("finercam", "Finer-CAM", "Zhang et al., Finer-CAM: Spotting the Difference Reveals Finer Details for Visual Explanation, CVPR 2025 (arXiv 2501.11309)", True),
+        MethodInfo("randomcam", "Random-CAM", "Baseline: sum_k w_k A_k with seeded uniform(-1, 1) weights (pytorch-grad-cam's RandomCAM), a floor for the metrics", False),
+        MethodInfo("fullgrad", "FullGrad", "Srinivas & Fleuret, Full-Gradient Representation for Neural Network Visualization, NeurIPS 2019 (arXiv 1905.00780)", True, resolution="input", takes_layer=False),
+        MethodInfo("guidedbackprop", "Guided Backprop", "Springenberg et al., Striving for Simplicity: The All Convolutional Net, ICLR-W 2015 (arXiv 1412.6806)", True, resolution="input", takes_layer=False),
+        MethodInfo("guidedgradcam", "Guided Grad-CAM", "Selvaraju et al., Grad-CAM, ICCV 2017 (arXiv 1610.02391), Sec. 3.1: Guided Backprop o upsampled Grad-CAM", True, resolution="input"),
+        MethodInfo("refinecam", "RefineCAM", "RefineCAM (arXiv 2605.14641, pytorch-grad-cam 1.5.7): product of the min-max normalised Grad-CAM++ maps of several layers", True, resolution="input"),
+        MethodInfo("sess", "SESS", "Tyagi et al., SESS: Saliency Enhancing with Scaling and Sliding, ECCV 2022 (arXiv 2207.01769)", True, resolution="input"),
+        MethodInfo("sobelcam", "Sobel", "Baseline: Sobel gradient magnitude of the grey image (pytorch-grad-cam's sobel_cam), class- and model-agnostic", False, class_specific=False, resolution="input", takes_layer=False),
+        MethodInfo("dff", "Deep Feature Factorization", "Collins et al., Deep Feature Factorization for Concept Discovery, ECCV 2018 (arXiv 1806.10206)", False),
+        MethodInfo("smoothgradcam++", "Smooth Grad-CAM++", "Omeiza et al., Smooth Grad-CAM++: An Enhanced Inference Level Visualization Technique for Deep Convolutional Neural Network Models (arXiv 1908.01224)", True),
+        MethodInfo("sscam", "SS-CAM", "Wang, Naidu et al., SS-CAM: Smoothed Score-CAM for Sharper Visual Feature Localization (arXiv 2006.14255)", False),
+        MethodInfo("iscam", "IS-CAM", "Naidu et al., IS-CAM: Integrated Score-CAM for axiomatic-based explanations (arXiv 2010.03023)", False),
+        MethodInfo("legrad", "LeGrad", "Bousselham et al., LeGrad: An Explainability Method for Vision Transformers via Feature Formation Sensitivity, ICCV 2025 (arXiv 2404.03214)", True),
     )
 }
 
@@ -61,7 +95,9 @@ METHODS: dict[str, MethodInfo] = {
 def method_info(method: str) -> MethodInfo:
     """The table entry for ``method`` (case-insensitive; ``grad-cam`` and ``gradcampp`` are accepted)."""
     key = method.strip().lower().replace("-", "").replace("_", "")
-    key = {"gradcampp": "gradcam++", "gradcamplusplus": "gradcam++"}.get(key, key)
+    key = {"gradcampp": "gradcam++", "gradcamplusplus": "gradcam++", "deepfeaturefactorization": "dff",
+           "guidedbp": "guidedbackprop", "sobel": "sobelcam", "random": "randomcam", "ablation": "ablationcam",
+           "smoothgradcampp": "smoothgradcam++", "smoothgradcamplusplus": "smoothgradcam++"}.get(key, key)
     if key not in METHODS:
         raise ModelError(f"unknown CAM method {method!r}; use one of {', '.join(METHODS)}")
     return METHODS[key]
@@ -116,9 +152,15 @@ def probe_spatial_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[str, t
     """
     seen: list[tuple[str, tuple[int, ...]]] = []
     handles = []
+    reshape = reshape_of(model)
 
     def make(name: str):
         def hook(_m, _i, out):
+            if isinstance(out, torch.Tensor) and out.dim() == 3 and reshape is not None:
+                try:
+                    out = reshape(out)
+                except (RuntimeError, ValueError, IndexError):  # a token tensor of another layout: not a map
+                    return
             if isinstance(out, torch.Tensor) and out.dim() == 4:
                 seen.append((name, tuple(out.shape)))
 
@@ -227,27 +269,60 @@ def display_layer(model: nn.Module, full: str | None) -> str:
 # ---------------------------------------------------------------- per-call capture
 
 
+Reshape = Callable[[torch.Tensor], torch.Tensor]
+
+
+def reshape_of(model: nn.Module) -> Reshape | None:
+    """The model's ``reshape_activations`` callable (token layer output -> ``[B, C, h, w]``), or None."""
+    fn = getattr(model, "reshape_activations", None)
+    return fn if callable(fn) else None
+
+
+def as_map(out: torch.Tensor, reshape: Reshape | None, make_leaf: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(A, replacement)`` for a layer output: ``A`` the map the methods use, ``replacement`` what the
+    network continues from (None: the output itself, unchanged).
+
+    ``make_leaf``: ``A`` is a fresh leaf requiring grad and the replacement equals the output in value but
+    depends on ``A`` (a copy of it, or ``out + R^T(A) - R^T(A).detach()`` through a reshape R, whose
+    adjoint ``R^T`` autograd supplies), so gradients with respect to A are taken through the rest of the
+    network. Without ``make_leaf`` A is a detached copy (in-place ops downstream cannot change it).
+    """
+    if reshape is None:
+        if not make_leaf:
+            return out.detach().clone(), None
+        a = out.detach().requires_grad_(True)
+        return a, a.clone()
+    if not make_leaf:
+        with torch.no_grad():
+            return reshape(out.detach()).clone(), None
+    with torch.enable_grad():
+        t = out.detach().requires_grad_(True)
+        r = reshape(t)
+        a = r.detach().requires_grad_(True)
+        (back,) = torch.autograd.grad(r, t, grad_outputs=a, create_graph=True)  # R^T a, linear in a
+        return a, out.detach() + (back - back.detach())
+
+
 @contextmanager
-def capture(module: nn.Module, make_leaf: bool) -> Iterator[dict]:
+def capture(module: nn.Module, make_leaf: bool, reshape: Reshape | None = None) -> Iterator[dict]:
     """Forward hook for one call: ``store["a"]`` is the module's (last) output ``[B, K, h, w]``.
 
     ``make_leaf``: the stored tensor is a fresh leaf that requires grad and the network continues from a
     copy of it, so the graph starts at this layer (everything upstream is gradient-free when parameters
     are frozen) and in-place ops downstream (``ReLU(inplace=True)``) cannot modify it. Without
-    ``make_leaf`` the output is cloned for the same reason. The hook is removed in ``finally``.
+    ``make_leaf`` the output is cloned for the same reason. ``reshape``: see :func:`as_map`. The hook is
+    removed in ``finally``.
     """
     store: dict = {}
 
     def hook(_m, _inp, out):
-        if not isinstance(out, torch.Tensor) or out.dim() != 4:
+        want = 3 if reshape is not None else 4
+        if not isinstance(out, torch.Tensor) or out.dim() not in (want, 4):
             store["bad"] = type(out).__name__ if not isinstance(out, torch.Tensor) else f"{out.dim()}-D tensor"
             return None
-        if make_leaf:
-            a = out.detach().requires_grad_(True)
-            store["a"] = a
-            return a.clone()
-        store["a"] = out.detach().clone()
-        return None
+        a, replacement = as_map(out, reshape if out.dim() == 3 else None, make_leaf)
+        store["a"] = a
+        return replacement
 
     handle = module.register_forward_hook(hook)
     try:
@@ -269,15 +344,17 @@ def activations_and_logits(
         x = x.clone()  # an inference tensor cannot enter an autograd graph; a clone made here can
     grad_ctx = torch.enable_grad() if need_grad else torch.no_grad()
     with grad_ctx:
+        reshape = reshape_of(model)
         if full_layer is None:
             assert isinstance(model, CAMModel)
-            a = model.features(x)
-            if need_grad:
-                a = a.detach().requires_grad_(True)
-            logits = model.head(a)
+            f = model.features(x)
+            if reshape is None and not need_grad:
+                return f, model.head(f)
+            a, replacement = as_map(f, reshape if f.dim() == 3 else None, need_grad)
+            logits = model.head(f if replacement is None else replacement)
             return a, logits
         module = model.get_submodule(full_layer)
-        with capture(module, need_grad) as store:
+        with capture(module, need_grad, reshape) as store:
             logits = model(x)
         if "a" not in store:
             what = store.get("bad", "nothing (the layer was not run)")
@@ -308,3 +385,57 @@ def target_scores(
     if idx.is_inference() and not torch.is_inference_mode_enabled():
         idx = idx.clone()  # e.g. class_idx from compute_cams: an inference tensor cannot be saved for backward
     return idx, logits.gather(1, idx)
+
+
+# ---------------------------------------------------------------- runners (methods with their own pipeline)
+
+
+@dataclass
+class MethodCall:
+    """What :func:`~camkit.cam.methods.compute_method_maps` hands a method runner.
+
+    ``layer`` is the user's ``layer=`` argument (None = automatic), not yet resolved; ``targets`` the
+    ``classes=`` argument; ``batch_size`` the perturbed inputs per forward pass.
+    """
+
+    model: nn.Module
+    x: torch.Tensor
+    layer: str | None
+    targets: Targets
+    categories: list[str] | None
+    batch_size: int
+    # Seed of the methods that draw random numbers (noise of Smooth Grad-CAM++ / SS-CAM): same seed, same maps.
+    seed: int = 0
+
+
+@dataclass
+class MethodOutput:
+    """A runner's result: class_idx ``[B, k]`` (-1 for a callable target), scores ``[B, k]`` (the explained
+    values, detached), logits ``[B, C]`` (detached), maps ``[B, k, h, w]`` raw, and the layer's display name."""
+
+    class_idx: torch.Tensor
+    scores: torch.Tensor
+    logits: torch.Tensor
+    maps: torch.Tensor
+    layer: str
+
+
+Runner = Callable[[MethodCall], MethodOutput]
+
+
+def forward_at_layer(call: MethodCall, need_grad: bool) -> tuple[str | None, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(full_layer, A, logits, class_idx, scores)`` for a runner: the target layer resolved, one forward.
+
+    With ``need_grad`` A is a leaf and ``scores`` (``[B, k]``) are differentiable in it; otherwise call it
+    under ``torch.inference_mode()``.
+    """
+    full = resolve_layer(call.model, call.x, call.layer)
+    a, logits = activations_and_logits(call.model, call.x, full, need_grad)
+    with torch.enable_grad() if need_grad else torch.no_grad():
+        idx, s = target_scores(logits, call.targets, call.categories)
+    return full, a, logits, idx, s
+
+
+def class_agnostic(maps: torch.Tensor, k: int) -> torch.Tensor:
+    """One map per image ``[B, h, w]`` -> the same map for each of the k targets ``[B, k, h, w]``."""
+    return maps.unsqueeze(1).expand(-1, k, -1, -1).contiguous()

@@ -1,6 +1,7 @@
-"""The gradient CAM family: Grad-CAM, Grad-CAM++, XGrad-CAM, LayerCAM, HiResCAM.
+"""The gradient CAM family: Grad-CAM, Grad-CAM++, XGrad-CAM, LayerCAM, HiResCAM, Grad-CAM element-wise,
+Eigen-Grad-CAM, Seg-Eigen-CAM.
 
-All five combine the target layer's activations ``A [B, K, h, w]`` with the gradient
+All of them combine the target layer's activations ``A [B, K, h, w]`` with the gradient
 ``g = dS/dA`` of the explained score ``S`` (a class logit, or a custom target). The gradient is taken
 with ``torch.autograd.grad(S, A)`` with every parameter frozen, so the backward runs from the score
 to the target layer only (design.md §8), once per explained class.
@@ -16,6 +17,8 @@ Raw maps are returned before the papers' final ReLU (the normalisations apply it
 from __future__ import annotations
 
 import torch
+
+from .eigencam import eigencam_maps
 
 
 def _n(a: torch.Tensor) -> int:
@@ -79,12 +82,41 @@ def hirescam(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return (g * a).sum(dim=1) * _n(a)
 
 
+def gradcam_elementwise(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM element-wise (pytorch-grad-cam's ``GradCAMElementWise``): HiResCAM with a ReLU per channel.
+
+    ``L(i,j) = sum_k ReLU(dS/dA_k(i,j) A_k(i,j))``, times ``h*w`` (non-negative, so no final ReLU needed).
+    """
+    return (g * a).clamp_min(0).sum(dim=1) * _n(a)
+
+
+def eigengradcam(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Eigen-Grad-CAM: Eigen-CAM's first principal component (see :mod:`camkit.cam.methods.eigencam`)
+    of the element-wise product ``(h*w) dS/dA o A`` instead of ``A``.
+
+    The sign rule of :func:`eigencam_maps` applies (strongest response positive); pytorch-grad-cam's
+    ``EigenGradCAM`` keeps LAPACK's arbitrary sign.
+    """
+    return eigencam_maps(g * a * _n(a))
+
+
+def segeigencam(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Seg-Eigen-CAM (Chung & Ying, Appl. Sci. 2025), Eq. 10-13: the first principal component of
+    ``|dS/dA| o A`` (gradient weighting with absolute gradients), sign-corrected so that
+    ``|max| >= |min|`` (Eq. 13). Times ``h*w``.
+    """
+    return eigencam_maps(g.abs() * a * _n(a))
+
+
 GRADIENT_METHODS = {
     "gradcam": gradcam,
     "gradcam++": gradcam_pp,
     "xgradcam": xgradcam,
     "layercam": layercam,
     "hirescam": hirescam,
+    "gradcamelementwise": gradcam_elementwise,
+    "eigengradcam": eigengradcam,
+    "segeigencam": segeigencam,
 }
 
 
