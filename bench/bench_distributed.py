@@ -119,8 +119,8 @@ def scaling(args, tmp: Path) -> tuple[list[str], float]:
         "|---|---|---|---|",
         f"| 1 process x 2 threads | {configs[(1, 2)]} | {x1[0]:.1f} | {x1[1]:.1f} |",
         f"| 2 processes x 1 thread (gloo) | {configs[(2, 1)]} | {x2[0]:.1f} | {x2[1]:.1f} |",
-        f"| scaling efficiency (throughput ratio / thread ratio {threads_ratio:g}) | | "
-        f"{x2[0] / x1[0] / threads_ratio:.2f} | {x2[1] / x1[1] / threads_ratio:.2f} |",
+        (f"| scaling efficiency (throughput ratio / thread ratio {threads_ratio:g}) | | "
+         f"{x2[0] / x1[0] / threads_ratio:.2f} | {x2[1] / x1[1] / threads_ratio:.2f} |"),
     ]
     return rows, x2[0]
 
