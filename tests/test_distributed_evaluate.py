@@ -5,8 +5,8 @@ The ranks are started by :func:`test_distributed_core.launch` (torchrun's enviro
 store). Both sides compute with one intra-op thread (torchrun's default for several processes), so
 the records are compared byte for byte, not only the summary.
 
-Run as a script (``python test_distributed_evaluate.py resume OUT CSV``) this file is a rank of a
-Python-API run in a process group the script initialises itself.
+Run as a script (``python test_distributed_evaluate.py resume|crash OUT CSV``) this file is a rank of
+a Python-API run in a process group the script initialises itself.
 """
 
 from __future__ import annotations
@@ -134,6 +134,7 @@ def test_kill_9_of_one_rank_then_resume_on_two_or_one_processes_gives_the_uninte
     assert [w.returncode for w in workers] == [0, 0], [w.stderr[-2000:] for w in workers]
     ranks = [json.loads(w.stdout.strip().splitlines()[-1]) for w in workers]
     assert ranks[0] == ranks[1]  # every rank returns the summary
+    assert ranks[0]["in_memory"] == ranks[0]["resumed"] == _deterministic(reference["summary"])
     summary = _check_equal(out, reference)
     assert summary["run"]["resumed_from"] == len(before) and summary["run"]["evaluated_now"] == N_IMAGES - len(before)
     assert json.loads((out / "run.json").read_text())["world_sizes"] == [2, 2]
@@ -154,6 +155,49 @@ def test_kill_9_of_one_rank_then_resume_on_two_or_one_processes_gives_the_uninte
     assert json.loads((copy / "run.json").read_text())["world_sizes"] == [2, 1]
 
 
+@pytest.mark.shared
+@pytest.mark.slow
+def test_an_error_on_one_rank_stops_every_rank_naming_it_and_keeps_the_others_work(tmp_path, reference):
+    from test_distributed_core import launch
+
+    from camkit.evaluate.records import read_records, shard_path
+
+    out = tmp_path / "crash"
+    workers = launch([sys.executable, str(HERE), "crash", str(out), str(reference["csv"])], timeout=240)
+    assert [w.returncode for w in workers] == [0, 0], [w.stderr[-2000:] for w in workers]
+    r0, r1 = (json.loads(w.stdout.strip().splitlines()[-1]) for w in workers)
+    assert r1 == {"type": "ValueError", "message": "no memory left on this device"}
+    assert r0 == {"type": "RankCrashedError", "message": "rank 1 failed: ValueError: no memory left on this device"}
+    # rank 0 finished its batches 0, 2, 4, 6 first: they are on disk for --resume
+    assert sorted(read_records(shard_path(out, 0)).records) == [0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24]
+    assert not (out / "summary.json").exists()
+
+
+def _crash_rank(out: str, csv_path: str) -> None:
+    import torch.distributed as dist
+
+    from camkit.cam.sources import make_map_source
+    from camkit.datasets import read_csv_boxes
+    from camkit.distributed import RankCrashedError
+    from camkit.evaluate import evaluate
+    from camkit.models import load_model
+
+    dist.init_process_group("gloo")
+    model = load_model("efficientnet_lite0")
+    source = make_map_source(model)
+
+    def failing_on_rank_1(x, gt):
+        if dist.get_rank() == 1:
+            raise ValueError("no memory left on this device")
+        return source(x, gt)
+
+    try:
+        evaluate(read_csv_boxes(csv_path, SAMPLE), model, out_dir=out, map_source=failing_on_rank_1, **OPTIONS)
+    except (ValueError, RankCrashedError) as e:
+        print(json.dumps({"type": type(e).__name__, "message": str(e)}))
+    dist.destroy_process_group()
+
+
 def _resume_rank(out: str, csv_path: str) -> None:
     import torch.distributed as dist
 
@@ -161,12 +205,16 @@ def _resume_rank(out: str, csv_path: str) -> None:
     from camkit.evaluate import evaluate
 
     dist.init_process_group("gloo")
-    summary = evaluate(read_csv_boxes(csv_path, SAMPLE), "efficientnet_lite0", out_dir=out, resume=True, **OPTIONS)
+    ds = read_csv_boxes(csv_path, SAMPLE)
+    summary = evaluate(ds, "efficientnet_lite0", out_dir=out, resume=True, **OPTIONS)
+    in_memory = evaluate(ds, "efficientnet_lite0", **OPTIONS)  # no folder: the records are gathered instead
     assert dist.is_initialized()  # the caller's group is left to the caller
     dist.destroy_process_group()
-    print(json.dumps(_deterministic(summary)))
+    print(json.dumps({"resumed": _deterministic(summary), "in_memory": _deterministic(in_memory)}))
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "resume":
         _resume_rank(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "crash":
+        _crash_rank(sys.argv[2], sys.argv[3])
