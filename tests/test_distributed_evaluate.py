@@ -44,10 +44,10 @@ def _dataset_csv(folder: Path) -> Path:
     return path
 
 
-def _cli(csv_path: Path, out: Path, *extra: str) -> list[str]:
+def _cli(csv_path: Path, out: Path, *extra: str, progress: bool = False) -> list[str]:
     return [sys.executable, "-m", "camkit", "evaluate", "--dataset", "csv", "--root", str(SAMPLE), "--annotations",
             str(csv_path), "--out", str(out), "--batch-size", "4", "--workers", "0", "--tau-step", "0.05",
-            "--no-progress", *extra]
+            "--progress" if progress else "--no-progress", *extra]
 
 
 def _deterministic(summary: dict) -> dict:
@@ -93,7 +93,7 @@ def test_two_ranks_give_the_one_process_run_and_a_bad_image_on_one_rank_is_skipp
     from test_distributed_core import launch
 
     out = tmp_path / "two"
-    workers = launch(_cli(reference["csv"], out), timeout=240, teardown=False)
+    workers = launch(_cli(reference["csv"], out, progress=True), timeout=240, teardown=False)
     # Both ranks finish by themselves (nobody left waiting for the rank with the bad image), with the
     # "skipped" exit code.
     assert [w.returncode for w in workers] == [1, 1], [w.stderr[-2000:] for w in workers]
@@ -104,6 +104,8 @@ def test_two_ranks_give_the_one_process_run_and_a_bad_image_on_one_rank_is_skipp
     assert "MaxBoxAccV2" in workers[0].stdout and workers[1].stdout == ""
     assert "skipped" in workers[0].stderr and "broken.JPEG" in workers[0].stderr
     assert "skipped" not in workers[1].stderr
+    # rank 0's progress bar counts every rank's images (to the end, after its own share is done); rank 1 has none
+    assert f"{N_IMAGES}/{N_IMAGES}" in workers[0].stderr and "evaluating" not in workers[1].stderr
 
 
 @pytest.mark.shared

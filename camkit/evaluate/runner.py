@@ -221,11 +221,14 @@ def evaluate(
         group.run(lambda: _check_visible(rundir, group))
         todo = set(range(len(samples))) - done
 
-        def work() -> None:
-            with rundir.writer(group.rank) as writer, _GlobalProgress(progress, rundir, len(samples), group) as report:
-                run(todo, lambda recs: writer.write(r.to_dict() for r in recs), len(done), report)
+        # Rank 0's count of everyone's records runs until every rank has finished (the gather in group.run).
+        with _GlobalProgress(progress, rundir, len(samples), group) as report:
 
-        group.run(work)
+            def work() -> None:
+                with rundir.writer(group.rank) as writer:
+                    run(todo, lambda recs: writer.write(r.to_dict() for r in recs), len(done), report)
+
+            group.run(work)
 
         def finish() -> dict:
             rundir.merge()
