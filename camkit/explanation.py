@@ -337,7 +337,8 @@ def explain(
             ``"squash"`` (whole image resized to the input square, the WSOL protocol).
         interpolation: how maps are brought to the photo's size, ``"bicubic"`` or ``"bilinear"``.
         tau: CVPR16 box threshold as a fraction of the map's maximum.
-        batch_size: images per forward pass.
+        batch_size: images per forward pass, and Score-CAM's masked inputs per forward pass (as the
+            CLI's ``--batch-size``).
         method: ``"cam"`` (default where exact), or ``"gradcam"``, ``"gradcam++"``, ``"xgradcam"``,
             ``"layercam"``, ``"hirescam"``, ``"scorecam"``, ``"eigencam"`` (see :mod:`camkit.cam.methods`);
             models whose head is not pool+linear default to Grad-CAM.
@@ -376,5 +377,5 @@ def explain(
         pil = [load_image(it) for it in chunk]
         paths = [str(it) if isinstance(it, (str, Path)) else None for it in chunk]
         chunk_spec = spec[start : start + batch_size] if per_image else spec
-        results.extend(explain_batch(m, pil, paths, chunk_spec, resize_mode, interpolation, tau, method, layer))
+        results.extend(explain_batch(m, pil, paths, chunk_spec, resize_mode, interpolation, tau, method, layer, batch_size))
     return results[0] if single else results
