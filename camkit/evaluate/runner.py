@@ -199,6 +199,9 @@ def evaluate(
     group = current()
     if not group.is_main:
         progress = None  # rank 0 reports everyone's progress
+    if group.device != "cpu":  # a CUDA process group: this rank computes on its own GPU (cuda:LOCAL_RANK)
+        model.to(group.device)
+        source = _inputs_to(source, group.device)
 
     def run(todo: set[int], sink, n_done: int, report: Progress | None) -> None:
         batches = group.share([partition[b] for b in batches_needing(partition, todo)])
@@ -238,6 +241,15 @@ def evaluate(
     finally:
         if group.is_main:
             rundir.close()
+
+
+def _inputs_to(source: MapSource, device: str) -> MapSource:
+    """``source`` fed on ``device``: the DataLoader's CPU batches are moved there first (maps come back as numpy)."""
+
+    def on_device(x, gt):
+        return source(x.to(device, non_blocking=True), gt.to(device))
+
+    return on_device
 
 
 def _check_visible(rundir: RunDirectory, group: Group) -> None:
