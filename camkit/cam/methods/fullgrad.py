@@ -106,9 +106,11 @@ def _psi(m: torch.Tensor, size: tuple[int, int], eps: float) -> torch.Tensor:
         m = (m - lo) / (span + eps)
     else:
         m = torch.where(span > 0, (m - lo) / span.clamp_min(torch.finfo(m.dtype).tiny), torch.zeros_like(m))
+    # Upsampling is linear: the sum of the upsampled channels is the upsampled channel sum (one resize per layer).
+    m = m.sum(dim=1, keepdim=True)
     if tuple(m.shape[-2:]) != tuple(size):
         m = upsample(m, size, "bilinear")
-    return m.sum(dim=1)
+    return m[:, 0]
 
 
 def fullgrad_terms(model: nn.Module, x: torch.Tensor, targets, categories=None, *, fused_norms: bool = True):
