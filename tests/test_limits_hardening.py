@@ -30,7 +30,7 @@ def test_input_size_that_cannot_fit_is_refused_with_size_that_fits(lite0, monkey
     assert e.param == "input_size" and e.value == 20000
     msg = str(e)
     assert msg.startswith("input_size=20000 is too large: needs ~") and "4.0 GB are available" in msg
-    fits = int(msg.rsplit("use input_size ", 1)[1].split()[0])
+    fits = int(msg.rsplit("; use ", 1)[1].split()[0])
     limits.check_input_size(lite0, fits)  # the suggested size passes
     with pytest.raises(ParameterError):
         limits.check_input_size(lite0, fits + 64)
