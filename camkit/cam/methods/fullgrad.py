@@ -14,8 +14,10 @@ a subclass of ``BatchNorm2d`` that fuses an activation after the normalisation (
 recovered from the gradient at the module's input ``u`` (taken on a private copy, so only the path
 through this module counts): ``z = s u + t`` per channel, hence ``dS/dz = (dS/du) / s`` with
 ``s = gamma / sqrt(var + eps)`` (channels with ``s = 0`` contribute 0). The input term is normalised per colour channel as well. The map is at the
-input's resolution ``[H, W]``, unitless, non-negative; a channel whose ``|m|`` is constant
-contributes 0 (no epsilon).
+input's resolution ``[H, W]``, unitless; a channel whose ``|m|`` is constant contributes 0 (no
+epsilon). ``compute_method_maps`` returns ``S - min S`` per map (the paper's final min-max without the
+division: the sum of many [0, 1] maps has a large floor, which would make every pixel pass a CVPR16
+threshold ``tau * max``); :func:`fullgrad_maps` returns ``S`` itself.
 
 pytorch-grad-cam's ``FullGrad`` follows the same formula with two differences: it adds 1e-7 to each
 channel's range before dividing (negligible only when a channel's range is much larger than 1e-7;
@@ -157,4 +159,7 @@ def run(call: MethodCall) -> MethodOutput:
     if call.layer is not None:
         raise ModelError("fullgrad uses the bias of every layer and the input; layer= does not apply to it")
     idx, s, logits, maps = fullgrad_maps(call.model, call.x, call.targets, call.categories)
+    # The sum of ~50 maps in [0, 1] sits on a large floor; without it the CVPR16 box (tau * max) would take
+    # the whole image. Subtracting each map's minimum is the paper's final min-max without the division.
+    maps = maps - maps.amin(dim=(2, 3), keepdim=True)
     return MethodOutput(idx, s, logits, maps, "input")
