@@ -273,7 +273,7 @@ def test_torchvision_weights_offline_is_a_clear_error():
     hub = Path(torch.hub.get_dir()) / "checkpoints"
     if any(hub.glob("resnet18-*.pth")):
         pytest.skip("resnet18 weights are cached on this machine")
-    with pytest.raises(WeightsError, match="--weights PATH"):
+    with pytest.raises(WeightsError, match="weights=PATH"):
         prepare_model("resnet18", 5)
 
 
