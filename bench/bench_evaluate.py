@@ -2,8 +2,8 @@
 
 (a) Throughput. The real ILSVRC sample (12 photos, ../shared/data/ilsvrc_val_sample) is listed
     ``--repeat`` times under different ids. Two references: a plain forward pass (``model.features`` +
-    ``model.head`` under ``torch.inference_mode()``) on ready tensors (the photos decoded and squashed
-    beforehand, so only the network runs), and the same forward fed by the DataLoader (camkit's
+    ``model.head`` under ``torch.inference_mode()``) on ready tensors (one batch decoded and squashed
+    beforehand and fed as every batch, so only the network runs), and the same forward fed by the DataLoader (camkit's
     LocalizationImages with the squash transform, batch 32, ``--workers`` processes); against both, the
     whole ``camkit.evaluate.evaluate`` loop (maps, upsampling, CVPR16 boxes, the wsolevaluation tau sweep,
     fsync'd records) and the call including the summary and output files. Runs are interleaved after a
@@ -58,7 +58,9 @@ def plain_forward(model, dataset, batch_size: int, workers: int) -> float:
 
 
 def ready_batches(model, dataset, batch_size: int) -> list:
-    """The dataset decoded and squashed once, as the float batches the network takes (outside any timing)."""
+    """Ready float batches of the network's input, one per batch of ``dataset`` (same sizes): views of one
+    decoded and squashed batch, so they take no more memory than a batch (a forward's cost does not
+    depend on the pixels) and the allocator state stays that of the runs they are compared with."""
     import torch
 
     from camkit.datasets.torch_dataset import LocalizationImages, collate_localization
@@ -66,7 +68,9 @@ def ready_batches(model, dataset, batch_size: int) -> list:
 
     loader = torch.utils.data.DataLoader(LocalizationImages(dataset, SquashTransform(model.preprocess.with_input_size(224))),
                                          batch_size=batch_size, num_workers=0, collate_fn=collate_localization)
-    return [batch["images"] for batch in loader]
+    first = next(iter(loader))["images"]
+    n = len(dataset)
+    return [first[: min(batch_size, n - s)] for s in range(0, n, batch_size)]
 
 
 def ready_forward(model, batches: list) -> float:
@@ -114,7 +118,7 @@ def throughput(args) -> list[str]:
         (f"| throughput, {n} images, batch {args.batch_size}, {args.workers} workers | img/s | ratio to forward (same loader) "
          "| ratio to ready-tensor forward |"),
         "|---|---|---|---|",
-        f"| plain forward on ready tensors (decoded beforehand) | {rf:.1f} | {rf / f:.2f} | 1.00 |",
+        f"| plain forward on ready tensors (one batch decoded beforehand) | {rf:.1f} | {rf / f:.2f} | 1.00 |",
         f"| plain forward (same loader) | {f:.1f} | 1.00 | {f / rf:.2f} |",
         f"| camkit evaluate loop (maps, boxes, 100-tau sweep V1+V2, fsync'd records) | {e:.1f} | {e / f:.2f} | {e / rf:.2f} |",
         f"| camkit evaluate incl. summary, per_image.csv, curves PNG | {t:.1f} | {t / f:.2f} | {t / rf:.2f} |",
