@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve()
 SAMPLE = HERE.parents[2] / "shared/data/ilsvrc_val_sample"
 BAD_INDEX = 5  # in batch 1 of 4-image batches: rank 1's share of 2
 N_IMAGES = 25
-OPTIONS = dict(batch_size=4, tau_step=0.05, workers=0, gallery_size=0)
+OPTIONS = {"batch_size": 4, "tau_step": 0.05, "workers": 0, "gallery_size": 0}
 
 
 def _dataset_csv(folder: Path) -> Path:

@@ -53,7 +53,7 @@ def test_two_ranks_write_the_one_process_document_and_files(tmp_path):
 
     inputs = _inputs(tmp_path)
     one = subprocess.run(_argv(inputs, tmp_path / "one"), env={**os.environ, "OMP_NUM_THREADS": "1"},
-                         capture_output=True, text=True, timeout=240)
+                         capture_output=True, text=True, timeout=240, check=False)
     assert one.returncode == 1, one.stderr[-2000:]  # two images skipped
     reference = json.loads(one.stdout)
     assert [Path(im["path"]).name for im in reference["images"]] == [
