@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from camkit.app.report_html import write_report_html
 from camkit.cam.sources import MapSource
 from camkit.evaluate.protocol import Protocol
 from camkit.evaluate.results import ImageRecord, Record, as_record
@@ -28,6 +29,7 @@ PXAP_CURVE_NAME = "pxap_pr_curve.png"
 GALLERY_BEST_NAME = "gallery_best.png"
 GALLERY_WORST_NAME = "gallery_worst.png"
 REPORT_NAME = "report.md"
+REPORT_HTML_NAME = "report.html"
 
 
 def write_outputs(
@@ -55,6 +57,7 @@ def write_outputs(
         plots.plot_pxap_curve(summary, out / PXAP_CURVE_NAME)
         files["pxap_curve"] = PXAP_CURVE_NAME
     files["report"] = REPORT_NAME
+    files["report_html"] = REPORT_HTML_NAME
     best, worst = select_extremes(records(), gallery_size)
     for name, chosen, title in ((GALLERY_BEST_NAME, best, "best"), (GALLERY_WORST_NAME, worst, "worst")):
         if chosen:
@@ -66,6 +69,8 @@ def write_outputs(
     tmp.write_text(json.dumps(summary, indent=1), encoding="utf-8")
     tmp.replace(out / SUMMARY_NAME)
     (out / REPORT_NAME).write_text(report.markdown_report(summary, files), encoding="utf-8")
+    # Last: it reads the run's own files (summary, per_image.csv, figures) and embeds the thumbnails.
+    write_report_html(out)
     return files
 
 
