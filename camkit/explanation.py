@@ -169,8 +169,11 @@ def explain_batch(
     interpolation: str = "bicubic",
     tau: float = 0.2,
     method: str | None = None,
-    layer: str | None = None,
+    layer: str | Sequence[str] | None = None,
     method_batch_size: int = 32,
+    *,
+    smooth: str | None = None,
+    seed: int = 0,
 ) -> list[Explanation]:
     """Explain already-loaded RGB PIL images in one forward pass (see :func:`explain`)."""
     import torch
@@ -184,14 +187,13 @@ def explain_batch(
         check_maps_memory(_maps_per_image(classes), im.width, im.height, param="topk" if isinstance(classes, int) else "classes")
     arrays, geos = zip(*(model.preprocess.to_array(im, resize_mode) for im in images))
     x = torch.from_numpy(np.stack(arrays))
-    if method is None and layer is None and isinstance(model, CAMModel) and model.cam_kind != "gradient":
-        method = "cam"
-    if method == "cam" and layer is None:
+    from .cam.methods import compute_method_maps, default_method
+
+    method = method or default_method(model, layer)
+    if method == "cam" and layer is None and smooth is None:
         res = compute_cams(model, x, classes)
     else:
-        from .cam.methods import compute_method_maps, default_method
-
-        res = compute_method_maps(model, x, method or default_method(model), classes, layer, method_batch_size)
+        res = compute_method_maps(model, x, method, classes, layer, method_batch_size, seed=seed, smooth=smooth)
     feats = res.maps.float().cpu().numpy()
     out = []
     for i, im in enumerate(images):
@@ -319,7 +321,9 @@ def explain(
     tau: float = 0.2,
     batch_size: int = 16,
     method: str | None = None,
-    layer: str | None = None,
+    layer: str | Sequence[str] | None = None,
+    smooth: str | None = None,
+    seed: int = 0,
 ) -> Explanation | list[Explanation]:
     """Explain one image or many.
 
@@ -342,7 +346,11 @@ def explain(
         method: ``"cam"`` (default where exact), or ``"gradcam"``, ``"gradcam++"``, ``"xgradcam"``,
             ``"layercam"``, ``"hirescam"``, ``"scorecam"``, ``"eigencam"`` (see :mod:`camkit.cam.methods`);
             models whose head is not pool+linear default to Grad-CAM.
-        layer: target layer for the non-CAM methods (module name, e.g. ``"layer4"``); None = automatic.
+        layer: target layer for the non-CAM methods (module name, e.g. ``"layer4"``), or a list of
+            layers whose maps are fused as the method's paper says; None = automatic.
+        smooth: ``"aug"`` (test-time flips x scales, each map mapped back exactly, averaged) or
+            ``"eigen"`` (first principal component of the weighted activations); None = off.
+        seed: seeds the methods that draw noise or random maps (SS-CAM, IS-CAM, Smooth Grad-CAM++, RandomCAM).
 
     Raises:
         ParameterError: ``images`` of a kind or shape not listed above, ``topk`` outside 1..classes,
@@ -377,5 +385,6 @@ def explain(
         pil = [load_image(it) for it in chunk]
         paths = [str(it) if isinstance(it, (str, Path)) else None for it in chunk]
         chunk_spec = spec[start : start + batch_size] if per_image else spec
-        results.extend(explain_batch(m, pil, paths, chunk_spec, resize_mode, interpolation, tau, method, layer, batch_size))
+        results.extend(explain_batch(m, pil, paths, chunk_spec, resize_mode, interpolation, tau, method, layer, batch_size,
+                                     smooth=smooth, seed=seed))
     return results[0] if single else results

@@ -25,8 +25,10 @@ def explain_command(
     tau: float = typer.Option(0.2, "--tau", min=0.0, max=1.0, help="CVPR16 box threshold, fraction of the map's max."),
     interpolation: str = typer.Option("bicubic", "--interpolation", help="Map upsampling: bicubic or bilinear."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, max=1024, help="Images per forward pass (and Score-CAM's masked inputs per pass)."),
-    method: Optional[str] = typer.Option(None, "--method", help="cam (default where exact), gradcam, gradcam++, xgradcam, layercam, hirescam, scorecam, eigencam."),
-    layer: Optional[str] = typer.Option(None, "--layer", help="Target layer for non-CAM methods (module name, e.g. layer4); default: automatic."),
+    method: Optional[str] = typer.Option(None, "--method", help="cam (default where exact), gradcam, gradcam++, scorecam, ablationcam, ... (every method: the README's methods table)."),
+    layer: Optional[List[str]] = typer.Option(None, "--layer", help="Target layer for non-CAM methods (module name, e.g. layer4); repeat to fuse several; default: automatic."),
+    smooth: Optional[str] = typer.Option(None, "--smooth", help="aug (test-time flips x scales, mapped back exactly) or eigen (first principal component)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the methods that draw noise or random maps."),
 ) -> None:
     """Top-k classes, their class activation maps and CVPR16 boxes for each image.
 
@@ -41,6 +43,10 @@ def explain_command(
         from camkit.cam.methods import method_info
 
         method_info(method)  # unknown names fail here, before any work
+    if smooth not in (None, "aug", "eigen"):
+        raise fail(f"--smooth must be 'aug' or 'eigen', not {smooth!r}")
+    layers = None if not layer else (layer[0] if len(layer) == 1 else list(layer))
+    method_options = {"smooth": smooth, "seed": seed}
     from camkit.distributed import process_group
 
     # Under torchrun (WORLD_SIZE > 1) every process runs this command: the batches of images are dealt
@@ -57,7 +63,7 @@ def explain_command(
                     typer.echo(json.dumps({"model": None, "weights": None, "method": method, "images": list(records.values())}, indent=2))
                 raise typer.Exit(2)
             doc = _explain_all(paths, records, failures, folder, out, group, model, weights, topk, classes, as_json,
-                               resize_mode, tau, interpolation, batch_size, method, layer)
+                               resize_mode, tau, interpolation, batch_size, method, layers, method_options)
             if group.is_main:
                 if as_json:
                     typer.echo(json.dumps(doc, indent=2))
@@ -125,7 +131,7 @@ def _output_folder(out: Path, overwrite: bool):
 
 
 def _explain_all(paths, records, failures, folder, out, group, model, weights, topk, classes, as_json, resize_mode, tau,
-                 interpolation, batch_size, method, layer) -> dict:
+                 interpolation, batch_size, method, layer, method_options) -> dict:
     """Explain ``paths`` into ``records`` (input order); in a process group each rank explains its share
     of the batches (:func:`camkit.distributed.shard`: the fixed batches of ``batch_size``, so every image is
     computed with the same neighbours as in one process) and every rank gets everyone's records."""
@@ -142,7 +148,9 @@ def _explain_all(paths, records, failures, folder, out, group, model, weights, t
         check_topk(m, topk)
     per_image = len(spec) if isinstance(spec, list) else topk
     stems = dict(zip(map(str, paths), unique_stems([str(p) for p in paths])))  # from all inputs: never collide
-    method_name = method or ("cam" if m.cam_kind != "gradient" else "gradcam")
+    from camkit.cam.methods import default_method
+
+    method_name = method or default_method(m, layer)
     header = {"model": m.name, "weights": m.weights_name, "method": method_name}
 
     def plan() -> None:
@@ -157,7 +165,8 @@ def _explain_all(paths, records, failures, folder, out, group, model, weights, t
     batches = group.share([paths[s : s + batch_size] for s in range(0, len(paths), batch_size)])
     tables = not as_json and not group.distributed  # several ranks: rank 0 prints all tables at the end
     mine, my_failures = group.run(lambda: _explain_batches(batches, m, spec, stems, out, resize_mode, interpolation, tau,
-                                                           method, layer, batch_size, tables, report=True))
+                                                           method, layer, batch_size, tables, report=True,
+                                                           method_options=method_options))
     for part, n_failed in group.all_gather((mine, my_failures)) if group.distributed else [(mine, my_failures)]:
         records.update(part)
         failures[0] += n_failed
@@ -169,7 +178,7 @@ def _explain_all(paths, records, failures, folder, out, group, model, weights, t
 
 
 def _explain_batches(batches, m, spec, stems, out, resize_mode, interpolation, tau, method, layer, batch_size, tables,
-                     report) -> tuple[dict[str, dict], int]:
+                     report, method_options=None) -> tuple[dict[str, dict], int]:
     """Explain each batch of paths; returns the records by path and how many images could not be read."""
     from camkit.errors import ImageError
     from camkit.explanation import explain_batch
@@ -191,7 +200,8 @@ def _explain_batches(batches, m, spec, stems, out, resize_mode, interpolation, t
                 records[str(p)] = {"path": str(p), "error": str(e)}
         if not loaded:
             continue
-        for exp in explain_batch(m, loaded, kept, spec, resize_mode, interpolation, tau, method, layer, batch_size):
+        for exp in explain_batch(m, loaded, kept, spec, resize_mode, interpolation, tau, method, layer, batch_size,
+                                 **(method_options or {})):
             rec = exp.to_dict()
             if out is not None:
                 stem = stems[exp.path]

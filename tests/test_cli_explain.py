@@ -153,3 +153,31 @@ def test_same_file_name_in_two_folders_keeps_both(tmp_path):
         r = run("explain", str(tmp_path / "a"), str(tmp_path / "b"), "--topk", "1", "--out", str(out))
         assert r.exit_code == 0, r.stderr
         assert sorted(p.name for p in out.glob("*_cam.png")) == ["photo_1_cam.png", "photo_cam.png"]
+
+
+def test_several_layers_and_smoothing_reach_the_method_engine():
+    """`--layer a --layer b` and `--smooth eigen` give the maps of compute_method_maps with the same options."""
+    import torch
+
+    import camkit
+    from camkit.cam.methods import compute_method_maps
+
+    photo = sample_path("chelsea")
+    layers = ["net.blocks.5", "net.bn2"]
+    for args, options in (
+        (["--layer", layers[0], "--layer", layers[1]], {"layer": layers}),
+        (["--smooth", "eigen"], {"smooth": "eigen"}),
+    ):
+        r = run("explain", str(photo), "--method", "gradcam", "--topk", "1", "--json", *args)
+        assert r.exit_code == 0, r.stderr
+        (pred,) = json.loads(r.stdout)["images"][0]["predictions"]
+        exp = camkit.explain(photo, method="gradcam", topk=1, **options)
+        assert pred["box"] == [int(v) for v in exp.boxes[0]]
+        m = camkit.load_model()
+        arr, _ = m.preprocess.to_array(camkit.load_image(photo), "crop")
+        direct = compute_method_maps(m, torch.from_numpy(arr)[None], "gradcam", [[pred["class_index"]]], **options)
+        assert np.allclose(exp.feature_maps[0], direct.maps[0, 0].float().numpy(), atol=1e-5)
+    plain = camkit.explain(photo, method="gradcam", topk=1)
+    assert not np.allclose(plain.feature_maps[0], exp.feature_maps[0], atol=1e-3)  # eigen changed the map
+    r = run("explain", str(photo), "--smooth", "median")
+    assert r.exit_code == 2 and "--smooth" in r.stderr and len(r.stderr.strip().splitlines()) == 1
