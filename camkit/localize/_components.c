@@ -14,8 +14,11 @@
  * (pixels carry only a node label; nodes are made at regional extrema) keeps each component's box,
  * cell area and Euler number, and at each wanted level the current roots are read out.
  *
- * The extension is optional (setup.py builds it when a C compiler is present); sweep.py has a
- * pure-numpy path with the same results. Buffers come through the buffer protocol, so nothing but
+ * The same module also holds the CVPR16 box (cvpr16.py's rule: one threshold, the largest 8-connected
+ * component), a labelling pass that replaces numpy + cv2.connectedComponentsWithStats at equal results.
+ *
+ * The extension is optional (setup.py builds it when a C compiler is present); sweep.py and cvpr16.py
+ * have numpy paths with the same results. Buffers come through the buffer protocol, so nothing but
  * Python.h is needed to build. Maps are C-contiguous uint8 [h * w] in raster order.
  */
 #define PY_SSIZE_T_CLEAN
@@ -547,9 +550,153 @@ done:
     return result;
 }
 
+/* ---------------------------------------------------------------- the CVPR16 box
+
+ * Zhou et al.'s rule on one float map m (float32 or float64, raster order): keep the pixels with
+ * relu(m) / max(m) >= tau (in double, as numpy computes it after converting to float64), label the
+ * 8-connected components, and box the one with the most pixels; ties go to the component holding the
+ * first maximum in raster order, else to the one whose first pixel comes first in raster order.
+ * Returns 0 with the inclusive box, 1 when m holds NaN, 2 when max(m) <= 0, -1 when out of memory. */
+static int32_t uf_root(int32_t *parent, int32_t a) {
+    while (parent[a] != a) {
+        parent[a] = parent[parent[a]];
+        a = parent[a];
+    }
+    return a;
+}
+
+static int cvpr16_impl(const void *data, int is_double, int32_t H, int32_t W, double tau, int32_t box[4]) {
+    const int64_t n = (int64_t)H * W;
+    const float *f = (const float *)data;
+    const double *d = (const double *)data;
+    double top = 0.0;
+    int64_t peak = -1;
+    for (int64_t p = 0; p < n; p++) {
+        const double v = is_double ? d[p] : (double)f[p];
+        if (v != v) return 1;
+        if (peak < 0 || v > top) {
+            top = v;
+            peak = p;
+        }
+    }
+    if (!(top > 0)) return 2;
+    int rc = -1;
+    int32_t *label = (int32_t *)malloc((size_t)n * sizeof(int32_t));
+    uint8_t *keep = (uint8_t *)malloc((size_t)n);
+    /* a new label needs a kept pixel whose left neighbour is not kept: at most (W + 1) / 2 per row */
+    const int64_t max_labels = (int64_t)H * ((W + 1) / 2) + 1;
+    int32_t *parent = (int32_t *)malloc((size_t)max_labels * sizeof(int32_t));
+    int32_t *stat = NULL;
+    if (!label || !parent || !keep) goto done;
+    /* the threshold on its own (a loop the compiler vectorises) */
+    if (is_double)
+        for (int64_t p = 0; p < n; p++) keep[p] = (d[p] > 0 ? d[p] / top : 0.0) >= tau;
+    else
+        for (int64_t p = 0; p < n; p++) keep[p] = (f[p] > 0 ? (double)f[p] / top : 0.0) >= tau;
+    int32_t n_labels = 0;
+    for (int32_t y = 0, p = 0; y < H; y++) {
+        for (int32_t x = 0; x < W; x++, p++) {
+            if (!keep[p]) {
+                label[p] = -1;
+                continue;
+            }
+            int32_t r = -1;
+            /* neighbours already scanned: left, up-left, up, up-right */
+            if (x > 0 && keep[p - 1]) {
+                r = uf_root(parent, label[p - 1]);
+                if (y > 0 && x + 1 < W && keep[p - W + 1] && !keep[p - W]) {
+                    /* left and up-right can be apart only when up is not kept */
+                    const int32_t q = uf_root(parent, label[p - W + 1]);
+                    if (q < r) { parent[r] = q; r = q; }
+                    else if (q > r) parent[q] = r;
+                }
+            } else if (y > 0) {
+                const int32_t nb[3] = {x > 0 ? label[p - W - 1] : -1, label[p - W], x + 1 < W ? label[p - W + 1] : -1};
+                for (int j = 0; j < 3; j++) {
+                    if (nb[j] < 0) continue;
+                    const int32_t q = uf_root(parent, nb[j]);
+                    if (r < 0) r = q;
+                    else if (q < r) { parent[r] = q; r = q; }
+                    else if (q > r) parent[q] = r;
+                }
+            }
+            if (r < 0) {
+                r = n_labels++;
+                parent[r] = r;
+            }
+            label[p] = r;
+        }
+    }
+    /* per root: pixels, x0, y0, x1, y1, first pixel (labels are made in raster order and merges keep the
+     * smaller label, so a root's first pixel is the first one seen with it) */
+    stat = (int32_t *)malloc((size_t)(n_labels > 0 ? n_labels : 1) * 6 * sizeof(int32_t));
+    if (!stat) goto done;
+    for (int32_t i = 0; i < n_labels; i++) stat[6 * i] = 0;
+    for (int32_t y = 0, p = 0; y < H; y++) {
+        for (int32_t x = 0; x < W; x++, p++) {
+            if (label[p] < 0) continue;
+            int32_t *s = stat + 6 * (size_t)uf_root(parent, label[p]);
+            if (s[0]++ == 0) {
+                s[1] = s[3] = x;
+                s[2] = s[4] = y;
+                s[5] = p;
+            } else {
+                if (x < s[1]) s[1] = x;
+                if (x > s[3]) s[3] = x;
+                if (y > s[4]) s[4] = y; /* rows come in order: y0 is the first row */
+            }
+        }
+    }
+    const int32_t peak_root = uf_root(parent, label[peak]); /* the maximum is kept (its ratio is 1 >= tau) */
+    int32_t best = -1;
+    for (int32_t i = 0; i < n_labels; i++) {
+        if (parent[i] != i) continue;
+        if (best < 0 || stat[6 * i] > stat[6 * best]) best = i;
+        else if (stat[6 * i] == stat[6 * best] && i != best) {
+            /* tie: the peak's component, else the earlier first pixel */
+            if (i == peak_root || (best != peak_root && stat[6 * i + 5] < stat[6 * best + 5])) best = i;
+        }
+    }
+    box[0] = stat[6 * best + 1];
+    box[1] = stat[6 * best + 2];
+    box[2] = stat[6 * best + 3];
+    box[3] = stat[6 * best + 4];
+    rc = 0;
+done:
+    free(label);
+    free(keep);
+    free(parent);
+    free(stat);
+    return rc;
+}
+
+/* cvpr16(m, h, w, is_double, tau) -> (status, x0, y0, x1, y1): status 0 box, 1 NaN in m, 2 max(m) <= 0. */
+static PyObject *cvpr16(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    Py_ssize_t h, w;
+    int is_double;
+    double tau;
+    if (!PyArg_ParseTuple(args, "y*nnpd", &buf, &h, &w, &is_double, &tau)) return NULL;
+    const Py_ssize_t item = is_double ? 8 : 4;
+    if (h < 1 || w < 1 || h > INT32_MAX / w || buf.len != h * w * item) {
+        PyBuffer_Release(&buf);
+        PyErr_SetString(PyExc_ValueError, "m must be a float32 or float64 map of h * w values (h * w < 2**31)");
+        return NULL;
+    }
+    int32_t box[4] = {0, 0, 0, 0};
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cvpr16_impl(buf.buf, is_double, (int32_t)h, (int32_t)w, tau, box);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&buf);
+    if (rc < 0) return PyErr_NoMemory();
+    return Py_BuildValue("(iiiii)", rc, box[0], box[1], box[2], box[3]);
+}
+
 static PyMethodDef methods[] = {
     {"sweep", sweep, METH_VARARGS,
      "sweep(u, h, w, levels, multi_contour, exact_pass_levels) -> (boxes, level_start, undecided), bytes of int32"},
+    {"cvpr16", cvpr16, METH_VARARGS, "cvpr16(m, h, w, is_double, tau) -> (status, x0, y0, x1, y1); status 1: NaN, 2: max <= 0"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,0 +1,121 @@
+"""The evaluate batch loop: the squash transform's table lookup is bit-identical to ``Preprocess.to_array``;
+boxing a batch on the helper thread while the next one is forwarded gives exactly the serial loop's
+records, in batch order; an interrupt or an error leaves only whole batches in the sink and no thread behind."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+
+from camkit.cam.sources import make_map_source
+from camkit.datasets import read_ilsvrc
+from camkit.evaluate import loop
+from camkit.evaluate.loop import LoopOptions, SquashTransform, batch_partition, run_batches
+from camkit.evaluate.protocol import Protocol
+from camkit.io import load_image
+from camkit.preprocess import Preprocess
+
+
+def _photos() -> list[Image.Image]:
+    photos = [load_image(getattr(skimage.data, name)()) for name in ("chelsea", "coffee", "astronaut", "camera", "rocket")]
+    noise = np.random.RandomState(0).randint(0, 256, (37, 501, 3), dtype=np.uint8)
+    return photos + [Image.fromarray(noise), Image.fromarray(np.zeros((3, 2, 3), np.uint8))]
+
+
+@pytest.mark.parametrize("pre", [
+    Preprocess(interpolation="bicubic", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),  # the embedded model's
+    Preprocess(),  # torchvision's ImageNet bilinear
+    Preprocess(interpolation="nearest", mean=(0.1, 0.2, 0.3), std=(0.3, 0.2, 0.1)),
+])
+def test_squash_transform_is_bit_identical_to_to_array(pre):
+    for size in (224, 97, 448):
+        p = pre.with_input_size(size)
+        tf = SquashTransform(p)
+        for photo in _photos():
+            got, want = tf.array(photo), p.to_array(photo, "squash")[0]
+            assert got.dtype == np.float32 and got.shape == want.shape == (3, size, size)
+            assert got.flags.c_contiguous
+            assert np.array_equal(got.view(np.uint32), want.view(np.uint32))  # bits, not just values
+    gray = Image.fromarray(skimage.data.camera())  # mode L: the general path
+    assert np.array_equal(SquashTransform(pre).array(gray), pre.to_array(gray, "squash")[0])
+
+
+def _run(samples, lite0, overlap: bool, todo=None, source=None, batch_size=5, workers=0):
+    protocol = Protocol()
+    batches = batch_partition(len(samples), batch_size)
+    got: list[list] = []
+    seen: list[tuple[int, int]] = []
+    run_batches(samples, batches, set(range(len(samples))) if todo is None else todo, protocol,
+                source or make_map_source(lite0), lite0.preprocess.with_input_size(224), got.append,
+                LoopOptions(workers=workers, overlap=overlap), progress=lambda d, t: seen.append((d, t)))
+    return [[r.to_dict() for r in batch] for batch in got], seen
+
+
+@pytest.fixture(scope="module")
+def serial(lite0, ilsvrc_sample):
+    """Records and progress calls of the serial loop on the sample, batches of 5."""
+    return _run(read_ilsvrc(ilsvrc_sample).samples, lite0, overlap=False)
+
+
+@pytest.mark.slow
+def test_overlapped_loop_gives_the_serial_records(lite0, ilsvrc_sample, serial):
+    samples = read_ilsvrc(ilsvrc_sample).samples
+    serial, serial_progress = serial
+    overlapped, overlapped_progress = _run(samples, lite0, overlap=True, workers=2)
+    assert overlapped == serial and [len(b) for b in serial] == [5, 5, 2]
+    assert overlapped_progress == serial_progress == [(5, 12), (10, 12), (12, 12)]
+    # resumed runs: only images in todo get records, batches stay whole
+    todo = {1, 7, 8, 11}
+    part, _ = _run(samples, lite0, overlap=True, todo=todo)
+    assert [r["i"] for b in part for r in b] == [1, 7, 8, 11]
+    assert [r for b in part for r in b] == [r for b in serial for r in b if r["i"] in todo]
+
+
+def _boxing_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("camkit-boxes")]
+
+
+def test_interrupt_leaves_whole_batches_and_no_thread(lite0, ilsvrc_sample, serial):
+    samples = read_ilsvrc(ilsvrc_sample).samples[:10]
+    full = serial[0]
+    source = make_map_source(lite0)
+    calls = []
+
+    def interrupted(x, gt):
+        calls.append(len(x))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return source(x, gt)
+
+    for overlap in (True, False):
+        calls.clear()
+        got: list[list] = []
+        with pytest.raises(KeyboardInterrupt):
+            run_batches(samples, batch_partition(10, 5), set(range(10)), Protocol(), interrupted,
+                        lite0.preprocess.with_input_size(224), got.append, LoopOptions(overlap=overlap))
+        got_dicts = [[r.to_dict() for r in b] for b in got]
+        # serial: the forwarded batch is written; overlapped: it was still being boxed, nothing is written
+        assert got_dicts == full[: 1 if not overlap else 0]
+        assert not _boxing_threads()
+
+
+def test_error_in_box_work_reaches_the_caller(lite0, ilsvrc_sample, monkeypatch):
+    samples = read_ilsvrc(ilsvrc_sample).samples[:6]
+    real = loop.image_record
+
+    def broken(protocol, maps, *args, index, **kwargs):
+        if index == 4:
+            raise ValueError("box work failed on image 4")
+        return real(protocol, maps, *args, index=index, **kwargs)
+
+    monkeypatch.setattr(loop, "image_record", broken)
+    got: list = []
+    with pytest.raises(ValueError, match="image 4"):
+        run_batches(samples, batch_partition(6, 2), set(range(6)), Protocol(), make_map_source(lite0),
+                    lite0.preprocess.with_input_size(224), got.append, LoopOptions(overlap=True))
+    assert [r.index for b in got for r in b] == [0, 1, 2, 3]  # the batches before the failing one
+    assert not _boxing_threads()
