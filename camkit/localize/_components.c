@@ -207,11 +207,19 @@ typedef struct {
     const int64_t *above_u, *above_e; /* [257]: pixels of u / e above level k at [k + 1] (EMIT_LARGEST) */
     Rows *rows;
     Rows *undecided; /* EMIT_LARGEST: levels whose winner is a tie, left to the caller */
+    Rows *outer_rows; /* not NULL: also read out every component's outer box there (V1 and V2 in one pass) */
 } Emit;
 
 /* Read out the components of the set {v > k}. Returns -1 when out of memory. */
 static int emit_level(const Emit *e, const Forest *s, int k) {
     const int32_t W = e->w, H = e->h;
+    if (e->outer_rows) {
+        Emit outer = *e;
+        outer.mode = EMIT_OUTER;
+        outer.rows = e->outer_rows;
+        outer.outer_rows = NULL;
+        if (emit_level(&outer, s, k) < 0) return -1;
+    }
     if (e->mode == EMIT_OUTER) {
         const int32_t col = e->col_of_level[k + 1];
         for (int32_t r = s->head; r >= 0; r = s->nodes[r].next) {
@@ -420,7 +428,7 @@ static int largest_exact(const uint8_t *u, int32_t H, int32_t W, int32_t *order,
     }
     int32_t start_of_value[257];
     sort_by_value(aux, H, W, order, start_of_value);
-    Emit e = {EMIT_LARGEST, W, H, col_of_level, above_u, above_e, &exact, &ties};
+    Emit e = {EMIT_LARGEST, W, H, col_of_level, above_u, above_e, &exact, &ties, NULL};
     if (run_pass(order, start_of_value, H, W, 8, 1, 0, want, &e) < 0) goto done;
     for (Py_ssize_t i = 0; i < exact.len; i++) rows->data[row_of_col[exact.data[i].col]] = exact.data[i];
     free(undecided->data);
@@ -441,49 +449,157 @@ static int compare_rows(const void *a, const void *b) {
     return 0;
 }
 
-/* The whole sweep without the Python API (it runs with the GIL released): rows grouped by level
- * column and sorted within a level, *start_out the [L + 1] offsets (malloc'ed), undecided the V1
- * columns left to the caller. Returns -1 when out of memory. */
-static int sweep_levels(const uint8_t *u, int32_t H, int32_t W, const int32_t *levels, Py_ssize_t L,
-                        const int32_t *col_of_level, const uint8_t *want, int multi, int exact_pass_levels,
-                        Rows *rows, Rows *undecided, int32_t **start_out) {
-    const int32_t n = H * W;
-    int rc = -1;
-    int32_t start_of_value[257];
-    uint8_t *aux = (uint8_t *)malloc((size_t)n);
-    int32_t *order = (int32_t *)malloc((size_t)n * sizeof(int32_t));
+/* Group rows by level column, boxes sorted within a level (a level without contours gets 0, 0, 0, 0);
+ * *start_out: the [L + 1] offsets (malloc'ed). Returns -1 when out of memory. */
+static int group_rows(Rows *rows, Py_ssize_t L, int32_t **start_out) {
     int32_t *start = (int32_t *)calloc((size_t)L + 1, sizeof(int32_t));
-    if (!aux || !order || !start) goto done;
-    Emit e = {EMIT_OUTER, W, H, col_of_level, NULL, NULL, rows, undecided};
-    sort_by_value(u, H, W, order, start_of_value);
-    if (multi) {
-        /* one sort serves both passes: outer contours from {u > k}, holes from {u <= k} */
-        if (run_pass(order, start_of_value, H, W, 8, 0, 0, want, &e) < 0) goto done;
-        e.mode = EMIT_HOLES;
-        if (run_pass(order, start_of_value, H, W, 4, 0, 1, want, &e) < 0) goto done;
-    } else {
-        e.mode = EMIT_LARGEST_BOUNDED;
-        if (run_pass(order, start_of_value, H, W, 8, 1, 0, want, &e) < 0) goto done;
-        if (undecided->len > exact_pass_levels &&
-            largest_exact(u, H, W, order, levels, L, col_of_level, rows, undecided, aux) < 0)
-            goto done;
-    }
-    /* group by level column, boxes sorted within a level; a level without contours gets 0,0,0,0 */
+    if (!start) return -1;
     for (Py_ssize_t i = 0; i < rows->len; i++) start[rows->data[i].col + 1]++;
     for (Py_ssize_t j = 0; j < L; j++)
-        if (start[j + 1] == 0 && rows_push(rows, (int32_t)j, 0, 0, 0, 0) < 0) goto done;
+        if (start[j + 1] == 0 && rows_push(rows, (int32_t)j, 0, 0, 0, 0) < 0) {
+            free(start);
+            return -1;
+        }
     qsort(rows->data, (size_t)rows->len, sizeof(Row), compare_rows);
     memset(start, 0, ((size_t)L + 1) * sizeof(int32_t));
     for (Py_ssize_t i = 0; i < rows->len; i++) start[rows->data[i].col + 1]++;
     for (Py_ssize_t j = 0; j < L; j++) start[j + 1] += start[j];
     *start_out = start;
-    start = NULL;
+    return 0;
+}
+
+enum { SWEEP_V1 = 1, SWEEP_V2 = 2 };
+
+/* The whole sweep without the Python API (it runs with the GIL released). `which`: SWEEP_V1, SWEEP_V2 or
+ * both. V1 rows go to v1 (undecided: the V1 columns left to the caller), V2 rows to v2, each grouped
+ * by level column and sorted within a level with its [L + 1] offsets in *start_v1 / *start_v2
+ * (malloc'ed). With both, one sort and one pass over {u > k} serve V1's bounds and V2's outer boxes.
+ * Returns -1 when out of memory. */
+static int sweep_levels(const uint8_t *u, int32_t H, int32_t W, const int32_t *levels, Py_ssize_t L,
+                        const int32_t *col_of_level, const uint8_t *want, int which, int exact_pass_levels,
+                        Rows *v1, Rows *undecided, int32_t **start_v1, Rows *v2, int32_t **start_v2) {
+    const int32_t n = H * W;
+    int rc = -1;
+    int32_t start_of_value[257];
+    uint8_t *aux = (uint8_t *)malloc((size_t)n);
+    int32_t *order = (int32_t *)malloc((size_t)n * sizeof(int32_t));
+    if (!aux || !order) goto done;
+    sort_by_value(u, H, W, order, start_of_value);
+    if (which & SWEEP_V1) {
+        /* V1's bounds from {u > k} with cell areas; with V2 too, its outer boxes from the same pass */
+        Emit e = {EMIT_LARGEST_BOUNDED, W, H, col_of_level, NULL, NULL, v1, undecided, (which & SWEEP_V2) ? v2 : NULL};
+        if (run_pass(order, start_of_value, H, W, 8, 1, 0, want, &e) < 0) goto done;
+    } else {
+        Emit e = {EMIT_OUTER, W, H, col_of_level, NULL, NULL, v2, NULL, NULL};
+        if (run_pass(order, start_of_value, H, W, 8, 0, 0, want, &e) < 0) goto done;
+    }
+    if (which & SWEEP_V2) {
+        /* the same sort serves the holes: bounded 4-connected components of {u <= k} */
+        Emit e = {EMIT_HOLES, W, H, col_of_level, NULL, NULL, v2, NULL, NULL};
+        if (run_pass(order, start_of_value, H, W, 4, 0, 1, want, &e) < 0) goto done;
+        if (group_rows(v2, L, start_v2) < 0) goto done;
+    }
+    if (which & SWEEP_V1) {
+        /* (largest_exact reuses order as scratch: after the holes pass) */
+        if (undecided->len > exact_pass_levels &&
+            largest_exact(u, H, W, order, levels, L, col_of_level, v1, undecided, aux) < 0)
+            goto done;
+        if (group_rows(v1, L, start_v1) < 0) goto done;
+    }
     rc = 0;
 done:
     free(aux);
     free(order);
-    free(start);
     return rc;
+}
+
+/* Checks u's size and the levels, fills col_of_level / want. Returns 0, or -1 with a Python error set. */
+static int parse_levels(Py_ssize_t h, Py_ssize_t w, Py_ssize_t u_len, const Py_buffer *lbuf, int32_t *col_of_level,
+                        uint8_t *want, Py_ssize_t *L_out) {
+    if (h < 1 || w < 1 || h >= (1 << 15) || w >= (1 << 15) || u_len != h * w) {
+        PyErr_SetString(PyExc_ValueError, "u must be a uint8 map of h * w values, sides in [1, 32767]");
+        return -1;
+    }
+    const Py_ssize_t L = lbuf->len / (Py_ssize_t)sizeof(int32_t);
+    const int32_t *levels = (const int32_t *)lbuf->buf;
+    for (int i = 0; i < 257; i++) col_of_level[i] = -1;
+    memset(want, 0, 257);
+    for (Py_ssize_t j = 0; j < L; j++) {
+        if (levels[j] < -1 || levels[j] > 255 || (j && levels[j] <= levels[j - 1])) {
+            PyErr_SetString(PyExc_ValueError, "levels must be ascending, distinct, in [-1, 255]");
+            return -1;
+        }
+        col_of_level[levels[j] + 1] = (int32_t)j;
+        want[levels[j] + 1] = 1;
+    }
+    *L_out = L;
+    return 0;
+}
+
+/* (boxes, level_start) as bytes of int32 [n, 4] and [L + 1]; NULL with a Python error on failure. */
+static PyObject *rows_to_bytes(const Rows *rows, const int32_t *start, Py_ssize_t L) {
+    PyObject *boxes = PyBytes_FromStringAndSize(NULL, rows->len * 4 * (Py_ssize_t)sizeof(int32_t));
+    if (!boxes) return NULL;
+    int32_t *b = (int32_t *)PyBytes_AS_STRING(boxes);
+    for (Py_ssize_t i = 0; i < rows->len; i++) memcpy(b + 4 * i, &rows->data[i].x0, 4 * sizeof(int32_t));
+    PyObject *bounds = PyBytes_FromStringAndSize((const char *)start, (L + 1) * (Py_ssize_t)sizeof(int32_t));
+    if (!bounds) {
+        Py_DECREF(boxes);
+        return NULL;
+    }
+    PyObject *pair = PyTuple_Pack(2, boxes, bounds);
+    Py_DECREF(boxes);
+    Py_DECREF(bounds);
+    return pair;
+}
+
+static PyObject *columns_to_bytes(const Rows *undecided) {
+    PyObject *open_cols = PyBytes_FromStringAndSize(NULL, undecided->len * (Py_ssize_t)sizeof(int32_t));
+    if (open_cols)
+        for (Py_ssize_t i = 0; i < undecided->len; i++) ((int32_t *)PyBytes_AS_STRING(open_cols))[i] = undecided->data[i].col;
+    return open_cols;
+}
+
+/* Runs sweep_levels on parsed arguments and builds (boxes, level_start[, undecided]) per variant:
+ * which == SWEEP_V1 or SWEEP_V2: a 3-tuple (undecided empty for V2); both: a 5-tuple, V1's three then V2's two. */
+static PyObject *sweep_call(Py_buffer *ubuf, Py_ssize_t h, Py_ssize_t w, Py_buffer *lbuf, int which, int exact_pass_levels) {
+    PyObject *result = NULL, *r1 = NULL, *r2 = NULL, *open_cols = NULL;
+    Rows v1 = {0}, v2 = {0}, undecided = {0};
+    int32_t *start1 = NULL, *start2 = NULL;
+    int32_t col_of_level[257];
+    uint8_t want[257];
+    Py_ssize_t L;
+    if (parse_levels(h, w, ubuf->len, lbuf, col_of_level, want, &L) < 0) goto done;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = sweep_levels((const uint8_t *)ubuf->buf, (int32_t)h, (int32_t)w, (const int32_t *)lbuf->buf, L, col_of_level,
+                      want, which, exact_pass_levels, &v1, &undecided, &start1, &v2, &start2);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    open_cols = columns_to_bytes(&undecided);
+    if (!open_cols) goto done;
+    if (which & SWEEP_V1 && !(r1 = rows_to_bytes(&v1, start1, L))) goto done;
+    if (which & SWEEP_V2 && !(r2 = rows_to_bytes(&v2, start2, L))) goto done;
+    if (which == SWEEP_V1)
+        result = PyTuple_Pack(3, PyTuple_GET_ITEM(r1, 0), PyTuple_GET_ITEM(r1, 1), open_cols);
+    else if (which == SWEEP_V2)
+        result = PyTuple_Pack(3, PyTuple_GET_ITEM(r2, 0), PyTuple_GET_ITEM(r2, 1), open_cols);
+    else
+        result = PyTuple_Pack(5, PyTuple_GET_ITEM(r1, 0), PyTuple_GET_ITEM(r1, 1), open_cols, PyTuple_GET_ITEM(r2, 0),
+                              PyTuple_GET_ITEM(r2, 1));
+done:
+    Py_XDECREF(r1);
+    Py_XDECREF(r2);
+    Py_XDECREF(open_cols);
+    free(v1.data);
+    free(v2.data);
+    free(undecided.data);
+    free(start1);
+    free(start2);
+    return result;
 }
 
 /* sweep(u, h, w, levels, multi_contour, exact_pass_levels) -> (boxes, level_start, undecided), bytes of int32:
@@ -499,52 +615,20 @@ static PyObject *sweep(PyObject *self, PyObject *args) {
     Py_ssize_t h, w;
     int multi, exact_pass_levels;
     if (!PyArg_ParseTuple(args, "y*nny*pi", &ubuf, &h, &w, &lbuf, &multi, &exact_pass_levels)) return NULL;
-    PyObject *result = NULL;
-    Rows rows = {0}, undecided = {0};
-    int32_t *start = NULL;
-    if (h < 1 || w < 1 || h >= (1 << 15) || w >= (1 << 15) || ubuf.len != h * w) {
-        PyErr_SetString(PyExc_ValueError, "u must be a uint8 map of h * w values, sides in [1, 32767]");
-        goto done;
-    }
-    const Py_ssize_t L = lbuf.len / (Py_ssize_t)sizeof(int32_t);
-    const int32_t *levels = (const int32_t *)lbuf.buf;
-    int32_t col_of_level[257];
-    uint8_t want[257] = {0};
-    for (int i = 0; i < 257; i++) col_of_level[i] = -1;
-    for (Py_ssize_t j = 0; j < L; j++) {
-        if (levels[j] < -1 || levels[j] > 255 || (j && levels[j] <= levels[j - 1])) {
-            PyErr_SetString(PyExc_ValueError, "levels must be ascending, distinct, in [-1, 255]");
-            goto done;
-        }
-        col_of_level[levels[j] + 1] = (int32_t)j;
-        want[levels[j] + 1] = 1;
-    }
-    int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = sweep_levels((const uint8_t *)ubuf.buf, (int32_t)h, (int32_t)w, levels, L, col_of_level, want, multi,
-                      exact_pass_levels, &rows, &undecided, &start);
-    Py_END_ALLOW_THREADS
-    if (rc < 0) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    PyObject *boxes = PyBytes_FromStringAndSize(NULL, rows.len * 4 * (Py_ssize_t)sizeof(int32_t));
-    if (boxes) {
-        int32_t *b = (int32_t *)PyBytes_AS_STRING(boxes);
-        for (Py_ssize_t i = 0; i < rows.len; i++) memcpy(b + 4 * i, &rows.data[i].x0, 4 * sizeof(int32_t));
-    }
-    PyObject *bounds = PyBytes_FromStringAndSize((const char *)start, (L + 1) * (Py_ssize_t)sizeof(int32_t));
-    PyObject *open_cols = PyBytes_FromStringAndSize(NULL, undecided.len * (Py_ssize_t)sizeof(int32_t));
-    if (open_cols)
-        for (Py_ssize_t i = 0; i < undecided.len; i++) ((int32_t *)PyBytes_AS_STRING(open_cols))[i] = undecided.data[i].col;
-    if (boxes && bounds && open_cols) result = PyTuple_Pack(3, boxes, bounds, open_cols);
-    Py_XDECREF(boxes);
-    Py_XDECREF(bounds);
-    Py_XDECREF(open_cols);
-done:
-    free(rows.data);
-    free(undecided.data);
-    free(start);
+    PyObject *result = sweep_call(&ubuf, h, w, &lbuf, multi ? SWEEP_V2 : SWEEP_V1, exact_pass_levels);
+    PyBuffer_Release(&ubuf);
+    PyBuffer_Release(&lbuf);
+    return result;
+}
+
+/* sweep_pair(u, h, w, levels, exact_pass_levels) -> (boxes_v1, level_start_v1, undecided_v1, boxes_v2,
+ * level_start_v2): sweep()'s V1 and V2 results from one sort and one pass over {u > k} fewer. */
+static PyObject *sweep_pair(PyObject *self, PyObject *args) {
+    Py_buffer ubuf, lbuf;
+    Py_ssize_t h, w;
+    int exact_pass_levels;
+    if (!PyArg_ParseTuple(args, "y*nny*i", &ubuf, &h, &w, &lbuf, &exact_pass_levels)) return NULL;
+    PyObject *result = sweep_call(&ubuf, h, w, &lbuf, SWEEP_V1 | SWEEP_V2, exact_pass_levels);
     PyBuffer_Release(&ubuf);
     PyBuffer_Release(&lbuf);
     return result;
@@ -696,6 +780,8 @@ static PyObject *cvpr16(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"sweep", sweep, METH_VARARGS,
      "sweep(u, h, w, levels, multi_contour, exact_pass_levels) -> (boxes, level_start, undecided), bytes of int32"},
+    {"sweep_pair", sweep_pair, METH_VARARGS,
+     "sweep_pair(u, h, w, levels, exact_pass_levels) -> (boxes_v1, level_start_v1, undecided_v1, boxes_v2, level_start_v2)"},
     {"cvpr16", cvpr16, METH_VARARGS, "cvpr16(m, h, w, is_double, tau) -> (status, x0, y0, x1, y1); status 1: NaN, 2: max <= 0"},
     {NULL, NULL, 0, NULL},
 };

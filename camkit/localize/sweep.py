@@ -63,7 +63,7 @@ import numpy as np
 from camkit.errors import ParameterError
 from camkit.localize.wsol import _contour_boxes, threshold_levels, unit_map_to_uint8
 
-__all__ = ["BACKENDS", "SweepResult", "resolve_backend", "sweep_boxes", "sweep_boxes_flat"]
+__all__ = ["BACKENDS", "SweepResult", "resolve_backend", "sweep_boxes", "sweep_boxes_flat", "sweep_boxes_pair"]
 
 #: ``backend`` values: ``"native"`` the compiled kernel, ``"numpy"`` the pure-numpy path, ``"auto"`` the
 #: kernel when it is built (and the map is under 32768 pixels a side), else numpy.
@@ -454,6 +454,12 @@ def _native_sweep(u: np.ndarray, levels: np.ndarray, multi_contour: bool, exact_
         np.ascontiguousarray(u), h, w, np.ascontiguousarray(levels, dtype=np.int32), multi_contour,
         exact_pass_levels,
     )
+    return _settle_v1(u, levels, raw_boxes, raw_start, raw_open)
+
+
+def _settle_v1(u: np.ndarray, levels: np.ndarray, raw_boxes: bytes, raw_start: bytes, raw_open: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel's int32 bytes as int64 boxes and offsets, with the V1 ties it left open (OpenCV's contour
+    order decides them; empty for V2) taken from the reference call at their level."""
     boxes = np.frombuffer(raw_boxes, dtype=np.int32).reshape(-1, 4).astype(np.int64)
     start = np.frombuffer(raw_start, dtype=np.int32).astype(np.int64)
     for j in np.frombuffer(raw_open, dtype=np.int32).tolist():
@@ -525,6 +531,36 @@ def sweep_boxes_flat(
         start = np.zeros(len(levels) + 1, dtype=np.int64)
         np.cumsum(np.bincount(col, minlength=len(levels)), out=start[1:])
     return SweepResult(boxes=boxes, level_start=start, tau_level=tau_level.reshape(-1), levels=levels)
+
+
+def sweep_boxes_pair(
+    cam_normalized: np.ndarray,
+    taus: Iterable[float] | np.ndarray,
+    *,
+    backend: str = "auto",
+    exact_pass_levels: int = _EXACT_PASS_LEVELS,
+) -> tuple[SweepResult, SweepResult]:
+    """V1's and V2's :func:`sweep_boxes_flat` of one map, ``(v1, v2)``, equal to the two calls.
+
+    With the kernel both come from one call: one value sort and one pass over ``{u > k}`` serve V1's
+    area bounds and V2's outer boxes (three union-find passes instead of four); without it, the two calls.
+    """
+    u = unit_map_to_uint8(cam_normalized)
+    if resolve_backend(backend, u.shape) != "native" or max(u.shape) >= 1 << 15:
+        v1, v2 = (sweep_boxes_flat(cam_normalized, taus, multi, backend=backend, exact_pass_levels=exact_pass_levels)
+                  for multi in (False, True))
+        return v1, v2
+    assert _components is not None  # resolve_backend said "native"
+    k = threshold_levels(taus, u.max())
+    levels, tau_level = np.unique(np.clip(k, -1, 255), return_inverse=True)
+    h, w = u.shape
+    raw = _components.sweep_pair(np.ascontiguousarray(u), h, w, np.ascontiguousarray(levels, dtype=np.int32), exact_pass_levels)
+    v1_boxes, v1_start = _settle_v1(u, levels, raw[0], raw[1], raw[2])
+    v2_boxes = np.frombuffer(raw[3], dtype=np.int32).reshape(-1, 4).astype(np.int64)
+    v2_start = np.frombuffer(raw[4], dtype=np.int32).astype(np.int64)
+    tau_level = tau_level.reshape(-1)
+    return (SweepResult(boxes=v1_boxes, level_start=v1_start, tau_level=tau_level, levels=levels),
+            SweepResult(boxes=v2_boxes, level_start=v2_start, tau_level=tau_level, levels=levels))
 
 
 def sweep_boxes(
