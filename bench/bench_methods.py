@@ -1,7 +1,7 @@
 """Every CAM method of camkit's pytorch-grad-cam catalogue: time per call next to pytorch-grad-cam 1.5.7 (and
 torch-cam 0.5.0 where it has the method), as a multiple of one plain forward pass (CPU, one process).
 
-    python bench/bench_methods.py            # about 3-5 minutes on 2 busy cores
+    python bench/bench_methods.py [--rounds 5]     # about 2-4 minutes on 2 busy cores
 
 Setting (small, so that it stays short): the embedded EfficientNet-Lite0 (real ImageNet weights), skimage's
 chelsea photo at 224 px (crop), batch 1, the top-1 class. Layer methods explain ``bn2`` (1280 x 7 x 7,
@@ -93,7 +93,7 @@ def contenders():
         ext = getattr(tcm, name)(net, target_layer=layer, **kw)
 
         def call():
-            if name in ("ScoreCAM",):
+            if name in ("ScoreCAM", "CAM"):
                 with torch.no_grad():
                     net(x)
                 ext(class_idx=top1)
@@ -124,6 +124,7 @@ def contenders():
         net.zero_grad(set_to_none=True)
 
     rows = {  # method -> (camkit, pytorch-grad-cam, torch-cam, note)
+        "cam": (ck("cam"), None, tc("CAM", fc_layer="classifier"), "torch-cam CAM"),
         "gradcam": (ck("gradcam"), peer(pgc.GradCAM, [bn2]), tc("GradCAM"), ""),
         "gradcam++": (ck("gradcam++"), peer(pgc.GradCAMPlusPlus, [bn2]), tc("GradCAMpp"), ""),
         "xgradcam": (ck("xgradcam"), peer(pgc.XGradCAM, [bn2]), tc("XGradCAM"), ""),
@@ -158,7 +159,7 @@ def contenders():
     return forward, rows
 
 
-def main(rounds: int = 2) -> None:
+def main(rounds: int = 5) -> None:
     torch.manual_seed(0)
     start = time.perf_counter()
     forward, rows = contenders()
@@ -224,4 +225,8 @@ def head_ablation() -> str:
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved timed rounds (the median is reported)")
+    main(ap.parse_args().rounds)

@@ -1,9 +1,10 @@
 """Smooth Grad-CAM++, SS-CAM, IS-CAM and LeGrad: camkit against torch-cam 0.5.0 (CPU, one process).
 
-    python bench/bench_methods_torchcam.py          # about 2-4 minutes on 2 busy cores
+    python bench/bench_methods_torchcam.py [--rounds 3]     # about 1-4 minutes on 2 busy cores
 
 Same network, layer, classes, sample count and masked inputs per forward for both; interleaved round by
-round after a warm-up (bench/_timing.py), median seconds per call. Settings (small so that it stays short):
+round after a warm-up (bench/_timing.py) together with one plain forward pass of the same input, median
+seconds per call and its multiple of that forward. Settings (small so that it stays short):
 
 - Smooth Grad-CAM++: resnet18 (random weights), layer4, batch 8 at 112 px, 4 noisy copies.
 - SS-CAM / IS-CAM: resnet18 layer2 (128 channels), 1 image at 64 px, 3 samples, 64 masked inputs per forward.
@@ -24,6 +25,21 @@ import torch  # noqa: E402
 from _timing import interleaved, markdown_table  # noqa: E402
 
 warnings.filterwarnings("ignore")
+
+
+def forward(net: torch.nn.Module, x: torch.Tensor):
+    """One plain forward pass of ``x``, the unit of the table."""
+
+    def call():
+        with torch.inference_mode():
+            net(x)
+    return call
+
+
+def row(label: str, t: dict[str, float]) -> list[str]:
+    f = t["forward"]
+    return [label, f"{f:.3f}", f"{t['camkit']:.2f} ({t['camkit'] / f:.1f}x)", f"{t['torch-cam']:.2f} ({t['torch-cam'] / f:.1f}x)",
+            f"{t['torch-cam'] / t['camkit']:.2f}x"]
 
 
 def main(rounds: int = 3) -> None:
@@ -56,10 +72,11 @@ def main(rounds: int = 3) -> None:
             sg.disable_hooks()
             net.zero_grad(set_to_none=True)
 
-    t = interleaved({"camkit": lambda: compute_method_maps(net, x, "smoothgradcam++", cls, layer="layer4", batch_size=32),
+    t = interleaved({"forward": forward(net, x),
+                     "camkit": lambda: compute_method_maps(net, x, "smoothgradcam++", cls, layer="layer4", batch_size=32),
                      "torch-cam": tc_sg}, rounds=rounds)
     sg.remove_hooks()
-    rows.append(["Smooth Grad-CAM++ (resnet18 layer4, 8 x 112 px, n=4)", f"{t['camkit']:.2f}", f"{t['torch-cam']:.2f}", f"{t['torch-cam'] / t['camkit']:.2f}x"])
+    rows.append(row("Smooth Grad-CAM++ (resnet18 layer4, 8 x 112 px, n=4)", t))
 
     # SS-CAM and IS-CAM
     x1 = torch.randn(1, 3, 64, 64)
@@ -86,9 +103,9 @@ def main(rounds: int = 3) -> None:
                 fn = sscam_weights if name == "sscam" else iscam_weights
                 fn(net, x1, a, sel, 64, **kw)
 
-        t = interleaved({"camkit": ck_run, "torch-cam": tc_run}, rounds=rounds)
+        t = interleaved({"forward": forward(net, x1), "camkit": ck_run, "torch-cam": tc_run}, rounds=rounds)
         ext.remove_hooks()
-        rows.append([f"{cls_name} (resnet18 layer2, 128 ch, 1 x 64 px, N=3)", f"{t['camkit']:.2f}", f"{t['torch-cam']:.2f}", f"{t['torch-cam'] / t['camkit']:.2f}x"])
+        rows.append(row(f"{cls_name} (resnet18 layer2, 128 ch, 1 x 64 px, N=3)", t))
 
     # LeGrad
     vit = VisionTransformer(image_size=224, patch_size=16, num_layers=6, num_heads=3, hidden_dim=192, mlp_dim=768).eval()
@@ -107,12 +124,18 @@ def main(rounds: int = 3) -> None:
         finally:
             lg.disable_hooks()
 
-    t = interleaved({"camkit": lambda: compute_method_maps(vit, xv, "legrad", [[c] for c in cv]), "torch-cam": tc_lg}, rounds=rounds)
+    t = interleaved({"forward": forward(vit, xv), "camkit": lambda: compute_method_maps(vit, xv, "legrad", [[c] for c in cv]),
+                     "torch-cam": tc_lg}, rounds=rounds)
     lg.remove_hooks()
-    rows.append(["LeGrad (ViT 6 blocks x 192, 4 x 224 px, all blocks)", f"{t['camkit']:.2f}", f"{t['torch-cam']:.2f}", f"{t['torch-cam'] / t['camkit']:.2f}x"])
+    rows.append(row("LeGrad (ViT 6 blocks x 192, 4 x 224 px, all blocks)", t))
 
-    print(markdown_table(["method (setting)", "camkit s", "torch-cam s", "camkit speed-up"], rows))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {rounds} interleaved rounds after a warm-up round\n")
+    print(markdown_table(["method (setting)", "forward s", "camkit s (x forward)", "torch-cam s (x forward)", "camkit speed-up"], rows))
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved timed rounds (the median is reported)")
+    main(ap.parse_args().rounds)
