@@ -2,7 +2,7 @@
 """Set up and run camkit from a fresh clone with nothing but python3.
 
     python3 tools/dev.py demo   # explain a bundled real photo with the embedded model -> camkit-out/demo
-    python3 tools/dev.py test   # the test suite (what CI runs)
+    python3 tools/dev.py test   # ruff and mypy (pyproject.toml's config), then the test suite: what CI runs
     python3 tools/dev.py bench  # the speed benchmarks under bench/
 
 Each creates ./.venv (and installs camkit with its dev extras, building the C sweep kernel) when
@@ -71,6 +71,18 @@ def ensure_browser_test_deps() -> None:
         pass
 
 
+def lint(env: dict[str, str]) -> int:
+    """``ruff check .`` and ``mypy`` (their settings are pyproject.toml's); non-zero when either reports
+    anything, with their output shown. mypy keeps its incremental cache in .mypy_cache (gitignored)."""
+    code = 0
+    for name, cmd in (("ruff", [str(VENV / "bin" / "ruff"), "check", "--quiet", "--output-format", "concise", "."]), ("mypy", [str(PY), "-m", "mypy"])):
+        r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        if r.returncode != 0:
+            print(f"{name} found problems:\n{r.stdout}{r.stderr}", end="", flush=True)
+            code = r.returncode
+    return code
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("demo", "test", "bench"):
         print(__doc__)
@@ -79,6 +91,9 @@ def main(argv: list[str]) -> int:
     ensure_env()
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     if cmd == "test":
+        code = lint(env)
+        if code:
+            return code
         ensure_browser_test_deps()
         return subprocess.run([str(PY), "-m", "pytest", "-q", *rest], cwd=ROOT, env=env).returncode
     if cmd == "bench":
