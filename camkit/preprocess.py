@@ -17,12 +17,14 @@ inclusive pixel indices.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from PIL import Image
 
+from .choices import one_of
 from .errors import ParameterError
 
 if TYPE_CHECKING:
@@ -31,7 +33,27 @@ if TYPE_CHECKING:
 ResizeMode = Literal["crop", "squash"]
 Interpolation = Literal["nearest", "bilinear", "bicubic"]
 
-_PIL_FILTERS = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+INTERPOLATIONS: tuple[Interpolation, ...] = ("nearest", "bilinear", "bicubic")
+RESIZE_MODES: tuple[ResizeMode, ...] = ("crop", "squash")
+
+
+def resize_mode_of(mode: str) -> ResizeMode:
+    """``mode`` checked to be one of :data:`RESIZE_MODES` (raises :class:`~camkit.errors.ParameterError`)."""
+    return one_of("resize_mode", mode, RESIZE_MODES, "a resize mode")
+
+
+def rgb_triple(values: Iterable[float]) -> tuple[float, float, float]:
+    """Three per-channel values (a mean or std) as floats, in R, G, B order; ValueError unless exactly three."""
+    r, g, b = (float(v) for v in values)
+    return (r, g, b)
+
+
+def interpolation_of(name: str) -> Interpolation:
+    """``name`` checked to be one of :data:`INTERPOLATIONS` (raises :class:`~camkit.errors.ParameterError`)."""
+    return one_of("interpolation", name, INTERPOLATIONS, "a supported interpolation")
+
+
+_PIL_FILTERS = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 
 @dataclass(frozen=True)
@@ -114,16 +136,16 @@ class Preprocess:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Preprocess":
+    def from_dict(cls, d: dict) -> Preprocess:
         return cls(
             resize=int(d["resize"]),
             crop=int(d["crop"]),
-            interpolation=d["interpolation"],
-            mean=tuple(float(v) for v in d["mean"]),
-            std=tuple(float(v) for v in d["std"]),
+            interpolation=interpolation_of(str(d["interpolation"])),
+            mean=rgb_triple(d["mean"]),
+            std=rgb_triple(d["std"]),
         )
 
-    def with_input_size(self, size: int) -> "Preprocess":
+    def with_input_size(self, size: int) -> Preprocess:
         """The same transform for another input size (the resize keeps the weights' crop ratio)."""
         return Preprocess(
             resize=int(round(size * self.resize / self.crop)),
@@ -160,7 +182,7 @@ class Preprocess:
         arr = np.asarray(resized, dtype=np.float32)
         if arr.ndim == 2:
             arr = np.repeat(arr[:, :, None], 3, axis=2)
-        out = np.zeros((self.crop, self.crop, 3), dtype=np.float32)
+        out: np.ndarray = np.zeros((self.crop, self.crop, 3), dtype=np.float32)
         # Crop (torchvision pads with zeros when the resized image is smaller than the crop).
         sx0, sy0 = max(geo.crop_x, 0), max(geo.crop_y, 0)
         sx1, sy1 = min(geo.crop_x + self.crop, rw), min(geo.crop_y + self.crop, rh)
@@ -168,7 +190,7 @@ class Preprocess:
         out = (out / 255.0 - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         return np.ascontiguousarray(out.transpose(2, 0, 1)), geo
 
-    def __call__(self, image: Image.Image, mode: ResizeMode = "crop") -> "torch.Tensor":
+    def __call__(self, image: Image.Image, mode: ResizeMode = "crop") -> torch.Tensor:
         """Tensor [3, crop, crop] float32, normalised; the transform a DataLoader can use."""
         import torch
 

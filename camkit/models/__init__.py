@@ -6,7 +6,10 @@ imported. Adding a family is one new module that calls :func:`~camkit.models.reg
 one import line here. Families import torchvision/timm only when one of their models is built.
 """
 
-from . import lite0, torchvision_exact, gap_surgery, cifar, torchvision_gradient, timm_adapter, transformers_family  # noqa: F401  (register)
+# Each family registers its models on import, in this order, which is list_models()' order: not sorted.
+# isort: off
+from . import lite0, torchvision_exact, gap_surgery, cifar, torchvision_gradient, timm_adapter, transformers_family  # noqa: F401
+# isort: on
 from .cam_model import CAMModel
 from .registry import DEFAULT_MODEL, ModelSpec, get_spec, list_models, load_model, register, register_prefix
 from .weights_arg import WeightsChoice, parse_weights

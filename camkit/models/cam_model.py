@@ -14,16 +14,22 @@ and the classifier. No hooks are involved.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import nn
 
-from ..errors import ParameterError
 from ..preprocess import Preprocess
-from .kinds import POOL_KINDS, CamKind, PoolKind
+from .kinds import CamKind, ForeignNet, PoolKind, pool_kind
 
 __all__ = ["CAMModel", "CamKind", "PoolKind"]
+
+FeaturesFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+
+
+def _forward_features(net: ForeignNet, x: torch.Tensor) -> torch.Tensor:
+    return net.forward_features(x)
 
 
 class CAMModel(nn.Module):
@@ -45,7 +51,7 @@ class CAMModel(nn.Module):
     def __init__(
         self,
         net: nn.Module,
-        features_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None,
+        features_fn: FeaturesFn | None,
         classifier_path: str,
         *,
         dropout_path: str | None = None,
@@ -60,14 +66,12 @@ class CAMModel(nn.Module):
         self.net = net
         if features_fn is None and not callable(getattr(net, "forward_features", None)):
             raise TypeError(f"{type(net).__name__} has no forward_features: pass features_fn")
-        self._features_fn = features_fn
+        self._features_fn: FeaturesFn = features_fn or _forward_features
         self.classifier_path = classifier_path
         self.dropout_path = dropout_path
         if not isinstance(self.classifier, nn.Linear):
             raise TypeError(f"{classifier_path} is {type(self.classifier).__name__}, not nn.Linear")
-        if pool not in POOL_KINDS:
-            raise ParameterError("pool", pool, f"is not a global pooling: use one of {', '.join(POOL_KINDS)}")
-        self.pool = pool
+        self.pool = pool_kind(pool)
         self.name = name
         self.preprocess = preprocess or Preprocess()
         self.categories = categories
@@ -76,7 +80,7 @@ class CAMModel(nn.Module):
 
     @property
     def classifier(self) -> nn.Linear:
-        return self.net.get_submodule(self.classifier_path)
+        return cast(nn.Linear, self.net.get_submodule(self.classifier_path))  # checked in __init__
 
     @property
     def cam_bias(self) -> torch.Tensor | None:
@@ -94,8 +98,6 @@ class CAMModel(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Last feature map ``[B, K, h, w]`` for normalised input ``[B, 3, H, W]``."""
-        if self._features_fn is None:
-            return self.net.forward_features(x)
         return self._features_fn(self.net, x)
 
     def pooled(self, f: torch.Tensor) -> torch.Tensor:
@@ -105,11 +107,12 @@ class CAMModel(nn.Module):
     def head(self, f: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, C]`` from the feature map (dropout is the identity in eval mode)."""
         p = self.pooled(f)
+        # timm-style heads (and camkit's Lite0) apply functional dropout at rate net.drop_rate.
+        drop_rate = float(getattr(self.net, "drop_rate", 0.0) or 0.0)
         if self.dropout_path is not None:
             p = self.net.get_submodule(self.dropout_path)(p)
-        elif self.training and float(getattr(self.net, "drop_rate", 0.0) or 0.0) > 0:
-            # timm-style heads (and camkit's Lite0) apply functional dropout at rate net.drop_rate.
-            p = torch.nn.functional.dropout(p, float(self.net.drop_rate), training=True)
+        elif self.training and drop_rate > 0:
+            p = torch.nn.functional.dropout(p, drop_rate, training=True)
         return self.classifier(p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

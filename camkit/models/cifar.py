@@ -28,6 +28,7 @@ from torch import nn
 from ..errors import WeightsError
 from ..preprocess import Preprocess
 from .cam_model import CAMModel
+from .kinds import PoolKind
 from .linear_head import PoolLinearNet
 from .registry import ModelSpec, register
 from .weights_arg import WeightsChoice
@@ -156,7 +157,7 @@ class WideResNet(PoolLinearNet):
         self.conv1 = nn.Conv2d(3, widths[0], 3, padding=1, bias=False)
         groups = []
         c_in = widths[0]
-        for g, stride in zip(range(3), (1, 2, 2)):
+        for g, stride in enumerate((1, 2, 2)):
             blocks = []
             for i in range(n):
                 blocks.append(WideBasic(c_in, widths[g + 1], stride if i == 0 else 1, dropout))
@@ -175,7 +176,7 @@ class WideResNet(PoolLinearNet):
 # ---------------------------------------------------------------- registration
 
 
-def build_cifar(arch: str, weights: WeightsChoice, num_classes: int | None = None, pool: str | None = None,
+def build_cifar(arch: str, weights: WeightsChoice, num_classes: int | None = None, pool: PoolKind | None = None,
                 dropout: float = 0.0) -> CAMModel:
     """A CIFAR network, random init (default or random weights; checkpoints go through load_model)."""
     if weights.kind == "named":

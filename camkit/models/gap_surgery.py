@@ -17,23 +17,29 @@ directly. The networks have timm's entry points: ``forward_features`` (through t
 from __future__ import annotations
 
 from functools import partial
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from ..preprocess import Preprocess
 from .cam_model import CAMModel
+from .kinds import PoolKind
 from .linear_head import PoolLinearNet
 from .registry import ModelSpec, register
 from .weights import download_state_dict, preprocess_of, torchvision_weights
 from .weights_arg import WeightsChoice
 
+if TYPE_CHECKING:
+    from torchvision.models import VGG, AlexNet
+
 CAM_CONV_CHANNELS = 1024
 
 
 def _cam_conv(in_channels: int) -> nn.Sequential:
-    conv = nn.Conv2d(in_channels, CAM_CONV_CHANNELS, kernel_size=3, stride=1, padding=1)
+    conv = nn.Conv2d(in_channels, CAM_CONV_CHANNELS, kernel_size=3, stride=1, padding=1, bias=True)
     nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    assert conv.bias is not None
     nn.init.zeros_(conv.bias)
     return nn.Sequential(conv, nn.ReLU(inplace=True))
 
@@ -62,14 +68,14 @@ class _CutFeaturesGAP(PoolLinearNet):
 class VGGGAP(_CutFeaturesGAP):
     """VGG ``features`` through conv5_3+ReLU, then the CAM conv and a new linear layer."""
 
-    def __init__(self, vgg: nn.Module, num_classes: int) -> None:
+    def __init__(self, vgg: VGG, num_classes: int) -> None:
         super().__init__(vgg.features, 512, num_classes)
 
 
 class AlexNetGAP(_CutFeaturesGAP):
     """AlexNet ``features`` through conv5+ReLU (pool5 dropped), then the CAM conv and linear."""
 
-    def __init__(self, alexnet: nn.Module, num_classes: int) -> None:
+    def __init__(self, alexnet: AlexNet, num_classes: int) -> None:
         super().__init__(alexnet.features, 256, num_classes)
 
 
@@ -117,23 +123,23 @@ def backbone_keys(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict
 _NETS = {"vgg16": VGGGAP, "alexnet": AlexNetGAP, "googlenet": GoogLeNetGAP}
 
 
-def build_gap(arch: str, default_pool: str, weights: WeightsChoice, num_classes: int | None = None,
-              pool: str | None = None) -> CAMModel:
+def build_gap(arch: str, default_pool: PoolKind, weights: WeightsChoice, num_classes: int | None = None,
+              pool: PoolKind | None = None) -> CAMModel:
     """VGG16-/GoogLeNet-/AlexNet-GAP (or -GMP): ImageNet backbone by default, new untrained head."""
     import torchvision.models as tvm  # only when such a model is built: keeps import light
 
-    pool = pool or default_pool
+    kind = pool or default_pool
     enum = None if weights.is_random else torchvision_weights(arch, weights)
     kwargs = {"aux_logits": False, "init_weights": enum is None, "transform_input": enum is not None} if arch == "googlenet" else {}
     net = _NETS[arch](tvm.get_model(arch, weights=None, **kwargs), num_classes or 1000)
-    net.pool = pool
+    net.pool = kind
     preprocess = Preprocess()
     if enum is not None:
         net.load_state_dict(backbone_keys(download_state_dict(enum, arch), net), strict=False)
         preprocess = preprocess_of(enum)
-    suffix = "gap" if pool == "avg" else "gmp"
+    suffix = "gap" if kind == "avg" else "gmp"
     return CAMModel(
-        net, None, "fc", pool=pool, name=f"{arch}_{suffix}", preprocess=preprocess, categories=None,
+        net, None, "fc", pool=kind, name=f"{arch}_{suffix}", preprocess=preprocess, categories=None,
         cam_kind="needs-finetune",
         weights_name=(f"backbone {enum}, head untrained" if enum is not None else "random"),
     ).eval()
@@ -141,7 +147,8 @@ def build_gap(arch: str, default_pool: str, weights: WeightsChoice, num_classes:
 
 for _arch, _desc in (("vgg16", "VGG16 cut after conv5_3, 14x14"), ("googlenet", "GoogLeNet cut after inception4e, 14x14"),
                      ("alexnet", "AlexNet cut after conv5, 13x13")):
-    for _pool, _suffix in (("avg", "gap"), ("max", "gmp")):
+    _pools: tuple[tuple[PoolKind, str], ...] = (("avg", "gap"), ("max", "gmp"))
+    for _pool, _suffix in _pools:
         register(ModelSpec(
             f"{_arch}_{_suffix}", "torchvision", "needs-finetune",
             f"{_desc} + conv 1024 + {'GAP' if _pool == 'avg' else 'GMP'} + linear (paper surgery; fine-tune first)",

@@ -23,6 +23,7 @@ from ..errors import ModelError, WeightsError
 from ..preprocess import Preprocess
 from .cam_model import CAMModel
 from .classifier_model import ClassifierModel
+from .kinds import ForeignNet, PoolKind
 from .token_layout import TokenClassifierModel, TokenLayerNormCAMModel, TokenLayout
 
 _LN_POOLED = ("convnext", "convnextv2")
@@ -31,9 +32,9 @@ _LN_POOLED = ("convnext", "convnextv2")
 class HFLogits(nn.Module):
     """``forward(x) = hf(pixel_values=x).logits``; the Hugging Face model is ``self.hf``."""
 
-    def __init__(self, hf: nn.Module) -> None:
+    def __init__(self, hf: ForeignNet) -> None:
         super().__init__()
-        self.hf = hf
+        self.hf: ForeignNet = hf
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.hf(pixel_values=x).logits
@@ -79,10 +80,10 @@ def hf_preprocess(hf: nn.Module) -> Preprocess:
 
 
 def wrap_hf(
-    hf: nn.Module,
+    hf: ForeignNet,
     name: str,
     *,
-    pool: str | None = None,
+    pool: PoolKind | None = None,
     preprocess: Preprocess | None = None,
     weights_name: str | None = None,
 ) -> CAMModel | ClassifierModel:
@@ -122,7 +123,7 @@ def _verify(model: CAMModel, name: str) -> None:
         raise ModelError(f"{name}: its head is not pool -> LayerNorm -> linear as expected, so CAM is not exact; use a gradient method")
 
 
-def build_hf(repo_id: str, weights: str | None = None, num_classes: int | None = None, pool: str | None = None) -> CAMModel | ClassifierModel:
+def build_hf(repo_id: str, weights: str | None = None, num_classes: int | None = None, pool: PoolKind | None = None) -> CAMModel | ClassifierModel:
     """``AutoModelForImageClassification.from_pretrained(repo_id)`` (needs the ``hf`` extra and the hub once).
 
     ``weights="random"`` builds the architecture from its config with random weights (the config still

@@ -3,11 +3,12 @@ of camkit's own networks."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
-
 from torch import nn
+
+from .kinds import PoolKind
 
 
 def replace_linear(net: nn.Module, path: str, num_classes: int,
@@ -24,12 +25,7 @@ def replace_linear(net: nn.Module, path: str, num_classes: int,
     new = nn.Linear(old.in_features, int(num_classes), bias=old.bias is not None)
     if init is not None:
         init(new)
-    parent_path, _, attr = path.rpartition(".")
-    parent = net.get_submodule(parent_path) if parent_path else net
-    if attr.isdigit():
-        parent[int(attr)] = new
-    else:
-        setattr(parent, attr, new)
+    net.set_submodule(path, new)
     return new
 
 
@@ -41,8 +37,9 @@ class PoolLinearNet(nn.Module):
     ``self.drop_rate`` the dropout before ``fc`` (active in training only).
     """
 
-    pool: str = "avg"
+    pool: PoolKind = "avg"
     drop_rate: float = 0.0
+    fc: nn.Linear
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -15,6 +15,7 @@ from ..preprocess import Preprocess
 from .cam_model import CAMModel
 from .efficientnet_lite import EfficientNetLite0
 from .imagenet import imagenet_categories
+from .kinds import ForeignNet, PoolKind
 from .lite0_weights import lite0_state_dict_timm_naming, load_lite0_imagenet
 from .registry import ModelSpec, register
 from .timm_adapter import wrap_timm
@@ -31,7 +32,7 @@ def _pretrained(name: str, weights: WeightsChoice) -> bool:
     return not weights.is_random
 
 
-def build_lite0(weights: WeightsChoice, num_classes: int | None = None, pool: str | None = None) -> CAMModel:
+def build_lite0(weights: WeightsChoice, num_classes: int | None = None, pool: PoolKind | None = None) -> CAMModel:
     """camkit's own EfficientNet-Lite0 (timm ``tf_efficientnet_lite0`` layout), embedded ImageNet weights."""
     pretrained = _pretrained("efficientnet_lite0", weights)
     net = EfficientNetLite0(num_classes=1000)
@@ -46,12 +47,12 @@ def build_lite0(weights: WeightsChoice, num_classes: int | None = None, pool: st
     ).eval()
 
 
-def build_timm_lite0(weights: WeightsChoice, num_classes: int | None = None, pool: str | None = None) -> CAMModel:
+def build_timm_lite0(weights: WeightsChoice, num_classes: int | None = None, pool: PoolKind | None = None) -> CAMModel:
     """timm's ``tf_efficientnet_lite0`` with the embedded weights loaded strictly."""
     import timm  # only when this model is built: keeps import light
 
     pretrained = _pretrained("tf_efficientnet_lite0", weights)
-    net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    net: ForeignNet = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     if pretrained:
         net.load_state_dict(lite0_state_dict_timm_naming(), strict=True)
     if num_classes not in (None, 1000):

@@ -11,12 +11,13 @@ resolver with :func:`register_prefix` instead.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelError, ParameterError, WeightsError
 from ..preprocess import Preprocess
-from .kinds import CAM_KIND_TEXT, POOL_KINDS, CamKind
+from .kinds import CAM_KIND_TEXT, CamKind, PoolKind, pool_kind
 from .weights import apply_state_dict, load_checkpoint
 from .weights_arg import WeightsArg, WeightsChoice, parse_weights
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL = "efficientnet_lite0"
 
-Builder = Callable[[WeightsChoice, "int | None", "str | None"], "nn.Module"]
+Builder = Callable[[WeightsChoice, "int | None", "PoolKind | None"], "nn.Module"]
 """``builder(weights, num_classes, pool)``: a model in eval mode on the CPU. ``weights`` is a parsed
 :class:`WeightsChoice` of kind default, random or named (files are loaded by ``load_model``);
 ``num_classes`` None keeps the weights' class count; ``pool`` None keeps the family's pooling."""
@@ -48,7 +49,7 @@ class ModelSpec:
     description: str
     builder: Builder = field(repr=False)
     default_weights: str = "DEFAULT"
-    classes: Callable[[], "list[str] | None"] | None = field(default=None, repr=False)
+    classes: Callable[[], list[str] | None] | None = field(default=None, repr=False)
     family: str = ""
 
     def __post_init__(self) -> None:
@@ -65,11 +66,10 @@ class ModelSpec:
         choice = parse_weights(weights)
         if choice.is_file:
             raise WeightsError(f"{self.name}: checkpoint files are loaded by load_model({self.name!r}, weights={str(choice)!r})")
-        if pool is not None and pool not in POOL_KINDS:
-            raise ParameterError("pool", pool, f"is not a global pooling: use one of {', '.join(POOL_KINDS)}")
+        kind = pool_kind(pool) if pool is not None else None
         if num_classes is not None and int(num_classes) < 1:
             raise ParameterError("num_classes", num_classes, "must be at least 1")
-        return self.builder(choice, num_classes, pool)
+        return self.builder(choice, num_classes, kind)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -141,6 +141,7 @@ def load_model(
 
 
 def _load_checkpoint_model(name: str | None, choice: WeightsChoice, num_classes: int | None, pool: str | None) -> Any:
+    assert choice.path is not None  # a "file" choice always holds its path
     ckpt = load_checkpoint(choice.path)
     recorded = ckpt.get("model")
     if name is None:

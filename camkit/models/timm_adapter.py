@@ -9,6 +9,7 @@ silently giving wrong maps. This family answers every registry name ``timm/<name
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,12 +18,13 @@ from ..errors import ModelError, WeightsError
 from ..preprocess import Preprocess
 from .cam_model import CAMModel
 from .imagenet import imagenet_categories
+from .kinds import ForeignNet, PoolKind
 from .registry import ModelSpec
 from .weights import hub_output_to_stderr
 from .weights_arg import WeightsChoice
 
 
-def _classifier_path(net: nn.Module) -> str:
+def _classifier_path(net: ForeignNet) -> str:
     clf = net.get_classifier()
     for name, module in net.named_modules():
         if module is clf:
@@ -30,7 +32,7 @@ def _classifier_path(net: nn.Module) -> str:
     raise ModelError("timm model's classifier is not a submodule; it cannot be decomposed for CAM")
 
 
-def wrap_timm(net: nn.Module, name: str, *, pool: str = "avg", preprocess: Preprocess | None = None,
+def wrap_timm(net: ForeignNet, name: str, *, pool: PoolKind = "avg", preprocess: Preprocess | None = None,
               categories: list[str] | None = None, weights_name: str | None = None) -> CAMModel:
     """Wrap a timm model as a CAMModel after checking its head is pool -> linear."""
     clf = net.get_classifier()
@@ -55,7 +57,8 @@ def _verify_head(model: CAMModel, name: str) -> None:
     try:
         x = torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(0))
         f = model.features(x)
-        theirs = model.net.forward_head(f)
+        net: ForeignNet = model.net
+        theirs = net.forward_head(f)
         try:
             ours = model.head(f)
         except RuntimeError:  # the classifier's input is not the pooled map (e.g. a conv in between)
@@ -77,17 +80,17 @@ def _timm_preprocess(net: nn.Module) -> Preprocess:
     )
 
 
-def build_timm(timm_name: str, weights: WeightsChoice, num_classes: int | None = None, pool: str | None = None) -> CAMModel:
+def build_timm(timm_name: str, weights: WeightsChoice, num_classes: int | None = None, pool: PoolKind | None = None) -> CAMModel:
     """``timm.create_model(timm_name)`` (timm's pretrained weights unless random) as a CAMModel."""
     import timm  # only when a timm model is built: keeps import light
 
     if weights.kind == "named":
         raise WeightsError(f"timm/{timm_name} takes default (timm's pretrained) or 'random' weights, or weights=PATH, not {weights.name!r}")
     random = weights.is_random
-    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    kwargs: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
     try:
         with hub_output_to_stderr():
-            net = timm.create_model(timm_name, pretrained=not random, **kwargs)
+            net: ForeignNet = timm.create_model(timm_name, pretrained=not random, **kwargs)
     except RuntimeError as e:
         if "Unknown model" in str(e):
             raise ModelError(f"timm has no model {timm_name!r}; see timm.list_models()") from None

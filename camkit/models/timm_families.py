@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -32,10 +32,11 @@ from ..errors import ModelError, WeightsError
 from ..preprocess import Preprocess
 from .cam_model import CamKind, CAMModel
 from .classifier_model import ClassifierModel
+from .imagenet import imagenet_categories
+from .kinds import ForeignNet, PoolKind
 from .ln_cam import LayerNormCAMModel, norm_kind
 from .registry import ModelSpec
 from .timm_adapter import timm_spec, wrap_timm
-from .weights_arg import parse_weights
 from .token_layout import (
     TokenCAMModel,
     TokenClassifierModel,
@@ -43,6 +44,7 @@ from .token_layout import (
     TokenLayout,
     tokens_features,
 )
+from .weights_arg import parse_weights
 
 HeadKind = Literal["pool-linear", "pool-norm-linear", "gradient"]
 
@@ -80,7 +82,7 @@ def _pair(v) -> tuple[int, int]:
     return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
-def _plan_vit(net: nn.Module) -> TimmPlan:
+def _plan_vit(net: ForeignNet) -> TimmPlan:
     layout = TokenLayout("tokens", int(net.num_prefix_tokens), _pair(net.patch_embed.patch_size))
     gradient = partial(TimmPlan, "vit", "gradient", layout, default_layer=f"blocks.{len(net.blocks) - 1}.norm1")
     pool = getattr(net, "global_pool", "token")
@@ -105,7 +107,7 @@ def _avg_pool(head: nn.Module) -> bool:
     return getattr(getattr(head, "global_pool", None), "pool_type", None) in ("avg", "fast_avg")
 
 
-def _plan_nhwc(net: nn.Module) -> TimmPlan:
+def _plan_nhwc(net: ForeignNet) -> TimmPlan:
     layout = TokenLayout("nhwc")
     head = net.head
     last = f"layers.{len(net.layers) - 1}" if hasattr(net, "layers") else "norm"
@@ -115,7 +117,7 @@ def _plan_nhwc(net: nn.Module) -> TimmPlan:
     return TimmPlan("swin", "gradient", layout, "head is not pool -> linear", default_layer=last)
 
 
-def _plan_norm_mlp(net: nn.Module) -> TimmPlan:
+def _plan_norm_mlp(net: ForeignNet) -> TimmPlan:
     layout = TokenLayout("nchw")
     head = net.head
     if hasattr(net, "stages"):
@@ -133,7 +135,7 @@ def _plan_norm_mlp(net: nn.Module) -> TimmPlan:
     return TimmPlan("convnext", "pool-norm-linear", layout, "pool -> LayerNorm -> linear", "head.fc", "head.norm", drop)
 
 
-def plan_timm(net: nn.Module) -> TimmPlan | None:
+def plan_timm(net: ForeignNet) -> TimmPlan | None:
     """The plan for a timm network, or None when it is not one of this module's families."""
     head = getattr(net, "head", None)
     if hasattr(net, "blocks") and hasattr(net, "patch_embed") and hasattr(net, "num_prefix_tokens"):
@@ -145,7 +147,7 @@ def plan_timm(net: nn.Module) -> TimmPlan | None:
     return None
 
 
-def _forward_features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _forward_features(net: ForeignNet, x: torch.Tensor) -> torch.Tensor:
     return net.forward_features(x)
 
 
@@ -168,7 +170,7 @@ def wrap_timm_family(
     name: str,
     plan: TimmPlan | None = None,
     *,
-    pool: str | None = None,
+    pool: PoolKind | None = None,
     preprocess: Preprocess | None = None,
     categories: list[str] | None = None,
     weights_name: str | None = None,
@@ -221,7 +223,8 @@ def verify_head(model: CAMModel, plan: TimmPlan, name: str) -> None:
         f = plan.layout.to_map(raw, hw)
         if isinstance(model, LayerNormCAMModel):
             f = model.normalise(f)
-        ours, theirs = model.head(f), model.net.forward_head(raw)
+        net: ForeignNet = model.net
+        ours, theirs = model.head(f), net.forward_head(raw)
     finally:
         model.train(was_training)
     if not torch.allclose(ours, theirs, rtol=1e-4, atol=1e-4 * float(theirs.abs().max()) + 1e-6):
@@ -260,19 +263,17 @@ def create_timm_net(timm_name: str, weights=None, num_classes: int | None = None
 
 
 def build_timm_family(
-    timm_name: str, weights=None, num_classes: int | None = None, pool: str | None = None, **create_kwargs
+    timm_name: str, weights=None, num_classes: int | None = None, pool: PoolKind | None = None, **create_kwargs
 ) -> CAMModel | ClassifierModel:
     """A timm model by name (``vit_base_patch16_224``), wrapped by its plan; ``create_kwargs`` go to timm.
 
     Networks outside this module's families are wrapped by :func:`camkit.models.timm_adapter.wrap_timm`.
     """
-    from .imagenet import imagenet_categories
-
-    net = create_timm_net(timm_name, weights, num_classes, **create_kwargs)
+    net: ForeignNet = create_timm_net(timm_name, weights, num_classes, **create_kwargs)
     random = _wants_random(weights)
     n_out = net.num_classes if hasattr(net, "num_classes") else 0
     cats = imagenet_categories() if not random and n_out == 1000 else None
-    meta = dict(preprocess=timm_preprocess(net), categories=cats, weights_name="random" if random else "timm pretrained")
+    meta: dict[str, Any] = dict(preprocess=timm_preprocess(net), categories=cats, weights_name="random" if random else "timm pretrained")
     plan = plan_timm(net)
     if plan is None:
         return wrap_timm(net, f"timm/{timm_name}", pool=pool or "avg", **meta)

@@ -9,9 +9,10 @@ stage at stride 1 with dilation 2 for 14x14 maps at 224 input.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -20,18 +21,32 @@ from torch import nn
 from ..preprocess import Preprocess
 from .cam_model import CAMModel
 from .imagenet import imagenet_categories
+from .kinds import PoolKind
 from .linear_head import replace_linear
 from .registry import ModelSpec, register
 from .weights import load_torchvision_pretrained
 from .weights_arg import WeightsChoice
 
+if TYPE_CHECKING:  # the families' own classes: their submodules are read by name below
+    from torchvision.models import (
+        DenseNet,
+        EfficientNet,
+        GoogLeNet,
+        Inception3,
+        MNASNet,
+        MobileNetV2,
+        RegNet,
+        ResNet,
+        ShuffleNetV2,
+    )
 
-def _resnet(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+
+def _resnet(net: ResNet, x: torch.Tensor) -> torch.Tensor:
     x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
     return net.layer4(net.layer3(net.layer2(net.layer1(x))))
 
 
-def _googlenet(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _googlenet(net: GoogLeNet, x: torch.Tensor) -> torch.Tensor:
     x = net._transform_input(x)
     x = net.maxpool1(net.conv1(x))
     x = net.maxpool2(net.conv3(net.conv2(x)))
@@ -49,31 +64,31 @@ _INCEPTION3_LAYERS = (
 )
 
 
-def _inception3(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _inception3(net: Inception3, x: torch.Tensor) -> torch.Tensor:
     x = net._transform_input(x)
     for name in _INCEPTION3_LAYERS:  # AuxLogits only runs in training and does not feed the head
         x = getattr(net, name)(x)
     return x
 
 
-def _densenet(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _densenet(net: DenseNet, x: torch.Tensor) -> torch.Tensor:
     return F.relu(net.features(x))
 
 
-def _features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _features(net: EfficientNet | MobileNetV2, x: torch.Tensor) -> torch.Tensor:
     return net.features(x)
 
 
-def _regnet(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _regnet(net: RegNet, x: torch.Tensor) -> torch.Tensor:
     return net.trunk_output(net.stem(x))
 
 
-def _shufflenet(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _shufflenet(net: ShuffleNetV2, x: torch.Tensor) -> torch.Tensor:
     x = net.maxpool(net.conv1(x))
     return net.conv5(net.stage4(net.stage3(net.stage2(x))))
 
 
-def _mnasnet(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _mnasnet(net: MNASNet, x: torch.Tensor) -> torch.Tensor:
     return net.layers(x)
 
 
@@ -124,7 +139,7 @@ DILATABLE = ("resnet50", "resnet101", "resnet152", "resnext50_32x4d", "resnext10
 
 
 def build_torchvision(
-    builder: str, weights: WeightsChoice, num_classes: int | None = None, pool: str | None = None, dilated: bool = False
+    builder: str, weights: WeightsChoice, num_classes: int | None = None, pool: PoolKind | None = None, dilated: bool = False
 ) -> CAMModel:
     """A torchvision classification model decomposed by its family; named/default weights downloaded."""
     import torchvision.models as tvm  # only when such a model is built: keeps import light

@@ -16,6 +16,7 @@ from torch import nn
 from ..errors import ParameterError
 from .classifier_model import ClassifierModel
 from .imagenet import imagenet_categories
+from .kinds import PoolKind
 from .linear_head import replace_linear
 from .registry import ModelSpec, register
 from .weights import load_torchvision_pretrained
@@ -31,7 +32,7 @@ GRADIENT_MODELS: dict[str, tuple[str, str]] = {
 
 
 def build_gradient_model(
-    builder: str, weights: WeightsChoice, num_classes: int | None = None, pool: str | None = None
+    builder: str, weights: WeightsChoice, num_classes: int | None = None, pool: PoolKind | None = None
 ) -> ClassifierModel:
     """A torchvision classifier with its own head; named/default weights downloaded, or random."""
     import torchvision.models as tvm  # only when such a model is built: keeps import light

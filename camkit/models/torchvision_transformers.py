@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import nn
@@ -21,7 +21,11 @@ from ..errors import ParameterError
 from ..preprocess import Preprocess
 from .cam_model import CAMModel
 from .classifier_model import ClassifierModel
+from .kinds import ForeignNet, PoolKind
 from .token_layout import TokenCAMModel, TokenClassifierModel, TokenLayerNormCAMModel, TokenLayout
+
+if TYPE_CHECKING:
+    from torchvision.models import ConvNeXt, SwinTransformer
 
 TransformerFamily = Literal["convnext", "swin", "vit", "maxvit"]
 
@@ -40,20 +44,20 @@ FAMILY_TEXT: dict[TransformerFamily, str] = {
 }
 
 
-def _convnext_features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _convnext_features(net: ConvNeXt, x: torch.Tensor) -> torch.Tensor:
     return net.features(x)
 
 
-def _swin_features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _swin_features(net: SwinTransformer, x: torch.Tensor) -> torch.Tensor:
     return net.permute(net.norm(net.features(x)))
 
 
 def wrap_torchvision_transformer(
-    net: nn.Module,
+    net: ForeignNet,
     family: TransformerFamily,
     *,
     name: str,
-    pool: str | None = None,
+    pool: PoolKind | None = None,
     preprocess: Preprocess | None = None,
     categories: list[str] | None = None,
     weights_name: str | None = None,
@@ -75,7 +79,7 @@ def wrap_torchvision_transformer(
 
 
 def build_torchvision_transformer(
-    builder: str, weights: str | None = None, num_classes: int | None = None, pool: str | None = None
+    builder: str, weights: str | None = None, num_classes: int | None = None, pool: PoolKind | None = None
 ) -> CAMModel | ClassifierModel:
     """A torchvision transformer/ConvNeXt by builder name; named/default weights downloaded, or random."""
     import torchvision.models as tvm

@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 import torch
 
 from ..errors import WeightsError
-from ..preprocess import Preprocess
+from ..preprocess import Preprocess, interpolation_of, rgb_triple
 from .weights_arg import RANDOM_WEIGHTS, WeightsArg, WeightsChoice, looks_like_path, parse_weights
 
 __all__ = [
@@ -235,7 +235,7 @@ def preprocess_of(weights_enum) -> Preprocess:
     return Preprocess(
         resize=int(t.resize_size[0]),
         crop=int(t.crop_size[0]),
-        interpolation=str(t.interpolation.value),
-        mean=tuple(float(v) for v in t.mean),
-        std=tuple(float(v) for v in t.std),
+        interpolation=interpolation_of(str(t.interpolation.value)),
+        mean=rgb_triple(t.mean),
+        std=rgb_triple(t.std),
     )

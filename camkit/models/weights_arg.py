@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Union
+from typing import Literal
 
 WeightsKind = Literal["default", "random", "named", "file"]
 
@@ -43,7 +43,7 @@ class WeightsChoice:
         return str(self.path) if self.path is not None else (self.name or self.kind)
 
 
-WeightsArg = Union[str, Path, WeightsChoice, None]
+WeightsArg = str | Path | WeightsChoice | None
 
 
 def looks_like_path(value: str) -> bool:
