@@ -31,6 +31,10 @@ class ClassSelectionError(CamkitError):
     """An unknown class name or an out-of-range class index."""
 
 
+class UnknownClassError(ClassSelectionError):
+    """A class name that matches none of the model's categories."""
+
+
 class DatasetError(CamkitError):
     """A dataset folder or annotation file is missing or malformed (the message names file and line)."""
 

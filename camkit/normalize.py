@@ -14,22 +14,31 @@ This is camkit's one min-max normalisation: the evaluator and the wsol box rule 
 
 from __future__ import annotations
 
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, overload
 
 import numpy as np
 
 from camkit.errors import ParameterError
 
+if TYPE_CHECKING:
+    import torch
+
 Normalization = Literal["raw", "relu_max", "minmax"]
 NORMALIZATIONS: tuple[str, ...] = ("raw", "relu_max", "minmax")
 
-ArrayT = TypeVar("ArrayT")
+
+@overload
+def normalize_maps(maps: np.ndarray, method: Normalization = "minmax") -> np.ndarray: ...
+@overload
+def normalize_maps(maps: torch.Tensor, method: Normalization = "minmax") -> torch.Tensor: ...
 
 
-def normalize_maps(maps: ArrayT, method: Normalization = "minmax") -> ArrayT:
+def normalize_maps(maps: np.ndarray | torch.Tensor, method: Normalization = "minmax") -> np.ndarray | torch.Tensor:
     """Normalise each map over its last two axes; returns the same kind (numpy or torch) and shape.
 
-    Float inputs keep their dtype; integer numpy inputs come back as float64.
+    Float inputs keep their dtype; integer inputs come back as float64 (numpy) or float32 (torch).
+    A tensor's zero test guards the division with the dtype's smallest normal number, so the result
+    is exactly ``(M - min) / (max - min)`` (or ``M / max``) wherever the map is not constant.
     """
     if method not in NORMALIZATIONS:
         raise ParameterError("method", method, f"is not a normalisation; use one of {', '.join(NORMALIZATIONS)}")
@@ -47,11 +56,11 @@ def normalize_maps(maps: ArrayT, method: Normalization = "minmax") -> ArrayT:
 
     import torch  # only reached with a tensor, so torch is already imported
 
-    m = maps if maps.is_floating_point() else maps.float()
+    t = maps if maps.is_floating_point() else maps.float()
     if method == "relu_max":
-        m = m.clamp_min(0)
-        top = m.amax(dim=(-2, -1), keepdim=True)
-        return torch.where(top > 0, m / top.clamp_min(torch.finfo(m.dtype).tiny), torch.zeros_like(m))
-    lo = m.amin(dim=(-2, -1), keepdim=True)
-    span = m.amax(dim=(-2, -1), keepdim=True) - lo
-    return torch.where(span > 0, (m - lo) / span.clamp_min(torch.finfo(m.dtype).tiny), torch.zeros_like(m))
+        t = t.clamp_min(0)
+        top = t.amax(dim=(-2, -1), keepdim=True)
+        return torch.where(top > 0, t / top.clamp_min(torch.finfo(t.dtype).tiny), torch.zeros_like(t))
+    lo_t = t.amin(dim=(-2, -1), keepdim=True)
+    span_t = t.amax(dim=(-2, -1), keepdim=True) - lo_t
+    return torch.where(span_t > 0, (t - lo_t) / span_t.clamp_min(torch.finfo(t.dtype).tiny), torch.zeros_like(t))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import typer
 from rich.console import Console
@@ -15,7 +16,7 @@ err_console = Console(stderr=True, highlight=False)
 out_console = Console(highlight=False)
 
 
-def fail(message: str, code: int = 2) -> "typer.Exit":
+def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``error: message`` on stderr (one line) and return the Exit to raise."""
     err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
     return typer.Exit(code)
@@ -39,7 +40,7 @@ def one_line_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from camkit.errors import CamkitError, ParameterError
+        from camkit.errors import CamkitError, ParameterError, UnknownClassError
 
         try:
             return fn(*args, **kwargs)
@@ -47,6 +48,8 @@ def one_line_errors(fn: F) -> F:
             raise
         except ParameterError as e:
             raise fail(e.render(flag_for(e.param) + " ")) from None
+        except UnknownClassError as e:
+            raise fail(f"{e} (`camkit models --classes` lists them)") from None
         except CamkitError as e:
             raise fail(str(e)) from None
         except Exception as e:  # never a traceback on the CLI unless asked for

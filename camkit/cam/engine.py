@@ -8,20 +8,20 @@ No gradients, no hooks: runs under ``torch.inference_mode()``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, Union
 
 import numpy as np
 import torch
 
-from ..errors import ClassSelectionError
+from ..errors import ClassSelectionError, UnknownClassError
 from ..models.cam_model import CAMModel
 from ..resample import upsample
 
 __all__ = ["CAMBatch", "cams_from_features", "compute_cams", "resolve_class", "select_classes", "upsample"]
 
 # What to explain: top-k (int), the same classes for every image (ids and/or names), or one list per image.
-ClassSpec = Union[int, Sequence[Union[int, str]], Sequence[Sequence[Union[int, str]]], torch.Tensor]
+ClassSpec = int | Sequence[int | str] | Sequence[Sequence[int | str]] | torch.Tensor
 
 
 @dataclass
@@ -63,13 +63,15 @@ def resolve_class(c: int | str, categories: list[str] | None, num_classes: int) 
     hint = f"did you mean {', '.join(repr(categories[lowered.index(m)]) for m in close)}? " if close else ""
     if len(starts) > 1:
         hint = f"it is a prefix of {len(starts)} classes ({', '.join(repr(categories[i]) for i in starts[:3])}, ...); "
-    raise ClassSelectionError(f"unknown class name {c!r}; {hint}use `camkit models --classes` style names or a class index")
+    raise UnknownClassError(f"unknown class name {c!r}; {hint}use a name from the model's categories or a class index")
 
 
 def select_classes(logits: torch.Tensor, classes: ClassSpec, categories: list[str] | None) -> torch.Tensor:
     """Class indices ``[B, k]`` for ``classes`` (see :data:`ClassSpec`); top-k are in descending score."""
     b, n = logits.shape
-    if isinstance(classes, (int, np.integer)) and not isinstance(classes, bool):
+    if isinstance(classes, bool):
+        raise ClassSelectionError(f"classes={classes} is not a class selection; pass a top-k count, class ids or names")
+    if isinstance(classes, (int, np.integer)):
         k = max(1, min(int(classes), n))
         return logits.topk(k, dim=1).indices
     if isinstance(classes, torch.Tensor):
@@ -78,16 +80,20 @@ def select_classes(logits: torch.Tensor, classes: ClassSpec, categories: list[st
             raise ClassSelectionError(f"class indices must be in 0-{n - 1}")
         return idx
     items = list(classes)
-    if items and all(isinstance(c, (list, tuple)) for c in items):
-        if len(items) != b:
-            raise ClassSelectionError(f"{len(items)} per-image class lists for a batch of {b} images")
-        rows = [[resolve_class(c, categories, n) for c in row] for row in items]
+    lists = [c for c in items if isinstance(c, (list, tuple))]
+    if items and len(lists) == len(items):
+        if len(lists) != b:
+            raise ClassSelectionError(f"{len(lists)} per-image class lists for a batch of {b} images")
+        rows = [[resolve_class(c, categories, n) for c in row] for row in lists]
         if len({len(r) for r in rows}) != 1:
             raise ClassSelectionError("per-image class lists must all have the same length")
         return torch.tensor(rows, dtype=torch.int64)
     if not items:
         raise ClassSelectionError("no classes given")
-    row = [resolve_class(c, categories, n) for c in items]
+    ids = [c for c in items if isinstance(c, (int, str, np.integer))]
+    if len(ids) != len(items):
+        raise ClassSelectionError("classes mixes class ids/names with per-image lists; pass one kind")
+    row = [resolve_class(c, categories, n) for c in ids]
     return torch.tensor(row, dtype=torch.int64).unsqueeze(0).expand(b, -1)
 
 

@@ -60,6 +60,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from camkit.errors import ImageError
+from camkit.normalize import normalize_maps
 
 #: Pillow's own default decompression-bomb limit, ``Image.MAX_IMAGE_PIXELS`` = 1024**3 // 4 // 3
 #: = 89,478,485 pixels (about 9459 x 9459, i.e. 256 MiB at 3 bytes per pixel), restated so that
@@ -393,10 +394,11 @@ def _float_to_uint8(a: np.ndarray) -> np.ndarray:
 
 
 def _minmax_to_uint8(a: np.ndarray) -> np.ndarray:
-    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
-    if hi <= lo:
+    """The whole image (every pixel and channel together) stretched to 0-255; a constant one is all 0."""
+    if not a.size:
         return np.zeros(a.shape, np.uint8)
-    return np.round((a - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+    unit = normalize_maps(a.reshape(1, -1), "minmax").reshape(a.shape)
+    return np.round(unit * 255.0).astype(np.uint8)
 
 
 def _array_to_pil(a: np.ndarray) -> tuple[Image.Image, str]:

@@ -14,7 +14,6 @@ from typing import Literal
 import numpy as np
 
 from camkit.errors import ParameterError
-
 from camkit.localize.cvpr16 import cvpr16_box, cvpr16_boxes
 from camkit.localize.sweep import SweepResult, sweep_boxes, sweep_boxes_flat
 from camkit.localize.wsol import (

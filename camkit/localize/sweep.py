@@ -54,8 +54,10 @@ since its basin graph and Python-level Kruskal loop grow with them.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
+from types import ModuleType
 
 import cv2
 import numpy as np
@@ -91,7 +93,7 @@ class SweepResult:
     def per_tau(self) -> list[np.ndarray]:
         b = self.boxes
         bounds = self.level_start.tolist()
-        per_level = [b[i:j] for i, j in zip(bounds[:-1], bounds[1:])]
+        per_level = [b[i:j] for i, j in itertools.pairwise(bounds)]
         return [per_level[j] for j in self.tau_level.tolist()]
 
 
@@ -179,10 +181,10 @@ def _forest(v: np.ndarray, order_key: np.ndarray, conn: int, levels: np.ndarray,
             p = p[xs.take(p) != 0]
         if len(p):
             q = p + d
-            a = lab.take(p)
-            b = lab.take(q)
+            la = lab.take(p)
+            lb = lab.take(q)
             wt = np.minimum(vflat.take(p), vflat.take(q)).astype(np.intp)
-            combs.append((np.minimum(a, b) * m + np.maximum(a, b)) * 256 + wt)
+            combs.append((np.minimum(la, lb) * m + np.maximum(la, lb)) * 256 + wt)
     ea: list[int] = []
     eb: list[int] = []
     ew: list[int] = []
@@ -203,7 +205,7 @@ def _forest(v: np.ndarray, order_key: np.ndarray, conn: int, levels: np.ndarray,
     uf = list(range(m))
     children: list[tuple[int, int]] = []
     merge_level: list[int] = []
-    for a, b, wt in zip(ea, eb, ew):
+    for a, b, wt in zip(ea, eb, ew, strict=True):
         ra = a
         while uf[ra] != ra:
             ra = uf[ra]
@@ -379,6 +381,7 @@ def _level_boxes(u: np.ndarray, cam: np.ndarray, levels: np.ndarray, multi_conto
         # inside its box of pixel centres, area <= (x1 - x0)(y1 - y0), and the best component's own
         # hole contours are smaller than its outer one when its net2 > 0. Otherwise (ties, or a
         # level these bounds cannot settle) the level is taken from the reference call.
+        assert outer.net2 is not None  # the forest was built with want_area for V1
         net2 = outer.net2[o_node, o_col]
         bound2 = 2 * (ox1 - ox0) * (oy1 - oy0)
         best_at, best_col, second_net = _top_two(o_col, net2, n_levels)
@@ -434,8 +437,9 @@ def _level_boxes(u: np.ndarray, cam: np.ndarray, levels: np.ndarray, multi_conto
     return boxes, col
 
 
-try:  # the compiled kernel (setup.py builds it when a C compiler is present)
-    from camkit.localize import _components
+_components: ModuleType | None  # the compiled kernel, None when it is not built
+try:  # setup.py builds it when a C compiler is present
+    import camkit.localize._components as _components
 except ImportError:  # pragma: no cover - exercised by installs without a compiler
     _components = None
 
@@ -449,6 +453,7 @@ def _native_sweep(u: np.ndarray, levels: np.ndarray, multi_contour: bool, exact_
     """Boxes and per-level offsets from the compiled kernel (see ``_components.c``): V2 from the
     outer and hole passes, V1 from the pass over the basin-filled map; V1 ties (OpenCV's contour
     order decides them) from the reference call at that level."""
+    assert _components is not None, "the native backend is chosen only when the kernel is built"
     h, w = u.shape
     raw_boxes, raw_start, raw_open = _components.sweep(
         np.ascontiguousarray(u), h, w, np.ascontiguousarray(levels, dtype=np.int32), multi_contour,

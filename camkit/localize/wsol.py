@@ -26,7 +26,7 @@ Conventions (all from the reference):
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import cv2
 import numpy as np

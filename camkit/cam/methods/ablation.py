@@ -30,12 +30,13 @@ two agree on layers that end in a ReLU (minimum 0), which is where the paper app
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from ...errors import ModelError
+from ...models.cam_model import CAMModel
 from .base import MethodCall, MethodOutput, display_layer, forward_at_layer, target_scores
 
 # scores(logits [n, C], image index) -> [n, k] scores of the explained targets
@@ -45,8 +46,8 @@ Selector = Callable[[torch.Tensor, int], torch.Tensor]
 class _Replace:
     """A forward hook that swaps the output of the ``call``-th call (0-based) of a module for ``value``."""
 
-    def __init__(self, call: int) -> None:
-        self.call, self.count, self.value = call, 0, None
+    def __init__(self, call: int, value: torch.Tensor) -> None:
+        self.call, self.count, self.value = call, 0, value
 
     def __call__(self, _m, _i, out):
         i = self.count
@@ -77,14 +78,14 @@ def _downstream(call: MethodCall, full: str | None) -> Callable[[torch.Tensor, i
     """``run(maps [n, K, h, w], image b, mode)`` -> logits ``[n, C]`` with the target layer's output replaced
     (``mode``: what the part before the layer runs on, see the module docstring)."""
     model, x = call.model, call.x
-    if full is None:
+    if full is None:  # the model's own feature map: a CAMModel, whose head takes it
+        assert isinstance(model, CAMModel)
         return lambda maps, b, mode: model.head(maps)
     module = model.get_submodule(full)
     last = _calls_of(model, module, x[:1]) - 1
 
     def run(maps: torch.Tensor, b: int, mode: str) -> torch.Tensor:
-        hook = _Replace(last)
-        hook.value = maps
+        hook = _Replace(last, maps)
         h = module.register_forward_hook(hook)
         try:
             if mode == "thumbnail":

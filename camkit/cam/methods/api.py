@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from ...errors import ClassSelectionError, ModelError
-from ..engine import CAMBatch, compute_cams
-from . import ablation, dff, fem, finercam, fullgrad, guided, kpca, randomcam, refinecam, sess, shapley, sobel
-from . import iscam, legrad, smoothgradcampp, smoothing, sscam
+from ...models.cam_model import CAMModel
+from ..engine import compute_cams
+from . import ablation, dff, fem, finercam, fullgrad, guided, iscam, kpca, legrad, randomcam, refinecam, sess, shapley, smoothgradcampp, smoothing, sobel, sscam
 from .base import (
+    MethodBatch,
     MethodCall,
     Runner,
     Targets,
@@ -24,22 +24,9 @@ from .base import (
     resolve_layer,
     target_scores,
 )
-
-
-@dataclass
-class MethodBatch(CAMBatch):
-    """A :class:`~camkit.cam.engine.CAMBatch` plus the method and the target layer that made it.
-
-    Fields as in CAMBatch: logits ``[B, C]``, probs ``[B, C]``, class_idx ``[B, k]`` (-1 for a callable
-    target), scores ``[B, k]`` (softmax probabilities of the classes; the callable's own values for a
-    callable target), maps ``[B, k, h, w]`` raw at the target layer's resolution (float32, before any
-    ReLU/normalisation; units: CAM = logit units, gradient methods = CAM units, see
-    :mod:`camkit.cam.methods.gradient`; Score-CAM and Eigen-CAM are unitless), bias ``[B, k]`` — the
-    classifier bias for ``cam``, zeros for every other method.
-    """
-
-    method: str = "cam"
-    layer: str = "features"
+from .eigencam import eigencam_maps
+from .gradient import gradient_maps
+from .scorecam import scorecam_maps, scorecam_weights
 
 
 def default_method(model: nn.Module, layer: str | Sequence[str] | None = None) -> str:
@@ -50,8 +37,6 @@ def default_method(model: nn.Module, layer: str | Sequence[str] | None = None) -
     (``layer`` None or ``"features"``). Any other model or layer: Grad-CAM. The one rule for the API,
     ``camkit explain`` and ``camkit evaluate``.
     """
-    from ...models.cam_model import CAMModel
-
     own_map = layer is None or (isinstance(layer, str) and layer in ("features", "@features"))
     cam = isinstance(model, CAMModel) and getattr(model, "cam_kind", "exact") != "gradient" and own_map
     return "cam" if cam else "gradcam"
@@ -93,8 +78,6 @@ def compute_method_maps(
     parameters; its modes and ``requires_grad`` flags are restored afterwards. Hooks are registered for
     the call only and removed in ``finally``.
     """
-    from ...models.cam_model import CAMModel
-
     info = method_info(method)
     name = info.name
     categories = getattr(model, "categories", None)
@@ -106,10 +89,10 @@ def compute_method_maps(
         if not isinstance(model, CAMModel):
             raise ModelError(
                 f"plain CAM is exact only for a pool+linear head; {getattr(model, 'name', type(model).__name__)} has "
-                "another head: use --method gradcam (or another gradient/perturbation method)"
+                "another head: use a gradient or perturbation method (gradcam, ...)"
             )
         if layer not in (None, "features"):
-            raise ModelError("plain CAM uses the feature map the head pools; --layer applies to the other methods")
+            raise ModelError("plain CAM uses the feature map the head pools; a layer applies to the other methods")
         if callable(classes) and not isinstance(classes, torch.Tensor):
             raise ClassSelectionError("plain CAM explains classes; pass class ids/names, or use a gradient method for a custom score")
         with model_state(model, freeze=False):
@@ -126,8 +109,6 @@ def compute_method_maps(
     full = resolve_layer(model, x, layer)
     with model_state(model, freeze=True):
         if info.needs_gradients:
-            from .gradient import gradient_maps
-
             a, logits = activations_and_logits(model, x, full, need_grad=True)
             with torch.enable_grad():
                 idx, s = target_scores(logits, classes, categories)
@@ -139,13 +120,9 @@ def compute_method_maps(
                 a, logits = activations_and_logits(model, x, full, need_grad=False)
                 idx, s = target_scores(logits, classes, categories)
                 if name == "scorecam":
-                    from .scorecam import scorecam_maps, scorecam_weights
-
                     alpha = scorecam_weights(model, x, a, _selector(classes, idx, categories), batch_size)
                     maps = scorecam_maps(a, alpha)
                 else:
-                    from .eigencam import eigencam_maps
-
                     maps = eigencam_maps(a).unsqueeze(1).expand(-1, idx.shape[1], -1, -1).contiguous()
     return _batch(name, logits, idx, s, maps, display_layer(model, full))
 

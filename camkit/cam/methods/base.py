@@ -25,19 +25,20 @@ Conventions every method follows:
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, Union
 
 import torch
 from torch import nn
 
-from ...errors import ClassSelectionError, ModelError
-from ..engine import ClassSpec, select_classes
+from ...errors import ClassSelectionError, ModelError, ParameterError
+from ...models.cam_model import CAMModel
+from ..engine import CAMBatch, ClassSpec, select_classes
 
 # A custom target: logits [N, C] -> scores [N] or [N, k]; each row may depend only on its own row.
 TargetFn = Callable[[torch.Tensor], torch.Tensor]
-Targets = Union[ClassSpec, TargetFn]
+Targets = ClassSpec | TargetFn
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,7 @@ def probe_spatial_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[str, t
     return [(n, last[n]) for n in order]
 
 
-_AUTO_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, int], str]]" = weakref.WeakKeyDictionary()
+_AUTO_CACHE: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, int], str]] = weakref.WeakKeyDictionary()
 
 
 def auto_layer(model: nn.Module, x: torch.Tensor) -> str:
@@ -206,7 +207,7 @@ def auto_layer(model: nn.Module, x: torch.Tensor) -> str:
     return cands[-1]
 
 
-_CHECKED: "weakref.WeakKeyDictionary[nn.Module, set]" = weakref.WeakKeyDictionary()
+_CHECKED: weakref.WeakKeyDictionary[nn.Module, set] = weakref.WeakKeyDictionary()
 
 
 def _candidates_text(model: nn.Module, x: torch.Tensor, limit: int = 12) -> str:
@@ -217,14 +218,15 @@ def _candidates_text(model: nn.Module, x: torch.Tensor, limit: int = 12) -> str:
     return ", ".join(names)
 
 
-def resolve_layer(model: nn.Module, x: torch.Tensor, layer: str | None) -> str | None:
+def resolve_layer(model: nn.Module, x: torch.Tensor, layer: str | Sequence[str] | None) -> str | None:
     """Full module name of the target layer, or None for a CAMModel's own ``features`` output.
 
     Raises :class:`ModelError` (one line, listing layers with spatial outputs) when ``layer`` does not
-    exist or its output is not a spatial 4-D map.
+    exist or its output is not a spatial 4-D map, :class:`ParameterError` for a list of layers (the
+    API fuses several layers itself; only LeGrad and RefineCAM take a list).
     """
-    from ...models.cam_model import CAMModel
-
+    if layer is not None and not isinstance(layer, str):
+        raise ParameterError("layer", list(layer), "names several layers; this method takes one")
     if layer is None:
         if isinstance(model, CAMModel):
             return None
@@ -240,7 +242,7 @@ def resolve_layer(model: nn.Module, x: torch.Tensor, layer: str | None) -> str |
     if full is None:
         raise ModelError(
             f"no layer named {layer!r} in {getattr(model, 'name', type(model).__name__)}; layers with a spatial "
-            f"output (use one with --layer): {_candidates_text(model, x)}"
+            f"output (pass one as layer): {_candidates_text(model, x)}"
         )
     shapes = dict(probe_spatial_layers(model, x))
     if full not in shapes or shapes[full][2] * shapes[full][3] <= 1:
@@ -338,8 +340,6 @@ def activations_and_logits(
 
     Call inside :func:`model_state` (frozen parameters); with ``need_grad`` this enables gradients itself.
     """
-    from ...models.cam_model import CAMModel
-
     if need_grad and x.is_inference():
         x = x.clone()  # an inference tensor cannot enter an autograd graph; a clone made here can
     grad_ctx = torch.enable_grad() if need_grad else torch.no_grad()
@@ -394,18 +394,35 @@ def target_scores(
 class MethodCall:
     """What :func:`~camkit.cam.methods.compute_method_maps` hands a method runner.
 
-    ``layer`` is the user's ``layer=`` argument (None = automatic), not yet resolved; ``targets`` the
+    ``layer`` is the user's ``layer=`` argument (None = automatic; a list for the methods that take
+    several layers themselves), not yet resolved; ``targets`` the
     ``classes=`` argument; ``batch_size`` the perturbed inputs per forward pass.
     """
 
     model: nn.Module
     x: torch.Tensor
-    layer: str | None
+    layer: str | Sequence[str] | None
     targets: Targets
     categories: list[str] | None
     batch_size: int
     # Seed of the methods that draw random numbers (noise of Smooth Grad-CAM++ / SS-CAM): same seed, same maps.
     seed: int = 0
+
+
+@dataclass
+class MethodBatch(CAMBatch):
+    """A :class:`~camkit.cam.engine.CAMBatch` plus the method and the target layer that made it.
+
+    Fields as in CAMBatch: logits ``[B, C]``, probs ``[B, C]``, class_idx ``[B, k]`` (-1 for a callable
+    target), scores ``[B, k]`` (softmax probabilities of the classes; the callable's own values for a
+    callable target), maps ``[B, k, h, w]`` raw at the target layer's resolution (float32, before any
+    ReLU/normalisation; units: CAM = logit units, gradient methods = CAM units, see
+    :mod:`camkit.cam.methods.gradient`; Score-CAM and Eigen-CAM are unitless), bias ``[B, k]`` — the
+    classifier bias for ``cam``, zeros for every other method.
+    """
+
+    method: str = "cam"
+    layer: str = "features"
 
 
 @dataclass

@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 
 from ...errors import ModelError
+from ...models.cam_model import CAMModel
 from .base import MethodCall, MethodOutput, display_layer, forward_at_layer
 
 EPSILON = torch.finfo(torch.float32).eps  # scikit-learn's floor for a zero denominator
@@ -81,8 +82,6 @@ def dff(a: torch.Tensor, n_components: int = 5, seed: int = 0, joint: bool = Fal
 
 
 def run(call: MethodCall, n_components: int = 5) -> MethodOutput:
-    from ...models.cam_model import CAMModel
-
     model = call.model
     if not isinstance(model, CAMModel) or call.layer not in (None, "features"):
         raise ModelError("dff names its concepts with the classifier of a pool+linear head: use a CAM model and its own feature map")

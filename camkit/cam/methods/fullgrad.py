@@ -28,8 +28,10 @@ arguments ``eps`` and ``fused_norms`` of :func:`fullgrad_maps` (used by the pari
 
 from __future__ import annotations
 
+import functools
+import operator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import nn
@@ -67,7 +69,9 @@ def bias_layers(model: nn.Module, fused_norms: bool = True) -> list[tuple[nn.Mod
     return out
 
 
-def _bn_scale(m: nn.BatchNorm2d) -> torch.Tensor:
+def _bn_scale(m: nn.Module) -> torch.Tensor:
+    """``d z / d u`` of a BatchNorm that uses its running statistics (the fused layers of :func:`bias_layers`)."""
+    assert isinstance(m, nn.BatchNorm2d) and m.running_mean is not None and m.running_var is not None
     w = m.weight if m.weight is not None else torch.ones_like(m.running_mean)
     return (w / torch.sqrt(m.running_var + m.eps)).detach()
 
@@ -120,9 +124,15 @@ def fullgrad_terms(model: nn.Module, x: torch.Tensor, targets, categories=None, 
     ``[grad_x S_j o x, b_1 o dS_j/dz_1, ...]`` (``[B, 3, H, W]`` then ``[B, C_l, h_l, w_l]`` per bias layer)
     for score column j. Call inside ``model_state``."""
     layers = bias_layers(model, fused_norms)
-    biases = [_effective_bias(layer) for layer, _ in layers]
-    # d z / d u for the fused layers (None: the hooked tensor is z itself)
-    scales = [_bn_scale(layer) if fused else None for layer, fused in layers]  # type: ignore[arg-type]
+    # Each layer's bias (bias_layers keeps only layers that have one) and, for the fused layers,
+    # d z / d u (None: the hooked tensor is z itself).
+    biases: list[torch.Tensor] = []
+    scales: list[torch.Tensor | None] = []
+    for layer, fused in layers:
+        bias = _effective_bias(layer)
+        assert bias is not None
+        biases.append(bias)
+        scales.append(_bn_scale(layer) if fused else None)
     xin = x.detach().clone().requires_grad_(True)
     with torch.enable_grad(), _capture_all(layers) as outs:
         logits = model(xin)
@@ -134,11 +144,12 @@ def fullgrad_terms(model: nn.Module, x: torch.Tensor, targets, categories=None, 
         grads = torch.autograd.grad(s[:, j].sum(), [xin] + [outs[i] for i in used], retain_graph=j < k - 1, allow_unused=True)
         gx = grads[0] if grads[0] is not None else torch.zeros_like(xin)
         col = [gx * xin.detach()]
-        for i, g in zip(used, grads[1:]):
+        for i, g in zip(used, grads[1:], strict=True):
             if g is None:
                 continue
-            if scales[i] is not None:
-                sc = scales[i].to(g.dtype)
+            sc = scales[i]
+            if sc is not None:
+                sc = sc.to(g.dtype)
                 g = g / torch.where(sc != 0, sc, torch.ones_like(sc))[None, :, None, None] * (sc != 0)[None, :, None, None]
             col.append(biases[i].to(g.dtype)[None, :, None, None] * g)
         terms.append(col)
@@ -151,7 +162,7 @@ def fullgrad_maps(
     """``(class_idx [B, k], scores [B, k], logits [B, C], maps [B, k, H, W])``; call inside ``model_state``."""
     size = (int(x.shape[-2]), int(x.shape[-1]))
     idx, s, logits, terms = fullgrad_terms(model, x, targets, categories, fused_norms=fused_norms)
-    maps = [sum(_psi(t, size, eps) for t in col) for col in terms]
+    maps = [functools.reduce(operator.add, (_psi(t, size, eps) for t in col)) for col in terms]
     return idx, s, logits, torch.stack(maps, dim=1)
 
 

@@ -4,7 +4,8 @@ Eigen-Grad-CAM, Seg-Eigen-CAM.
 All of them combine the target layer's activations ``A [B, K, h, w]`` with the gradient
 ``g = dS/dA`` of the explained score ``S`` (a class logit, or a custom target). The gradient is taken
 with ``torch.autograd.grad(S, A)`` with every parameter frozen, so the backward runs from the score
-to the target layer only (design.md §8), once per explained class.
+to the target layer only (autograd computes just the gradients asked for, unlike ``S.backward()``,
+which reaches every parameter), once per explained class.
 
 Units ("CAM units"): camkit reports every gradient map multiplied by ``n = h*w``, i.e. with the
 gradient ``G = n * g``. On a global-average-pool + linear head ``G_k(x, y) = W[c, k]`` at every

@@ -25,8 +25,8 @@ is ``max_c |G_c| = M * Up(ReLU(L_GradCAM))`` (units: Grad-CAM's CAM units times 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import nn

@@ -21,13 +21,13 @@ forwarded ``batch_size`` at a time, in full batches across steps.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from .base import MethodCall, MethodOutput, activations_and_logits, display_layer, resolve_layer, target_scores
+from .scorecam import channel_rows, feature_masks
 from .smoothgradcampp import score_selector
-from .sscam import feature_masks
 
 
 def iscam_coefficients(num_samples: int) -> torch.Tensor:
@@ -49,15 +49,11 @@ def iscam_weights(
     normalize_first: bool = False,
 ) -> torch.Tensor:
     """Channel weights ``alpha [B, K, k]`` (softmax over K); args as :func:`~camkit.cam.methods.scorecam.scorecam_weights`."""
-    b, kch, h, w = a.shape
+    b, kch = a.shape[:2]
     size = (int(x.shape[-2]), int(x.shape[-1]))
     n = max(1, int(num_samples))
     coeff = iscam_coefficients(n).to(a.device)
-    flat = a.reshape(b * kch, 1, h, w).float()
-    span = flat.amax(dim=(2, 3)) - flat.amin(dim=(2, 3))
-    constant = (span <= 0).reshape(-1)
-    sample = torch.arange(b, device=a.device).repeat_interleave(kch)
-    live = torch.nonzero(~constant).reshape(-1)
+    flat, sample, constant, live = channel_rows(a)
     sums: torch.Tensor | None = None
 
     def put(rows: torch.Tensor, vals: torch.Tensor) -> None:
@@ -66,10 +62,9 @@ def iscam_weights(
             sums = torch.zeros((b * kch, vals.shape[1]), dtype=torch.float64, device=a.device)
         sums.index_add_(0, rows, vals.double())
 
-    if constant.any():
-        rows = torch.nonzero(constant).reshape(-1)
-        zero = select(forward(torch.zeros_like(x[:1])).expand(len(rows), -1), sample[rows])
-        put(rows, zero.float() * n)  # N identical steps
+    if len(constant):
+        zero = select(forward(torch.zeros_like(x[:1])).expand(len(constant), -1), sample[constant])
+        put(constant, zero.float() * n)  # N identical steps
     step = max(1, int(batch_size))
     total = n * len(live)
     for start in range(0, total, step):

@@ -31,18 +31,19 @@ model's logit. Given camkit's projection (``score_projection=``), torch-cam's ma
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ModelError
+from ...models.kinds import ForeignNet
 from .base import MethodCall, MethodOutput, target_scores
 
 
-def find_vit(model: nn.Module) -> tuple[str, nn.Module]:
+def find_vit(model: nn.Module) -> tuple[str, ForeignNet]:
     """``("timm" | "torchvision", vit)`` for a timm/torchvision VisionTransformer, bare or as ``model.net``."""
     for cand in (model, getattr(model, "net", None)):
         if cand is None:
@@ -59,11 +60,11 @@ def find_vit(model: nn.Module) -> tuple[str, nn.Module]:
     )
 
 
-def vit_blocks(kind: str, vit: nn.Module) -> list[nn.Module]:
+def vit_blocks(kind: str, vit: ForeignNet) -> list[nn.Module]:
     return list(vit.blocks) if kind == "timm" else list(vit.encoder.layers)
 
 
-def block_names(model: nn.Module, layer: str | list[str] | None) -> list[str]:
+def block_names(model: nn.Module, layer: str | Sequence[str] | None) -> list[str]:
     """Full module names (in ``model``) of the blocks to explain: all blocks when ``layer`` is None."""
     kind, vit = find_vit(model)
     names = {id(m): n for n, m in model.named_modules()}
@@ -83,14 +84,14 @@ def block_names(model: nn.Module, layer: str | list[str] | None) -> list[str]:
     return out
 
 
-def vit_head(kind: str, vit: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+def vit_head(kind: str, vit: ForeignNet) -> Callable[[torch.Tensor], torch.Tensor]:
     """Tokens ``[B, N, C]`` of any block -> class scores ``[B, C]`` by the model's own norm, pooling and classifier."""
     if kind == "timm":
         return lambda z: vit.forward_head(vit.norm(z))
     return lambda z: vit.heads(vit.encoder.ln(z)[:, 0])
 
 
-def token_layout(model: nn.Module, kind: str, vit: nn.Module, x: torch.Tensor, n_tokens: int) -> Callable[[torch.Tensor], torch.Tensor]:
+def token_layout(model: nn.Module, kind: str, vit: ForeignNet, x: torch.Tensor, n_tokens: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """A function mapping per-token values ``[B, N]`` to the patch grid ``[B, 1, h, w]``."""
     reshape = getattr(model, "reshape_activations", None)
     if callable(reshape):
@@ -117,7 +118,7 @@ def token_layout(model: nn.Module, kind: str, vit: nn.Module, x: torch.Tensor, n
 
 
 @contextmanager
-def _timm_probe(block: nn.Module, store: dict, key: int) -> Iterator[None]:
+def _timm_probe(block: ForeignNet, store: dict, key: int) -> Iterator[None]:
     attn = block.attn
     fused = getattr(attn, "fused_attn", False)
 
@@ -136,7 +137,7 @@ def _timm_probe(block: nn.Module, store: dict, key: int) -> Iterator[None]:
 
 
 @contextmanager
-def _torchvision_probe(block: nn.Module, store: dict, key: int) -> Iterator[None]:
+def _torchvision_probe(block: ForeignNet, store: dict, key: int) -> Iterator[None]:
     mha: nn.MultiheadAttention = block.self_attention
     if not mha.batch_first or mha.in_proj_weight is None or mha.bias_k is not None or mha.add_zero_attn:
         raise ModelError("LeGrad supports batch-first nn.MultiheadAttention with packed q/k/v projections")

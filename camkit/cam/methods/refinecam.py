@@ -18,8 +18,6 @@ final min-max of the product only rescales it.
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 from torch import nn
 

@@ -27,10 +27,13 @@ One masked forward yields the logits of every class, so explaining k classes cos
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+
+from ...normalize import normalize_maps
+from ..engine import upsample
 
 
 def scorecam_weights(
@@ -51,13 +54,9 @@ def scorecam_weights(
         select: ``select(logits [n, C], sample_index [n]) -> scores [n, k]`` of the masked inputs.
         batch_size: masked inputs per forward pass.
     """
-    b, kch, h, w = a.shape
-    size = tuple(x.shape[-2:])
-    flat = a.reshape(b * kch, 1, h, w).float()
-    span = flat.amax(dim=(2, 3)) - flat.amin(dim=(2, 3))
-    constant = (span <= 0).reshape(-1)
-    sample = torch.arange(b, device=a.device).repeat_interleave(kch)
-    live = torch.nonzero(~constant).reshape(-1)
+    b, kch = a.shape[:2]
+    size = (int(x.shape[-2]), int(x.shape[-1]))
+    flat, sample, constant, live = channel_rows(a)
     scores: torch.Tensor | None = None
 
     def put(rows: torch.Tensor, vals: torch.Tensor) -> None:
@@ -66,37 +65,44 @@ def scorecam_weights(
             scores = torch.empty((b * kch, vals.shape[1]), dtype=torch.float32, device=a.device)
         scores[rows] = vals.float()
 
-    if constant.any():
-        rows = torch.nonzero(constant).reshape(-1)
+    if len(constant):
         zero_logits = forward(torch.zeros_like(x[:1]))
-        put(rows, select(zero_logits.expand(len(rows), -1), sample[rows]))
+        put(constant, select(zero_logits.expand(len(constant), -1), sample[constant]))
     for start in range(0, len(live), max(1, int(batch_size))):
         rows = live[start : start + batch_size]
-        m = flat[rows]
-        if normalize_first:
-            m = _minmax(m)
-            m = _bilinear(m, size, align_corners)
-        else:
-            m = _bilinear(m, size, align_corners)
-            m = _minmax(m)
+        m = feature_masks(flat[rows], size, align_corners, normalize_first)
         logits = forward(x[sample[rows]] * m.to(x.dtype))
         put(rows, select(logits, sample[rows]))
     assert scores is not None
     return scores.reshape(b, kch, -1).softmax(dim=1)
 
 
+def channel_rows(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The channel maps of activations ``a [B, K, h, w]`` one per row: ``(flat [B*K, 1, h, w]`` float32,
+    ``sample [B*K]`` each row's image, ``constant`` the rows of constant maps (all-zero masks),
+    ``live`` the other rows``)``, rows in ``(image, channel)`` order."""
+    b, kch, h, w = a.shape
+    flat = a.reshape(b * kch, 1, h, w).float()
+    span = flat.amax(dim=(2, 3)) - flat.amin(dim=(2, 3))
+    is_constant = (span <= 0).reshape(-1)
+    sample = torch.arange(b, device=a.device).repeat_interleave(kch)
+    return flat, sample, torch.nonzero(is_constant).reshape(-1), torch.nonzero(~is_constant).reshape(-1)
+
+
+def feature_masks(
+    flat: torch.Tensor, size: tuple[int, int], align_corners: bool = False, normalize_first: bool = False
+) -> torch.Tensor:
+    """Score-CAM masks ``s(Up(A_k))`` ``[n, 1, H, W]`` in [0, 1] of channel maps ``flat [n, 1, h, w]``
+    (``s`` the min-max normalisation; ``normalize_first`` applies it before the upsampling)."""
+    if normalize_first:
+        return _bilinear(normalize_maps(flat, "minmax"), size, align_corners)
+    return normalize_maps(_bilinear(flat, size, align_corners), "minmax")
+
+
 def _bilinear(m: torch.Tensor, size: tuple[int, int], align_corners: bool) -> torch.Tensor:
     if align_corners:  # only for parity with pytorch-grad-cam
         return F.interpolate(m, size=size, mode="bilinear", align_corners=True)
-    from ..engine import upsample  # separable matrices: equal to F.interpolate, faster on the CPU
-
-    return upsample(m, size, "bilinear")
-
-
-def _minmax(m: torch.Tensor) -> torch.Tensor:
-    lo = m.amin(dim=(2, 3), keepdim=True)
-    span = m.amax(dim=(2, 3), keepdim=True) - lo
-    return torch.where(span > 0, (m - lo) / span.clamp_min(torch.finfo(m.dtype).tiny), torch.zeros_like(m))
+    return upsample(m, size, "bilinear")  # separable matrices: equal to F.interpolate, faster on the CPU
 
 
 def scorecam_maps(a: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import ClassSelectionError
+from ...normalize import normalize_maps
 from ..engine import upsample
 from .base import MethodCall, MethodOutput, activations_and_logits, display_layer, resolve_layer, target_scores
 from .gradient import gradient_maps
@@ -69,12 +70,6 @@ def patches_of(x1: torch.Tensor, window: int, step: int, scales: list[int]) -> t
     return torch.cat(out), where
 
 
-def _minmax(m: torch.Tensor) -> torch.Tensor:
-    lo = m.amin(dim=(-2, -1), keepdim=True)
-    span = m.amax(dim=(-2, -1), keepdim=True) - lo
-    return torch.where(span > 0, (m - lo) / span.clamp_min(torch.finfo(m.dtype).tiny), torch.zeros_like(m))
-
-
 def sess_map(
     model, x1: torch.Tensor, cls: int, full: str | None, batch_size: int = 32, num_scales: int = 12
 ) -> np.ndarray:
@@ -90,13 +85,13 @@ def sess_map(
             sel = logits[:, cls : cls + 1]
             cam = gradient_maps("gradcam", a, sel)[:, 0]
         scores.append(logits.detach().float().softmax(dim=1)[:, cls].clamp_min(0))
-        cams.append(_minmax(upsample(cam.clamp_min(0).float()[:, None], (window, window), "bilinear")[:, 0]))
+        cams.append(normalize_maps(upsample(cam.clamp_min(0).float()[:, None], (window, window), "bilinear")[:, 0], "minmax"))
     s = torch.cat(scores)
     weights = s / s.max() if float(s.max()) > 0 else torch.ones_like(s)
     maps = (torch.cat(cams) * weights[:, None, None]).cpu().numpy()
     total = np.zeros((hh, ww), np.float32)
     count = np.zeros((hh, ww), np.float32)
-    for m, (x0, y0, sw, sh) in zip(maps, where):
+    for m, (x0, y0, sw, sh) in zip(maps, where, strict=True):
         canvas = np.zeros((sh, sw), np.float32)
         canvas[y0 : y0 + window, x0 : x0 + window] = m
         pasted = cv2.resize(canvas, (int(ww), int(hh)), interpolation=cv2.INTER_LINEAR)
@@ -104,7 +99,7 @@ def sess_map(
         total[keep] += pasted[keep]
         count += keep
     fused = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
-    return cv2.GaussianBlur(fused, (11, 11), 5.0, 0)
+    return cv2.GaussianBlur(fused, (11, 11), 5.0)  # sigmaY defaults to sigmaX
 
 
 def run(call: MethodCall) -> MethodOutput:

@@ -28,7 +28,7 @@ The ``n * B`` noisy forwards run ``batch_size`` at a time; one backward per expl
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -94,7 +94,7 @@ def smoothgradcampp_maps(
         chunk = jobs[start : start + step]
         copy, sample = chunk // b, chunk % b
         parts = []
-        for c, s in zip(copy.tolist(), sample.tolist()):
+        for c, s in zip(copy.tolist(), sample.tolist(), strict=True):
             nz = noise_of(c)
             parts.append(x[s] + nz[s if nz.shape[0] > 1 else 0])
         xn = torch.stack(parts)

@@ -38,7 +38,7 @@ normalised maps, which is the same whenever a map's minimum after the ReLU is 0)
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -46,8 +46,9 @@ from torch import nn
 
 from ...errors import ModelError, ParameterError
 from ...models.cam_model import CAMModel
-from ..engine import CAMBatch, upsample
+from ..engine import upsample
 from .base import (
+    MethodBatch,
     MethodOutput,
     Targets,
     activations_and_logits,
@@ -66,7 +67,7 @@ from .smoothgradcampp import score_selector
 from .sscam import sscam_weights
 
 # compute_method_maps itself, handed in by the API (this module runs the method on copies / layers).
-Compute = Callable[..., CAMBatch]
+Compute = Callable[..., MethodBatch]
 
 SMOOTHINGS = ("aug", "eigen")
 AUG_SCALES = (0.9, 1.0, 1.1)
@@ -81,7 +82,7 @@ def to_input(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return upsample(maps.float(), size, "bilinear")
 
 
-def _class_spec(r: CAMBatch, classes: "Targets") -> "Targets":
+def _class_spec(r: MethodBatch, classes: Targets) -> Targets:
     """The classes chosen for the original image, to explain the same ones on every copy / layer."""
     if callable(classes) and not isinstance(classes, torch.Tensor):
         return classes
@@ -93,13 +94,13 @@ def augmented_maps(
     model: nn.Module,
     x: torch.Tensor,
     method: str,
-    classes: "Targets",
+    classes: Targets,
     layer,
     batch_size: int,
     seed: int,
     scales: Sequence[float] = AUG_SCALES,
     flips: Sequence[bool] = AUG_FLIPS,
-) -> tuple[CAMBatch, list[torch.Tensor]]:
+) -> tuple[MethodBatch, list[torch.Tensor]]:
     """``(result on the original image, [maps of every augmented copy in the original frame, [B, k, H, W]])``;
     ``compute`` is :func:`~camkit.cam.methods.compute_method_maps`."""
     size = (int(x.shape[-2]), int(x.shape[-1]))
@@ -123,7 +124,7 @@ def augmented_maps(
     return base, out
 
 
-def aug_smooth(compute: Compute, model, x, method, classes, layer, batch_size, seed) -> CAMBatch:
+def aug_smooth(compute: Compute, model, x, method, classes, layer, batch_size, seed) -> MethodBatch:
     """``smooth="aug"``: the mean of :func:`augmented_maps` (see the module docstring)."""
     base, maps = augmented_maps(compute, model, x, method, classes, layer, batch_size, seed)
     return dataclasses.replace(base, maps=torch.stack(maps).mean(dim=0))
@@ -149,7 +150,7 @@ def fuse_layers(maps: Sequence[torch.Tensor], size: tuple[int, int], method: str
     return stacked.amax(dim=0) if method == "layercam" else stacked.mean(dim=0)
 
 
-def multi_layer(compute: Compute, model, x, method, classes, layers: Sequence[str], batch_size, seed, smooth) -> CAMBatch:
+def multi_layer(compute: Compute, model, x, method, classes, layers: Sequence[str], batch_size, seed, smooth) -> MethodBatch:
     """``layer=[...]``: the method at every layer (with ``smooth`` per layer), fused; classes chosen once."""
     if not layers:
         raise ParameterError("layer", [], "names no layer: give at least one")
@@ -227,7 +228,7 @@ def eigen_smooth(model, x, method: str, classes, layer, batch_size, seed) -> Met
     return MethodOutput(idx, s.detach(), logits.detach(), torch.stack(maps, dim=1), display_layer(model, full))
 
 
-def smoothed(compute: Compute, wrap: Callable[..., CAMBatch], model, x, method, classes, layer, batch_size, seed, smooth) -> CAMBatch:
+def smoothed(compute: Compute, wrap: Callable[..., MethodBatch], model, x, method, classes, layer, batch_size, seed, smooth) -> MethodBatch:
     """Dispatch of ``smooth=`` (one layer); ``wrap(name, logits, class_idx, scores, maps, layer)`` makes the
     MethodBatch of a :class:`MethodOutput`. Unknown values are a :class:`ParameterError`."""
     if smooth == "aug":

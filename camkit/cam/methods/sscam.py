@@ -25,24 +25,15 @@ inputs are forwarded ``batch_size`` at a time, in full batches across copies.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from .base import MethodCall, MethodOutput, activations_and_logits, display_layer, resolve_layer, target_scores
-from .scorecam import _bilinear, _minmax
+from .scorecam import feature_masks
 from .smoothgradcampp import score_selector, seeded_normal
 
 MaskNoiseFn = Callable[[int, torch.Tensor], torch.Tensor]
-
-
-def feature_masks(
-    flat: torch.Tensor, size: tuple[int, int], align_corners: bool = False, normalize_first: bool = False
-) -> torch.Tensor:
-    """Score-CAM masks ``s(Up(A_k))`` ``[n, 1, H, W]`` in [0, 1] of channel maps ``flat [n, 1, h, w]``."""
-    if normalize_first:
-        return _bilinear(_minmax(flat), size, align_corners)
-    return _minmax(_bilinear(flat, size, align_corners))
 
 
 def sscam_weights(
@@ -93,7 +84,7 @@ def _noise(copy, rows, kch, size, std, seed, noise, like) -> torch.Tensor:
             out[sel] = noise(int(c), rows[sel]).to(device=like.device, dtype=like.dtype)
             continue
         cache: dict[int, torch.Tensor] = {}
-        for j, k in zip(sel.tolist(), (rows[sel] % kch).tolist()):
+        for j, k in zip(sel.tolist(), (rows[sel] % kch).tolist(), strict=True):
             if k not in cache:
                 cache[k] = seeded_normal(seed, (c, k), (1, *size), std, like.device).to(like.dtype)
             out[j] = cache[k]

@@ -1,0 +1,10 @@
+# Type stub of the compiled kernel camkit/localize/_components.c (built by setup.py when a C compiler is present).
+import numpy as np
+
+def sweep(u: np.ndarray, h: int, w: int, levels: np.ndarray, multi_contour: bool, exact_pass_levels: int, /) -> tuple[bytes, bytes, bytes]:
+    """wsolevaluation boxes of the uint8 map ``u [h, w]`` at every int32 level of ``levels``:
+    ``(boxes, level_start, undecided)``, each the bytes of an int32 array."""
+
+def cvpr16(m: np.ndarray, h: int, w: int, is_double: bool, tau: float, /) -> tuple[int, int, int, int, int]:
+    """CVPR16 box of the float32 (``is_double`` False) or float64 map ``m [h, w]`` at ``tau``:
+    ``(status, x0, y0, x1, y1)``; status 1: the map holds NaN, 2: its maximum is <= 0."""
