@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import torch
 
 
-def faithfulness_results(model, x: "torch.Tensor", maps_gt: np.ndarray, gt: "torch.Tensor", steps: int) -> list[FaithfulnessResult]:
+def faithfulness_results(model, x: torch.Tensor, maps_gt: np.ndarray, gt: torch.Tensor, steps: int) -> list[FaithfulnessResult]:
     """One :class:`FaithfulnessResult` per image of the batch ``x [B, 3, S, S]`` with maps ``[B, h, w]``."""
     import torch
 

@@ -1,5 +1,6 @@
-"""A finished run's outputs, all computed from its records: ``summary.json``, ``per_image.csv``, the
-BoxAcc curves, the PxAP precision-recall curve, best/worst galleries and ``report.md``.
+"""A finished run's outputs, all computed from its records: the summary (:func:`finish_run`: metrics,
+faithfulness, timing), then ``summary.json``, ``per_image.csv``, the BoxAcc curves, the PxAP
+precision-recall curve, best/worst galleries, ``report.md`` and ``report.html``.
 
 File names are the constants below; ``summary["run"]["files"]`` lists the ones a run wrote (key ->
 name: ``summary``, ``per_image``, ``curves``, ``pxap_curve``, ``gallery_best``, ``gallery_worst``,
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,8 +20,12 @@ import numpy as np
 
 from camkit.app.report_html import write_report_html
 from camkit.cam.sources import MapSource
+from camkit.datasets.sample import LocDataset
+from camkit.errors import DatasetError
+from camkit.evaluate.faithfulness import summarize_faithfulness
 from camkit.evaluate.protocol import Protocol
-from camkit.evaluate.results import ImageRecord, Record, as_record
+from camkit.evaluate.results import FailedImage, ImageRecord, Record, as_record
+from camkit.evaluate.summary import summarize
 from camkit.resample import resize_map_cubic
 
 SUMMARY_NAME = "summary.json"
@@ -30,6 +36,45 @@ GALLERY_BEST_NAME = "gallery_best.png"
 GALLERY_WORST_NAME = "gallery_worst.png"
 REPORT_NAME = "report.md"
 REPORT_HTML_NAME = "report.html"
+
+
+def finish_run(out: Path | None, records: Callable[[], Iterator[Record | dict]], samples: Sequence, protocol: Protocol,
+               model_info: dict, dataset_info: dict, sweep_backend: str, t0: float, n_done: int, source: MapSource,
+               preprocess, dataset: LocDataset, model, gallery_size: int, world_size: int) -> dict:
+    """The run's summary from its ``records()`` (plus ``sweep_backend``, ``faithfulness`` and ``run``:
+    timing since ``t0``, images evaluated now and resumed) and, with ``out``, every output file.
+    Raises :class:`DatasetError` when no image could be read."""
+    elapsed = time.perf_counter() - t0
+    _nothing_read(records(), len(samples))
+    summary = summarize(records(), protocol, model=model_info, dataset=dataset_info)
+    summary["sweep_backend"] = sweep_backend
+    if protocol.faithfulness_steps:
+        fs = summarize_faithfulness(map(as_record, records()))
+        summary["faithfulness"] = fs.to_dict() if fs is not None else {}
+    n_new = len(samples) - n_done
+    summary["run"] = {
+        "seconds": round(elapsed, 3),
+        "images_per_s": round(n_new / elapsed, 3) if elapsed > 0 else None,
+        "evaluated_now": n_new,
+        "resumed_from": n_done,
+        "world_size": world_size,
+        "out_dir": str(out) if out is not None else None,
+    }
+    if out is not None:
+        names = dataset.class_names if dataset.class_names else getattr(model, "categories", None)
+        write_outputs(out, summary, records, samples, source, preprocess, protocol, names, gallery_size)
+    return summary
+
+
+def _nothing_read(records: Iterator[Record | dict], n: int) -> None:
+    """Raise when no image of the run could be read (a summary of 0 images would claim nothing)."""
+    failed = []
+    for r in map(as_record, records):
+        if not isinstance(r, FailedImage):
+            return
+        failed.append(r)
+    reasons = "; ".join(f.error for f in failed[:3])
+    raise DatasetError(f"nothing could be read: all {n} image(s) failed, e.g. {reasons}")
 
 
 def write_outputs(

@@ -29,7 +29,7 @@ def plot_curves(summary: dict, path: str | Path) -> None:
     fig = _figure(figsize=(11, 4.2))
     axes = fig.subplots(1, 2, sharey=True)
     titles = {"v1": "MaxBoxAcc (V1: largest contour)", "v2": "MaxBoxAccV2 (all contours)"}
-    for ax, v in zip(axes, ("v1", "v2")):
+    for ax, v in zip(axes, ("v1", "v2"), strict=True):
         for key, acc in curves[v].items():
             if acc is None or acc[0] is None:
                 continue
@@ -94,9 +94,9 @@ def plot_pxap_curve(summary: dict, path: str | Path) -> None:
 
 def plot_gallery(panels: list[dict], path: str | Path, title: str, columns: int = 3) -> None:
     """A grid of panels (``image`` uint8 [S,S,3], ``cam`` [S,S], ``gt_boxes``, ``pred_box``, ``title``)."""
-    from camkit.viz import heatmap_rgb
-
     from matplotlib.patches import Patch, Rectangle
+
+    from camkit.viz import heatmap_rgb
 
     cols = max(1, min(columns, len(panels)))
     rows = (len(panels) + cols - 1) // cols
@@ -104,7 +104,7 @@ def plot_gallery(panels: list[dict], path: str | Path, title: str, columns: int 
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, p in zip(axes.ravel(), panels):
+    for ax, p in zip(axes.ravel(), panels, strict=False):  # the last row may have empty cells
         img = p["image"].astype(np.float32)
         heat = heatmap_rgb(p["cam"]).astype(np.float32)
         ax.imshow((0.5 * img + 0.5 * heat).astype(np.uint8))

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from camkit.errors import CamkitError, RunDirectoryError
+from camkit.errors import RunDirectoryError
 
 RECORDS_NAME = "records.jsonl"
 
@@ -136,7 +136,7 @@ class RecordWriter:
             self._sync()
             self._f.close()
 
-    def __enter__(self) -> "RecordWriter":
+    def __enter__(self) -> RecordWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -27,8 +27,9 @@ key                 meaning
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class FaithfulnessResult:
         return {"del": self.deletion_auc, "ins": self.insertion_auc, "y": self.score, "o": self.masked_score}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "FaithfulnessResult":
+    def from_dict(cls, d: dict) -> FaithfulnessResult:
         return cls(float(d["del"]), float(d["ins"]), float(d["y"]), float(d["o"]))
 
 
@@ -107,10 +108,10 @@ class FailedImage:
         return {"i": self.index, "id": self.image_id, "error": self.error}
 
 
-Record = Union[ImageRecord, FailedImage]
+Record = ImageRecord | FailedImage
 
 
-def record_from_dict(d: dict) -> Record:
+def record_from_dict(d: Mapping) -> Record:
     """A ``records.jsonl`` object -> :class:`ImageRecord` or :class:`FailedImage`."""
     if "error" in d:
         return FailedImage(int(d["i"]), str(d.get("id", "")), str(d["error"]))
@@ -123,6 +124,6 @@ def record_from_dict(d: dict) -> Record:
                        list(d["scores"]), boxes, pixels, faith)
 
 
-def as_record(r: Record | dict) -> Record:
+def as_record(r: Record | Mapping) -> Record:
     """A typed record, converting a ``records.jsonl`` dict with :func:`record_from_dict`."""
-    return record_from_dict(r) if isinstance(r, dict) else r
+    return record_from_dict(r) if isinstance(r, Mapping) else r

@@ -95,7 +95,7 @@ class RunDirectory:
     def records_path(self) -> Path:
         return self.path / RECORDS_NAME
 
-    def __enter__(self) -> "RunDirectory":
+    def __enter__(self) -> RunDirectory:
         self._lock.acquire()
         try:
             self._prepare()

@@ -18,17 +18,15 @@ summary. A failure on any rank is raised on every rank (:meth:`camkit.distribute
 
 from __future__ import annotations
 
-import threading
+import socket
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from camkit.cam.sources import MapSource, make_map_source
 from camkit.datasets.sample import LocDataset
 from camkit.distributed import Group, current
 from camkit.errors import DatasetError, ParameterError, RunDirectoryError
-from camkit.evaluate.faithfulness import summarize_faithfulness
 from camkit.evaluate.loop import (
     LoopOptions,
     Progress,
@@ -36,12 +34,11 @@ from camkit.evaluate.loop import (
     batches_needing,
     run_batches,
 )
-from camkit.evaluate.outputs import write_outputs
+from camkit.evaluate.outputs import finish_run
+from camkit.evaluate.progress import RunProgress
 from camkit.evaluate.protocol import Protocol
-from camkit.evaluate.records import LineCounter
-from camkit.evaluate.results import FailedImage, Record, as_record
-from camkit.evaluate.rundir import RunDirectory, ids_digest, run_fingerprint
-from camkit.evaluate.summary import summarize
+from camkit.evaluate.results import Record
+from camkit.evaluate.rundir import RUN_NAME, RunDirectory, ids_digest, run_fingerprint
 from camkit.localize.sweep import resolve_backend
 
 if TYPE_CHECKING:
@@ -104,20 +101,9 @@ def _check_dataset(dataset: LocDataset, samples: list, model) -> tuple[bool, boo
     return has_boxes, has_masks
 
 
-def _nothing_read(records: Iterator[Record | dict], n: int) -> None:
-    """Raise when no image of the run could be read (a summary of 0 images would claim nothing)."""
-    failed = []
-    for r in map(as_record, records):
-        if not isinstance(r, FailedImage):
-            return
-        failed.append(r)
-    reasons = "; ".join(f.error for f in failed[:3])
-    raise DatasetError(f"nothing could be read: all {n} image(s) failed, e.g. {reasons}")
-
-
 def evaluate(
     dataset: LocDataset,
-    model: "CAMModel | str",
+    model: CAMModel | str,
     input_size: int = 224,
     batch_size: int = 32,
     workers: int = 0,
@@ -175,7 +161,7 @@ def evaluate(
     if isinstance(model, str):
         from camkit.models import load_model
 
-        model = load_model(model)
+        model = cast("CAMModel", load_model(model))  # the registry types its models loosely (Any)
     from camkit.limits import check_input_size
 
     check_input_size(model, input_size, batch_size, gradients=method != "cam" and map_source is None)
@@ -215,7 +201,7 @@ def evaluate(
         group.run(lambda: run(set(range(len(samples))), memory.extend, 0, progress))
         if group.distributed:
             memory = sorted((r for part in group.all_gather(memory) for r in part), key=lambda r: r.index)
-        return _finish(None, memory.__iter__, *finish_args, 0, *outputs_args)
+        return finish_run(None, memory.__iter__, *finish_args, 0, *outputs_args)
     rundir = RunDirectory(out_dir, run_fingerprint(protocol, model_info, dataset_info, batch_size), resume,
                           world_size=group.world_size)
     group.on_main(rundir.open)
@@ -225,7 +211,7 @@ def evaluate(
         todo = set(range(len(samples))) - done
 
         # Rank 0's count of everyone's records runs until every rank has finished (the gather in group.run).
-        with _GlobalProgress(progress, rundir, len(samples), group) as report:
+        with RunProgress(progress, rundir, len(samples), group) as report:
 
             def work() -> None:
                 with rundir.writer(group.rank) as writer:
@@ -235,7 +221,7 @@ def evaluate(
 
         def finish() -> dict:
             rundir.merge()
-            return _finish(Path(out_dir), rundir.records, *finish_args, len(done), *outputs_args)
+            return finish_run(Path(out_dir), rundir.records, *finish_args, len(done), *outputs_args)
 
         return group.on_main(finish)
     finally:
@@ -254,70 +240,6 @@ def _inputs_to(source: MapSource, device: str) -> MapSource:
 
 def _check_visible(rundir: RunDirectory, group: Group) -> None:
     """Every rank must see the folder rank 0 prepared: the records files are merged from there."""
-    from camkit.evaluate.rundir import RUN_NAME
-
     if group.distributed and not (rundir.path / RUN_NAME).is_file():
-        import socket
-
         raise RunDirectoryError(f"rank {group.rank} on {socket.gethostname()} does not see {rundir.path / RUN_NAME}, "
                                 "which rank 0 wrote; the output folder must be on a filesystem every node shares")
-
-
-class _GlobalProgress:
-    """``report(done, total)`` for the batch loop. One process: ``progress`` itself. In a process group,
-    rank 0 counts every rank's records instead (:class:`camkit.evaluate.records.LineCounter`, polled
-    twice a second on a thread, so the count moves while rank 0 waits for the others); other ranks: None."""
-
-    def __init__(self, progress: Progress | None, rundir: RunDirectory, total: int, group: Group) -> None:
-        self.progress = progress
-        self.total = total
-        self.distributed = group.distributed
-        self._counter = LineCounter(rundir.path)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> Progress | None:
-        if self.progress is None or not self.distributed:
-            return self.progress
-        self._poll()
-        self._thread = threading.Thread(target=self._run, name="camkit-progress", daemon=True)
-        self._thread.start()
-        return None
-
-    def _poll(self) -> None:
-        assert self.progress is not None
-        self.progress(min(self._counter.count(), self.total), self.total)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            self._poll()
-
-    def __exit__(self, *exc: object) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self._poll()
-
-
-def _finish(out: Path | None, records: Callable[[], Iterator[Record | dict]], samples, protocol, model_info, dataset_info,
-            sweep_backend, t0, n_done, source, preprocess, dataset, model, gallery_size, world_size: int) -> dict:
-    elapsed = time.perf_counter() - t0
-    _nothing_read(records(), len(samples))
-    summary = summarize(records(), protocol, model=model_info, dataset=dataset_info)
-    summary["sweep_backend"] = sweep_backend
-    if protocol.faithfulness_steps:
-        fs = summarize_faithfulness(map(as_record, records()))
-        summary["faithfulness"] = fs.to_dict() if fs is not None else {}
-    n_new = len(samples) - n_done
-    summary["run"] = {
-        "seconds": round(elapsed, 3),
-        "images_per_s": round(n_new / elapsed, 3) if elapsed > 0 else None,
-        "evaluated_now": n_new,
-        "resumed_from": n_done,
-        "world_size": world_size,
-        "out_dir": str(out) if out is not None else None,
-    }
-    if out is not None:
-        names = dataset.class_names if dataset.class_names else getattr(model, "categories", None)
-        write_outputs(out, summary, records, samples, source, preprocess, protocol, names, gallery_size)
-    return summary

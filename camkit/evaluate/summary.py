@@ -14,6 +14,7 @@ metrics None, a dataset without masks has ``pxap`` None.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -59,7 +60,7 @@ def summarize(
     pxap_eval = PxAPEvaluator(taus)
     n_bins = len(pxap_eval.fg_hist)
     n_pxap = 0
-    failed = []
+    failed: list[dict[str, Any]] = []
     for r in map(as_record, records):
         if isinstance(r, FailedImage):
             failed.append({"index": r.index, "image_id": r.image_id, "error": r.error})

@@ -25,6 +25,7 @@ import numpy as np
 
 from camkit.evaluate.protocol import Protocol, unpack_counts
 from camkit.evaluate.results import FailedImage, ImageRecord, Record, as_record
+from camkit.metrics.pxap import PxAPEvaluator
 
 COLUMNS = (
     "index", "image_id", "width", "height", "gt_class", "gt_name", "top1_class", "top1_name", "top1_score",
@@ -51,8 +52,6 @@ def _name(names: Sequence[str] | None, c: int) -> str:
 
 def image_pxap(record: Record | dict, protocol: Protocol) -> float | None:
     """One record's own PxAP (percent) from its bin counts; None without counts or foreground pixels."""
-    from camkit.metrics.pxap import PxAPEvaluator
-
     record = as_record(record)
     if not isinstance(record, ImageRecord) or record.pixels is None:
         return None
