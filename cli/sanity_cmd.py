@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from .common import err_console, fail, one_line_errors, out_console
 
 
-def _images_and_labels(photos: list[Path], dataset: Optional[str], root: Optional[Path], annotations: Optional[Path],
-                       split: Optional[str], limit: int):
+def _images_and_labels(photos: list[Path], dataset: str | None, root: Path | None, annotations: Path | None,
+                       split: str | None, limit: int):
     """(images, labels or None) from photo paths or a localization dataset (its GT classes are the targets)."""
     if photos and dataset:
         raise fail("give photos or --dataset, not both")
@@ -45,16 +44,16 @@ def _imagefolder(root: Path, split: str) -> tuple[list[str], list[int]]:
 @one_line_errors
 def sanity_command(
     photos: list[Path] = typer.Argument(None, help="Photos to explain (or use --dataset)."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Localization dataset layout (ilsvrc, cub, wsol, csv): its GT classes are explained."),
-    root: Optional[Path] = typer.Option(None, "--root", help="Dataset root folder."),
-    annotations: Optional[Path] = typer.Option(None, "--annotations", help="Boxes file/folder, as for camkit evaluate."),
-    split: Optional[str] = typer.Option(None, "--split", help="Dataset split, as for camkit evaluate."),
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help="Localization dataset layout (ilsvrc, cub, wsol, csv): its GT classes are explained."),
+    root: Path | None = typer.Option(None, "--root", help="Dataset root folder."),
+    annotations: Path | None = typer.Option(None, "--annotations", help="Boxes file/folder, as for camkit evaluate."),
+    split: str | None = typer.Option(None, "--split", help="Dataset split, as for camkit evaluate."),
     limit: int = typer.Option(12, "--limit", min=1, max=1000, help="At most this many images."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Registry name; default: the embedded efficientnet_lite0."),
-    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Checkpoint file or a weights name."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Registry name; default: the embedded efficientnet_lite0."),
+    weights: str | None = typer.Option(None, "--weights", "-w", help="Checkpoint file or a weights name."),
     methods: list[str] = typer.Option(["cam", "gradcam"], "--method", help="Method to check (repeat the flag for several)."),
     mode: str = typer.Option("cascading", "--mode", help="cascading (logits down to input, cumulative) or independent (one block at a time)."),
-    data_randomization: Optional[Path] = typer.Option(None, "--data-randomization", help="ImageFolder root (train/ and val/ class folders) for the data randomization test."),
+    data_randomization: Path | None = typer.Option(None, "--data-randomization", help="ImageFolder root (train/ and val/ class folders) for the data randomization test."),
     seed: int = typer.Option(0, "--seed", help="Seeds the re-initialisation and the label permutation."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, max=1024, help="Masked inputs per forward (perturbation methods)."),
     out: Path = typer.Option(Path("camkit-sanity"), "--out", "-o", help="Output folder: sanity.json, sanity.csv, sanity.png."),

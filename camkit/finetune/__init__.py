@@ -23,10 +23,13 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:
-    from .data import load_training_data
-    from .model import prepare_model
-    from .photos import make_photo_dataset
-    from .trainer import FinetuneConfig, FinetuneResult, finetune
+    # `X as X`: an explicit re-export for type checkers (the names are served lazily by __getattr__)
+    from .data import load_training_data as load_training_data
+    from .model import prepare_model as prepare_model
+    from .photos import make_photo_dataset as make_photo_dataset
+    from .trainer import FinetuneConfig as FinetuneConfig
+    from .trainer import FinetuneResult as FinetuneResult
+    from .trainer import finetune as finetune
 
 
 __getattr__ = lazy_getattr("camkit.finetune", _LAZY, globals())

@@ -22,21 +22,27 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any
 
 from ..errors import DatasetError, ParameterError
 
 DATASETS = ("imagefolder", "cub", "ilsvrc", "cifar10", "csv")
+
+MapDataset = Any
+"""A torch map-style dataset with a length (``len(d)``, ``d[i] -> (tensor, class index)``): a
+torchvision dataset, a ``Subset``, :class:`PathLabelDataset` or :class:`SeededItems`. torch types
+``Dataset`` without ``__len__``, so no torch type says "sized"; DataLoader takes all of these."""
 
 
 @dataclass
 class TrainData:
     """Datasets yielding ``(tensor [3, S, S] float32, class index int)``; ``val`` may be empty."""
 
-    train: object  # torch.utils.data.Dataset
-    val: object
+    train: MapDataset
+    val: MapDataset
     class_names: list[str] | None
     num_classes: int
     description: str

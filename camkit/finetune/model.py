@@ -21,11 +21,16 @@ from torch import nn
 
 from ..errors import ModelError
 from ..models.cam_model import CAMModel
+from ..models.gap_surgery import _cam_conv
+from ..models.kinds import PoolKind
+from ..models.linear_head import replace_linear
+from ..models.registry import get_spec, load_model
+from ..models.weights_arg import parse_weights
 
-POOLS = {"gap": "avg", "gmp": "max", "avg": "avg", "max": "max"}
+POOLS: dict[str, PoolKind] = {"gap": "avg", "gmp": "max", "avg": "avg", "max": "max"}
 
 
-def pool_kind(pool: str | None) -> str | None:
+def pool_kind(pool: str | None) -> PoolKind | None:
     """``gap``/``avg`` -> ``"avg"``, ``gmp``/``max`` -> ``"max"``; None stays None (model default)."""
     if pool is None:
         return None
@@ -53,23 +58,7 @@ def init_head(linear: nn.Linear) -> None:
 
 
 def _replace_classifier(model: CAMModel, num_classes: int) -> None:
-    parent_path, _, attr = model.classifier_path.rpartition(".")
-    parent = model.net.get_submodule(parent_path) if parent_path else model.net
-    old = model.classifier
-    new = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
-    init_head(new)
-    if parent_path and attr.isdigit():
-        parent[int(attr)] = new
-    else:
-        setattr(parent, attr, new)
-
-
-def _is_file(weights: str | Path | None) -> bool:
-    from ..models.weights import RANDOM_WEIGHTS, looks_like_path
-
-    if weights is None:
-        return False
-    return isinstance(weights, Path) or (str(weights).lower() not in RANDOM_WEIGHTS and looks_like_path(str(weights)))
+    replace_linear(model.net, model.classifier_path, num_classes, init=init_head)
 
 
 def prepare_model(
@@ -85,21 +74,17 @@ def prepare_model(
     None (the registry default: ImageNet where available), ``"random"``, a weights name, or a
     checkpoint path. The model is returned in train mode on the CPU with ``categories=None``.
     """
-    from ..models.registry import get_spec, load_model
-
     pool = pool_kind(pool)
     spec = get_spec(name)
     new_head = True
     if spec.cam_kind == "gradient":
         raise ModelError(f"{name} has no pool+linear head, so fine-tuning cannot make its CAMs exact; pick an exact-CAM or *_gap model")
-    if _is_file(weights):
+    if parse_weights(weights).is_file:
         model = load_model(name, weights, pool=pool)
         new_head = model.num_classes != num_classes
         if new_head:
             _replace_classifier(model, num_classes)
             if hasattr(model.net, "cam_conv"):  # a surgery head trained for other classes: start it afresh too
-                from ..models.gap_surgery import _cam_conv
-
                 model.net.cam_conv = _cam_conv(model.net.cam_conv[0].in_channels)
     else:
         model = load_model(name, weights, num_classes=num_classes, pool=pool)

@@ -62,7 +62,7 @@ def _background(rng: np.random.Generator, photos: dict[str, np.ndarray], size: i
     h, w = bg.shape[:2]
     side = int(rng.integers(min(h, w) // 3, min(h, w) + 1))
     y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-    return Image.fromarray(bg[y : y + side, x : x + side]).resize((size, size), Image.BILINEAR)
+    return Image.fromarray(bg[y : y + side, x : x + side]).resize((size, size), Image.Resampling.BILINEAR)
 
 
 def _jitter(img: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -80,9 +80,9 @@ def composite(
     long_side = rng.uniform(*scale) * size
     f = long_side / max(obj.size)
     w, h = max(8, round(obj.width * f)), max(8, round(obj.height * f))
-    obj = obj.resize((w, h), Image.BICUBIC)
+    obj = obj.resize((w, h), Image.Resampling.BICUBIC)
     if rng.random() < 0.5:
-        obj = obj.transpose(Image.FLIP_LEFT_RIGHT)
+        obj = obj.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     obj = _jitter(obj, rng)
     canvas = _jitter(_background(rng, photos, size), rng)
     px, py = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))

@@ -29,9 +29,9 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -43,6 +43,10 @@ from ..io.run_lock import RunLock
 from ..limits import check_input_size
 from ..malloc_tuning import apply_malloc_tuning
 from ..models.cam_model import CAMModel
+from ..models.registry import get_spec
+from ..models.weights import load_checkpoint, preprocess_of, torchvision_weights
+from ..models.weights_arg import parse_weights
+from ..preprocess import Preprocess
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step")
@@ -133,7 +137,8 @@ def _worker_init(worker_id: int) -> None:
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
@@ -225,13 +230,10 @@ def evaluate_sums(model: CAMModel, loader, device: torch.device, channels_last: 
 
 
 def _is_pretrained(cfg: FinetuneConfig) -> bool:
-    from ..models.registry import get_spec
-    from ..models.weights import RANDOM_WEIGHTS
-
-    w = cfg.weights
-    if w is None:
-        return get_spec(cfg.model).default_weights.lower() not in RANDOM_WEIGHTS
-    return str(w).lower() not in RANDOM_WEIGHTS
+    choice = parse_weights(cfg.weights)
+    if choice.kind == "default":
+        choice = parse_weights(get_spec(cfg.model).default_weights)
+    return not choice.is_random
 
 
 def finetune(
@@ -268,7 +270,7 @@ def finetune(
 def _finetune_locked(config: FinetuneConfig, out: Path, resume: bool, overrides: dict | None, progress: bool,
                      on_epoch_end: Callable[[dict], None] | None, group: Group) -> FinetuneResult:
     from .checkpoint import atomic_save, make_checkpoint, read_checkpoint, rng_state, set_rng_state
-    from .data import SeededItems, load_training_data
+    from .data import MapDataset, SeededItems, load_training_data
     from .log import plot_history, write_log
     from .model import prepare_model, set_train_mode
     from .transforms import eval_transform, train_transform
@@ -313,8 +315,6 @@ def _finetune_locked(config: FinetuneConfig, out: Path, resume: bool, overrides:
     try:
         _seed_epoch(cfg.seed, -1)  # the new head's initialisation
         # The architecture comes from the spec; on resume the weights come from last.pt.
-        from ..models.registry import get_spec
-
         spec = get_spec(cfg.model)
         probe_pre = _model_preprocess(cfg, spec)
         pre = probe_pre.with_input_size(cfg.input_size) if cfg.input_size else probe_pre
@@ -346,12 +346,13 @@ def _finetune_locked(config: FinetuneConfig, out: Path, resume: bool, overrides:
             net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
         groups = _param_groups(model, wd)
+        opt: torch.optim.Optimizer
         if cfg.optimizer == "sgd":
             opt = torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
         else:
             opt = torch.optim.AdamW(groups, lr=lr)
-        train_set = SeededItems(data.train, cfg.seed)
-        sampler = torch.utils.data.DistributedSampler(train_set, num_replicas=group.world_size, rank=group.rank,
+        train_set: MapDataset = SeededItems(data.train, cfg.seed)
+        sampler: torch.utils.data.DistributedSampler[int] = torch.utils.data.DistributedSampler(train_set, num_replicas=group.world_size, rank=group.rank,
                                                       shuffle=True, seed=cfg.seed, drop_last=False)
         steps = math.ceil(len(sampler) / cfg.batch_size)
         total = steps * cfg.epochs
@@ -419,7 +420,7 @@ def _finetune_locked(config: FinetuneConfig, out: Path, resume: bool, overrides:
                 seconds = time.perf_counter() - t0
                 if group.distributed:  # the epoch's figures over every rank's images
                     sums = group.all_gather((seen, loss_sum, correct))
-                    seen, loss_sum, correct = (sum(v) for v in zip(*sums))
+                    seen, loss_sum, correct = (sum(v) for v in zip(*sums, strict=True))
                 # The last step's update can overflow even when its loss was finite: never checkpoint that.
                 if not all(bool(torch.isfinite(p).all()) for p in model.parameters() if p.requires_grad):
                     raise ParameterError("lr", lr, f"is too high: the weights became non-finite during epoch {epoch + 1}; "
@@ -434,7 +435,7 @@ def _finetune_locked(config: FinetuneConfig, out: Path, resume: bool, overrides:
                 if val_loader is not None:
                     v_loss, v_correct, v_total = evaluate_sums(model, val_loader, device, channels_last, use_amp)
                     if group.distributed:
-                        v_loss, v_correct, v_total = (sum(v) for v in zip(*group.all_gather((v_loss, v_correct, v_total))))
+                        v_loss, v_correct, v_total = (sum(v) for v in zip(*group.all_gather((v_loss, v_correct, v_total)), strict=True))
                     row["val_loss"], row["val_acc"] = v_loss / v_total, v_correct / v_total
                 history.append(row)
                 improved = row["val_acc"] is not None and (best is None or row["val_acc"] > best)
@@ -495,18 +496,15 @@ def _revert_sync_batchnorm(module: torch.nn.Module) -> None:
 def _model_preprocess(cfg: FinetuneConfig, spec):
     """The Preprocess of the model's weights without loading them twice: built on a random-weights
     instance, except for torchvision weights whose transform depends on the weights entry."""
-    from ..models.weights import RANDOM_WEIGHTS, load_checkpoint, looks_like_path, preprocess_of, torchvision_weights
-    from ..preprocess import Preprocess
-
-    w = cfg.weights
-    if w is not None and str(w).lower() not in RANDOM_WEIGHTS and looks_like_path(str(w)):
-        ck = load_checkpoint(w)
+    choice = parse_weights(cfg.weights)
+    if choice.path is not None:
+        ck = load_checkpoint(choice.path)
         if ck.get("preprocess"):
             return Preprocess.from_dict(ck["preprocess"])
-    if spec.source == "torchvision" and (w is None or str(w).lower() not in RANDOM_WEIGHTS) and not (w and looks_like_path(str(w))):
+    if spec.source == "torchvision" and choice.kind in ("default", "named"):
         arch = spec.name.removesuffix("_dilated").rsplit("_gap", 1)[0].rsplit("_gmp", 1)[0]
         try:
-            return preprocess_of(torchvision_weights(arch, w))
+            return preprocess_of(torchvision_weights(arch, choice))
         except Exception:  # an unknown entry is reported when the model is built
             pass
     return spec.build(weights="random", num_classes=2).preprocess

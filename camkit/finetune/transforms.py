@@ -12,7 +12,7 @@ Both take an RGB PIL image and return a float32 tensor ``[3, crop, crop]``.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..preprocess import Preprocess
 
@@ -22,8 +22,7 @@ SMALL_INPUT = 64
 def train_transform(pre: Preprocess) -> Callable:
     """Augmenting transform for training at ``pre.crop`` pixels, normalised like ``pre``."""
     import torch
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms import v2
+    from torchvision.transforms import InterpolationMode, v2
 
     interp = InterpolationMode(pre.interpolation)
     if pre.crop < SMALL_INPUT:

@@ -22,6 +22,8 @@ from ..cam.methods import compute_method_maps, method_info
 from ..errors import CamkitError
 from ..io import load_image
 from ..models.cam_model import CAMModel
+from ..models.classifier_model import ClassifierModel
+from ..preprocess import ResizeMode
 from .blocks import randomization_blocks, randomized_copies
 from .result import SanityResult
 from .similarity import MEASURES
@@ -29,7 +31,7 @@ from .similarity import MEASURES
 Progress = Callable[[int, int], None]
 
 
-def prepare_inputs(model: nn.Module, images: Sequence, resize_mode: str = "squash") -> torch.Tensor:
+def prepare_inputs(model: CAMModel | ClassifierModel, images: Sequence, resize_mode: ResizeMode = "squash") -> torch.Tensor:
     """Normalised input ``[N, 3, S, S]`` for paths / PIL images / HWC uint8 arrays, by the model's preprocessing."""
     arrays = [model.preprocess.to_array(load_image(im), resize_mode)[0] for im in images]
     return torch.from_numpy(np.stack(arrays))
@@ -41,13 +43,13 @@ def method_maps(model: nn.Module, x: torch.Tensor, method: str, targets: torch.T
     r = compute_method_maps(model, x, method, targets[:, None], layer, batch_size)
     maps = r.maps.float()
     if maps.shape[-2:] != x.shape[-2:]:
-        maps = upsample(maps, tuple(x.shape[-2:]), "bilinear")
+        maps = upsample(maps, (int(x.shape[-2]), int(x.shape[-1])), "bilinear")
     return np.nan_to_num(maps[:, 0].cpu().numpy().astype(np.float64))
 
 
 def compare(reference: np.ndarray, maps: np.ndarray) -> dict[str, list[float]]:
     """Per-image similarities of ``maps [N, S, S]`` to ``reference [N, S, S]`` for every measure."""
-    return {name: [fn(a, b) for a, b in zip(reference, maps)] for name, fn in MEASURES.items()}
+    return {name: [fn(a, b) for a, b in zip(reference, maps, strict=True)] for name, fn in MEASURES.items()}
 
 
 def _applicable(model: nn.Module, method: str) -> str | None:
@@ -57,7 +59,7 @@ def _applicable(model: nn.Module, method: str) -> str | None:
 
 
 def model_randomization_test(
-    model: nn.Module,
+    model: CAMModel | ClassifierModel,
     images: Sequence,
     methods: Sequence[str] = ("cam", "gradcam"),
     *,
@@ -65,7 +67,7 @@ def model_randomization_test(
     mode: str = "cascading",
     seed: int = 0,
     layer: str | None = None,
-    resize_mode: str = "squash",
+    resize_mode: ResizeMode = "squash",
     batch_size: int = 32,
     progress: Progress | None = None,
 ) -> SanityResult:

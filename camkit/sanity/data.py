@@ -21,6 +21,7 @@ from torch import nn
 
 from ..errors import DatasetError, ModelError
 from ..models.cam_model import CAMModel
+from ..preprocess import ResizeMode
 from .cascade import compare, method_maps, prepare_inputs
 from .result import SanityResult
 from .similarity import MEASURES
@@ -47,12 +48,7 @@ def train_head(features: torch.Tensor, labels: torch.Tensor, num_classes: int, *
 
 def _with_head(model: CAMModel, head: nn.Linear) -> CAMModel:
     m = copy.deepcopy(model)
-    parent_path, _, attr = m.classifier_path.rpartition(".")
-    parent = m.net.get_submodule(parent_path) if parent_path else m.net
-    if attr.isdigit():
-        parent[int(attr)] = head
-    else:
-        setattr(parent, attr, head)
+    m.net.set_submodule(m.classifier_path, head)
     m.categories = None
     return m.eval()
 
@@ -67,7 +63,7 @@ def data_randomization_test(
     *,
     seed: int = 0,
     layer: str | None = None,
-    resize_mode: str = "squash",
+    resize_mode: ResizeMode = "squash",
     batch_size: int = 32,
 ) -> SanityResult:
     """Compare maps of a head trained on true labels with one trained on permuted labels.

@@ -20,7 +20,7 @@ def plot_sanity(result: SanityResult, path: str | Path, measures: tuple[str, ...
     path = Path(path)
     fig, axes = plt.subplots(1, len(measures), figsize=(max(6.0, 0.55 * len(result.steps)) * len(measures) / 1.4, 4.2),
                              squeeze=False)
-    for ax, measure in zip(axes[0], measures):
+    for ax, measure in zip(axes[0], measures, strict=True):
         for method, per in result.scores.items():
             ax.plot(range(len(result.steps)), per[measure], marker="o", ms=3, lw=1.4, label=method)
         ax.axhline(0.0, color="0.6", lw=0.8, ls=":")

@@ -55,6 +55,6 @@ class SanityResult:
             w.writerow(["method", "measure", "step_index", "step", "mean", "std"])
             for method, measures in self.per_image.items():
                 for measure, per_step in measures.items():
-                    for i, (step, vals) in enumerate(zip(self.steps, per_step)):
+                    for i, (step, vals) in enumerate(zip(self.steps, per_step, strict=True)):
                         w.writerow([method, measure, i, step, f"{np.mean(vals):.6f}", f"{np.std(vals):.6f}"])
         return path
