@@ -28,11 +28,14 @@ _LAZY = {
 __all__ = sorted(_LAZY) + ["__version__"]
 
 if TYPE_CHECKING:
-    from .errors import CamkitError
-    from .explanation import Explanation, explain
-    from .io import load_image
-    from .models.registry import list_models, load_model
-    from .normalize import normalize_maps
+    # `X as X`: an explicit re-export for type checkers (the names are served lazily by __getattr__)
+    from .errors import CamkitError as CamkitError
+    from .explanation import Explanation as Explanation
+    from .explanation import explain as explain
+    from .io import load_image as load_image
+    from .models.registry import list_models as list_models
+    from .models.registry import load_model as load_model
+    from .normalize import normalize_maps as normalize_maps
 
 
 __getattr__ = lazy_getattr("camkit", _LAZY, globals())

@@ -149,7 +149,7 @@ class Group:
             first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             raise DistributedError(
                 f"rank {self.rank}: {what} failed ({first}); another rank died or took longer than "
-                f"{self.timeout_s:g} s ({TIMEOUT_ENV}); see that rank's output, then rerun (with --resume where it applies)."
+                f"{self.timeout_s:g} s ({TIMEOUT_ENV}); see that rank's output, then rerun (resuming where the command can)."
             ) from None
 
     def barrier(self) -> None:
@@ -321,7 +321,7 @@ def process_group(backend: str | None = None, timeout_s: float | None = None) ->
         if local >= torch.cuda.device_count():
             raise DistributedError(
                 f"LOCAL_RANK={local} but this node has {torch.cuda.device_count()} CUDA device(s); "
-                "start at most that many processes per node (--nproc-per-node)."
+                "start at most that many processes per node (torchrun --nproc-per-node)."
             )
         torch.cuda.set_device(local)
         device = f"cuda:{local}"

@@ -21,19 +21,21 @@ uint8 or float in [0, 1]), or a list of these.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence, Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 from PIL import Image
 
-from .malloc_tuning import apply_malloc_tuning
+from .cam.engine import compute_cams
 from .cam.geometry import to_original, window_pixels
 from .errors import ParameterError
 from .io import load_image
 from .io.explanation_folder import output_names
 from .limits import check_maps_memory
+from .malloc_tuning import apply_malloc_tuning
 from .models.cam_model import CAMModel
 from .normalize import Normalization, normalize_maps
 from .preprocess import Geometry, ResizeMode
@@ -99,7 +101,7 @@ class Explanation:
                     "score": round(float(s), 6),
                     "box": [int(v) for v in b],
                 }
-                for c, lab, s, b in zip(self.class_indices, self.labels, self.scores, self.boxes)
+                for c, lab, s, b in zip(self.class_indices, self.labels, self.scores, self.boxes, strict=True)
             ],
         }
 
@@ -178,14 +180,13 @@ def explain_batch(
     """Explain already-loaded RGB PIL images in one forward pass (see :func:`explain`)."""
     import torch
 
-    from .cam.engine import compute_cams
 
     apply_malloc_tuning()
     if isinstance(classes, int) and not isinstance(classes, bool):
         check_topk(model, classes)
     for im in images:
         check_maps_memory(_maps_per_image(classes), im.width, im.height, param="topk" if isinstance(classes, int) else "classes")
-    arrays, geos = zip(*(model.preprocess.to_array(im, resize_mode) for im in images))
+    arrays, geos = zip(*(model.preprocess.to_array(im, resize_mode) for im in images), strict=True)
     x = torch.from_numpy(np.stack(arrays))
     from .cam.methods import compute_method_maps, default_method
 
@@ -311,7 +312,7 @@ def _decode_bytes(data: bytes, param: str) -> Image.Image:
 
 def explain(
     images: ImageInput | Sequence[ImageInput],
-    model: "str | CAMModel | torch.nn.Module | None" = None,
+    model: str | CAMModel | torch.nn.Module | None = None,
     *,
     weights: str | None = None,
     topk: int = 5,
@@ -378,13 +379,14 @@ def explain(
     if classes is None:
         check_topk(m, topk)
     spec = topk if classes is None else classes
-    per_image = spec is not None and not isinstance(spec, int) and len(spec) > 0 and all(isinstance(c, (list, tuple)) for c in spec)
+    lists = [c for c in classes if isinstance(c, (list, tuple))] if classes is not None else []
+    per_image = classes is not None and bool(lists) and len(lists) == len(classes)  # one class list per image
     results: list[Explanation] = []
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         pil = [load_image(it) for it in chunk]
         paths = [str(it) if isinstance(it, (str, Path)) else None for it in chunk]
-        chunk_spec = spec[start : start + batch_size] if per_image else spec
+        chunk_spec = lists[start : start + batch_size] if per_image else spec
         results.extend(explain_batch(m, pil, paths, chunk_spec, resize_mode, interpolation, tau, method, layer, batch_size,
                                      smooth=smooth, seed=seed))
     return results[0] if single else results

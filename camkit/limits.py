@@ -45,7 +45,7 @@ USABLE_FRACTION = 0.8
 _GB = 1024**3
 
 # model -> (bytes per input pixel with gradients, without), per probe; weak so models can be freed.
-_PROBES: "weakref.WeakKeyDictionary[object, tuple[float, float]]" = weakref.WeakKeyDictionary()
+_PROBES: weakref.WeakKeyDictionary[object, tuple[float, float]] = weakref.WeakKeyDictionary()
 
 
 def available_memory_bytes() -> int | None:
@@ -91,7 +91,7 @@ def _cgroup_headroom() -> int | None:
     return None
 
 
-def activation_bytes(model: "torch.nn.Module") -> tuple[float, float] | None:
+def activation_bytes(model: torch.nn.Module) -> tuple[float, float] | None:
     """Bytes of activations per input pixel and image: ``(with gradients, without)``.
 
     Measured once per model (cached) by a forward of a ``PROBE_SIZE`` square zero image in eval mode
@@ -138,7 +138,7 @@ def activation_bytes(model: "torch.nn.Module") -> tuple[float, float] | None:
     return result
 
 
-def estimate_input_bytes(model: "torch.nn.Module", input_size: int, batch_size: int = 1, *, gradients: bool = False) -> int | None:
+def estimate_input_bytes(model: torch.nn.Module, input_size: int, batch_size: int = 1, *, gradients: bool = False) -> int | None:
     """Estimated activation bytes of ``batch_size`` square ``input_size`` images (None if unknown)."""
     per_pixel = activation_bytes(model)
     if per_pixel is None:
@@ -147,7 +147,7 @@ def estimate_input_bytes(model: "torch.nn.Module", input_size: int, batch_size: 
 
 
 def check_input_size(
-    model: "torch.nn.Module",
+    model: torch.nn.Module,
     input_size: int,
     batch_size: int = 1,
     *,

@@ -3,9 +3,8 @@
 By default glibc serves every allocation above 128 KiB-32 MiB (its adaptive mmap threshold) with a
 fresh ``mmap`` and gives it back with ``munmap`` when freed, and trims the heap top after frees. A
 CNN forward allocates and frees hundreds of MB of activations per batch, so each batch then pays
-for page faults and zeroing of memory it just gave away: Score-CAM on one photo measured 30.0 s
-through the API against 12.6 s with the tuning (the same as the CLI, which has always applied it).
-Two ``mallopt`` settings fix it (glibc manual, "Malloc Tunable Parameters"):
+for page faults and zeroing of memory it just gave away (``bench/bench_api.py`` measures the
+difference on Score-CAM, which runs thousands of masked forwards). Two ``mallopt`` settings fix it (glibc manual, "Malloc Tunable Parameters"):
 
 - ``M_MMAP_MAX = 0``: large blocks come from the heap, which is reused, not from fresh mappings;
 - ``M_TRIM_THRESHOLD = 2**31 - 1``: the heap is not trimmed after frees.

@@ -39,7 +39,7 @@ def resize_map_cubic(cam: np.ndarray, size: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=64)
-def _interp_matrix(n_in: int, n_out: int, mode: str) -> "torch.Tensor":
+def _interp_matrix(n_in: int, n_out: int, mode: str) -> torch.Tensor:
     """``[n_out, n_in]`` matrix of 1-D ``F.interpolate`` (align_corners=False): column i = resized unit vector i."""
     import torch
     import torch.nn.functional as F
@@ -49,7 +49,7 @@ def _interp_matrix(n_in: int, n_out: int, mode: str) -> "torch.Tensor":
     return cols.reshape(n_in, n_out).T.contiguous()
 
 
-def upsample(maps: "torch.Tensor", size: tuple[int, int], mode: str = "bicubic") -> "torch.Tensor":
+def upsample(maps: torch.Tensor, size: tuple[int, int], mode: str = "bicubic") -> torch.Tensor:
     """Resize maps ``[..., h, w]`` to ``size = (H, W)`` (bilinear or bicubic, align_corners=False).
 
     Equal to ``F.interpolate(maps, size, mode=mode, align_corners=False)`` up to float rounding
@@ -66,7 +66,7 @@ def upsample(maps: "torch.Tensor", size: tuple[int, int], mode: str = "bicubic")
         return torch.matmul(torch.matmul(ah, maps), aw.T)
 
 
-def resize_maps_bilinear(maps: "torch.Tensor", size: tuple[int, int]) -> "torch.Tensor":
+def resize_maps_bilinear(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Maps ``[B, h, w]`` (or one ``[h, w]``) -> float32 ``[B, H, W]``, ``F.interpolate`` bilinear,
     align_corners=False; maps already at ``size`` are returned as float32 unchanged."""
     import torch.nn.functional as F

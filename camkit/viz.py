@@ -9,12 +9,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .normalize import normalize_maps
+from .normalize import Normalization, normalize_maps
 
 BOX_COLOUR = (0, 255, 0)
 
 
-def heatmap_rgb(cam: np.ndarray, normalization: str = "relu_max") -> np.ndarray:
+def heatmap_rgb(cam: np.ndarray, normalization: Normalization = "relu_max") -> np.ndarray:
     """A map ``[H, W]`` -> RGB uint8 JET heatmap ``[H, W, 3]`` after ``normalization``."""
     m = normalize_maps(np.asarray(cam, dtype=np.float32), normalization)
     u8 = np.clip(np.rint(m * 255.0), 0, 255).astype(np.uint8)

@@ -11,8 +11,8 @@ import typer
 
 from .evaluate_cmd import evaluate_command
 from .explain_cmd import explain_command
-from .models_cmd import models_command
 from .finetune_cmd import finetune_command
+from .models_cmd import models_command
 from .sanity_cmd import sanity_command
 from .serve_cmd import serve_command
 from .view_cmd import view_command

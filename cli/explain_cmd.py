@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -13,21 +12,21 @@ from .common import err_console, exit_code_for, fail, find_images_reporting, one
 
 @one_line_errors
 def explain_command(
-    images: List[str] = typer.Argument(..., help="Image files, folders (searched recursively) or globs."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Registry name (see `camkit models`); default: the embedded efficientnet_lite0."),
-    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Checkpoint file, a torchvision weights name, or 'random'."),
+    images: list[str] = typer.Argument(..., help="Image files, folders (searched recursively) or globs."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Registry name (see `camkit models`); default: the embedded efficientnet_lite0."),
+    weights: str | None = typer.Option(None, "--weights", "-w", help="Checkpoint file, a torchvision weights name, or 'random'."),
     topk: int = typer.Option(5, "--topk", "-k", min=1, help="Explain the k highest-scoring classes (at most the model's number of classes)."),
-    classes: Optional[List[str]] = typer.Option(None, "--class", "-c", help="Explain this class (index or name); repeatable. Overrides --topk."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write per image: overlay PNG, raw maps .npy (first 10 classes) and JSON, plus the index explanations.json. A previous explain run there is replaced; other files are refused without --overwrite."),
+    classes: list[str] | None = typer.Option(None, "--class", "-c", help="Explain this class (index or name); repeatable. Overrides --topk."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write per image: overlay PNG, raw maps .npy (first 10 classes) and JSON, plus the index explanations.json. A previous explain run there is replaced; other files are refused without --overwrite."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into an --out folder that holds other files (they are kept; same-named files are replaced)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout (and nothing else)."),
     resize_mode: str = typer.Option("crop", "--resize-mode", help="'crop': the weights' resize+centre crop; 'squash': whole image to the input square (WSOL protocol)."),
     tau: float = typer.Option(0.2, "--tau", min=0.0, max=1.0, help="CVPR16 box threshold, fraction of the map's max."),
     interpolation: str = typer.Option("bicubic", "--interpolation", help="Map upsampling: bicubic or bilinear."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, max=1024, help="Images per forward pass (and Score-CAM's masked inputs per pass)."),
-    method: Optional[str] = typer.Option(None, "--method", help="cam (default where exact), gradcam, gradcam++, scorecam, ablationcam, ... (every method: the README's methods table)."),
-    layer: Optional[List[str]] = typer.Option(None, "--layer", help="Target layer for non-CAM methods (module name, e.g. layer4); repeat to fuse several; default: automatic."),
-    smooth: Optional[str] = typer.Option(None, "--smooth", help="aug (test-time flips x scales, mapped back exactly) or eigen (first principal component)."),
+    method: str | None = typer.Option(None, "--method", help="cam (default where exact), gradcam, gradcam++, scorecam, ablationcam, ... (every method: the README's methods table)."),
+    layer: list[str] | None = typer.Option(None, "--layer", help="Target layer for non-CAM methods (module name, e.g. layer4); repeat to fuse several; default: automatic."),
+    smooth: str | None = typer.Option(None, "--smooth", help="aug (test-time flips x scales, mapped back exactly) or eigen (first principal component)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the methods that draw noise or random maps."),
 ) -> None:
     """Top-k classes, their class activation maps and CVPR16 boxes for each image.
@@ -147,7 +146,7 @@ def _explain_all(paths, records, failures, folder, out, group, model, weights, t
     else:
         check_topk(m, topk)
     per_image = len(spec) if isinstance(spec, list) else topk
-    stems = dict(zip(map(str, paths), unique_stems([str(p) for p in paths])))  # from all inputs: never collide
+    stems = dict(zip(map(str, paths), unique_stems([str(p) for p in paths]), strict=True))  # from all inputs: never collide
     from camkit.cam.methods import default_method
 
     method_name = method or default_method(m, layer)
@@ -203,6 +202,7 @@ def _explain_batches(batches, m, spec, stems, out, resize_mode, interpolation, t
         for exp in explain_batch(m, loaded, kept, spec, resize_mode, interpolation, tau, method, layer, batch_size,
                                  **(method_options or {})):
             rec = exp.to_dict()
+            assert exp.path is not None  # explained from files, each with its path
             if out is not None:
                 stem = stems[exp.path]
                 exp.save(out, stem, model=m.name)

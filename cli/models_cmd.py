@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 import typer
 
@@ -13,8 +12,8 @@ from .common import fail, one_line_errors, out_console
 @one_line_errors
 def models_command(
     classes: bool = typer.Option(False, "--classes", help="Print the class index and name of each class of --model (one per line)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="With --classes: the registry name; default: the embedded efficientnet_lite0."),
-    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="With --classes: a checkpoint file (its class names), a weights name, or 'random'."),
+    model: str | None = typer.Option(None, "--model", "-m", help="With --classes: the registry name; default: the embedded efficientnet_lite0."),
+    weights: str | None = typer.Option(None, "--weights", "-w", help="With --classes: a checkpoint file (its class names), a weights name, or 'random'."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (the registry, or {model, classes: [{index, name}]})."),
 ) -> None:
     """List the registered models and what kind of CAM each gives, or a model's class names (--classes)."""
@@ -40,7 +39,7 @@ def models_command(
     out_console.print("Also: timm/<name> for any timm model whose head is global average pool + linear.")
 
 
-def _print_classes(model: Optional[str], weights: Optional[str], as_json: bool) -> None:
+def _print_classes(model: str | None, weights: str | None, as_json: bool) -> None:
     """The class names a model's weights carry: the ones ``--class NAME`` accepts.
 
     The default weights' names come from the registry (nothing is built or downloaded); with

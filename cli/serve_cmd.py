@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -29,11 +28,11 @@ def check_host(host: str) -> None:
 
 @one_line_errors
 def serve_command(
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model selected first (registry name); default: the embedded efficientnet_lite0."),
-    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Weights for --model (checkpoint file, torchvision weights name, or 'random')."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model selected first (registry name); default: the embedded efficientnet_lite0."),
+    weights: str | None = typer.Option(None, "--weights", "-w", help="Weights for --model (checkpoint file, torchvision weights name, or 'random')."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; 127.0.0.1 keeps the page on this machine."),
     port: int = typer.Option(8765, "--port", "-p", min=0, max=65535, help="TCP port (0: any free port)."),
-    folder: Optional[Path] = typer.Option(None, "--folder", help="Let the page open images from this folder (nothing outside it)."),
+    folder: Path | None = typer.Option(None, "--folder", help="Let the page open images from this folder (nothing outside it)."),
 ) -> None:
     """A local web page: drop photos, pick model, method, classes and box rule, move the threshold live."""
     require_app_extra()

@@ -4,7 +4,6 @@ their self-contained ``report.html``."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -14,13 +13,13 @@ from .serve_cmd import check_host, require_app_extra
 
 @one_line_errors
 def view_command(
-    runs: List[Path] = typer.Argument(..., help="One run folder (camkit evaluate --out), or two to compare (same dataset)."),
+    runs: list[Path] = typer.Argument(..., help="One run folder (camkit evaluate --out), or two to compare (same dataset)."),
     html: bool = typer.Option(False, "--html", help="Write RUN/report.html (self-contained, opens from a file: URL) for each run and exit."),
-    root: Optional[Path] = typer.Option(None, "--root", help="The dataset folder the run evaluated (default: found from the run's summary)."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Its layout: ilsvrc, cub, wsol, csv (default: from the run)."),
-    annotations: Optional[Path] = typer.Option(None, "--annotations", help="The boxes file/folder, as given to camkit evaluate."),
-    split: Optional[str] = typer.Option(None, "--split", help="cub/wsol split, as given to camkit evaluate."),
-    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Weights to recompute maps with (default: the run's)."),
+    root: Path | None = typer.Option(None, "--root", help="The dataset folder the run evaluated (default: found from the run's summary)."),
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help="Its layout: ilsvrc, cub, wsol, csv (default: from the run)."),
+    annotations: Path | None = typer.Option(None, "--annotations", help="The boxes file/folder, as given to camkit evaluate."),
+    split: str | None = typer.Option(None, "--split", help="cub/wsol split, as given to camkit evaluate."),
+    weights: str | None = typer.Option(None, "--weights", "-w", help="Weights to recompute maps with (default: the run's)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; 127.0.0.1 keeps the page on this machine."),
     port: int = typer.Option(8766, "--port", "-p", min=0, max=65535, help="TCP port (0: any free port)."),
 ) -> None:

@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from camkit.app.rundir import RunDir
+from camkit.choices import one_of
 from camkit.errors import CamkitError, DatasetError
 
 __all__ = ["dataset_digest", "locate_images", "read_dataset"]
@@ -36,21 +37,22 @@ def dataset_digest(samples) -> str:
 def read_dataset(kind: str, root: Path, annotations: Path | None = None, split: str | None = None):
     """A :class:`camkit.datasets.LocDataset` as ``camkit evaluate --dataset kind --root root`` reads it."""
     from camkit.datasets import read_csv_boxes, read_cub, read_ilsvrc, read_wsol_metadata
+    from camkit.datasets.cub import SPLITS
 
     if kind == "ilsvrc":
         return read_ilsvrc(root, annotations)
     if kind == "cub":
-        return read_cub(annotations or root, split or "test")
+        return read_cub(annotations or root, one_of("split", split or "test", SPLITS, "a CUB split"))
     if kind == "wsol":
         if annotations is None:
             found = sorted(p for p in (root / "metadata").glob(f"*/{split or 'test'}") if (p / "image_ids.txt").is_file())
             if len(found) != 1:
-                raise DatasetError(f"{root}: cannot tell which wsolevaluation split to read; pass --annotations")
+                raise DatasetError(f"{root}: cannot tell which wsolevaluation split to read; pass annotations (the split's metadata folder)")
             annotations = found[0]
         return read_wsol_metadata(annotations, root)
     if kind == "csv":
         if annotations is None:
-            raise DatasetError("a csv dataset needs its annotations file; pass --annotations")
+            raise DatasetError("a csv dataset needs its annotations file; pass annotations")
         return read_csv_boxes(annotations, root)
     raise DatasetError(f"unknown dataset kind {kind!r}; use one of {', '.join(KINDS)}")
 
@@ -102,4 +104,4 @@ def locate_images(
             return {str(s.image_id): Path(s.image_path) for s in samples}
         tried.append(f"{k}:{r} (other images)")
     where = f" (tried {', '.join(tried[:4])})" if tried else ""
-    raise DatasetError(f"cannot find the photos of {run.path}{where}; pass the dataset folder it evaluated with --root (and --dataset)")
+    raise DatasetError(f"cannot find the photos of {run.path}{where}; pass the dataset folder it evaluated as root (and its kind as dataset)")

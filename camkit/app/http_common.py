@@ -9,8 +9,8 @@ from __future__ import annotations
 import functools
 import logging
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from camkit.normalize import normalize_maps
+from camkit.normalize import Normalization, normalize_maps
 
 __all__ = ["png_bytes", "jpeg_bytes", "data_uri", "heat_layer", "colourbar_png", "thumbnail"]
 
@@ -41,7 +41,7 @@ def data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
-def heat_layer(cam: np.ndarray, normalization: str, window: tuple[int, int, int, int] | None = None) -> np.ndarray:
+def heat_layer(cam: np.ndarray, normalization: Normalization, window: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """RGBA uint8 ``[H, W, 4]``: the JET heatmap of ``cam`` normalised over ``window`` (inclusive pixels).
 
     Inside the window alpha is 255 (the page sets the layer's opacity); outside it the layer is a

@@ -84,7 +84,7 @@ def _svg_curves(run: RunDir) -> str:
               ("v2", 0.7, "#f97316", "V2 IoU 0.7", "1 3"), ("v1", 0.5, "#2563eb", "MaxBoxAcc V1 (IoU 0.5)", "")]
     for k, (variant, iou, colour, name, dash) in enumerate(series):
         c = run.curve(variant, iou)
-        pts = " ".join(f"{x(float(t)):.1f},{y(float(v)):.1f}" for t, v in zip(taus, c))
+        pts = " ".join(f"{x(float(t)):.1f},{y(float(v)):.1f}" for t, v in zip(taus, c, strict=True))
         parts.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2" stroke-dasharray="{dash}"/>')
         parts.append(f'<text x="{w - right - 6}" y="{top + 14 + 13 * k}" font-size="11" text-anchor="end" fill="{colour}">{html.escape(name)}: max {c.max():.1f}</text>')
     b = run.best_tau_index("v1")
@@ -152,7 +152,6 @@ def write_report_html(run_dir: str | Path, out: str | Path | None = None, images
     if len(scored) > MAX_THUMBNAILS:
         note = (note + " " if note else "") + f"Thumbnails for the {MAX_THUMBNAILS // 2} worst and best images only."
 
-    s = run.summary or {}
     nums = run.summary_numbers()
     has_pxap = any("pxap" in r for r in rows)
     has_faith = any("deletion" in r for r in rows)

@@ -14,6 +14,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -22,6 +23,9 @@ from camkit.app.imaging import heat_layer, png_bytes
 from camkit.app.rundir import RunDir
 from camkit.errors import CamkitError, ModelError
 from camkit.localize import normalize_scoremap, sweep_boxes
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 __all__ = ["RunMaps", "ImageMaps", "load_run_model"]
 
@@ -92,7 +96,7 @@ class RunMaps:
             raise CamkitError(f"image {i} has no result in {self.run.path}")
         path = self.image_paths.get(str(rec["id"]))
         if path is None:
-            raise CamkitError(f"image {rec['id']!r} of {self.run.path} is not in the dataset given; pass the run's dataset (--root)")
+            raise CamkitError(f"image {rec['id']!r} of {self.run.path} is not in the dataset given; pass the run's dataset folder as root")
         model = self.model()
         size = self.run.input_size
         img = load_image(path)
@@ -109,8 +113,8 @@ class RunMaps:
             from camkit.cam.methods import compute_method_maps
 
             raw = compute_method_maps(model, xt, method, gt, self.run.protocol.get("layer")).maps[0, 0]
-        raw = raw.float().cpu().numpy()
-        up = cv2.resize(np.ascontiguousarray(raw, dtype=np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+        raw_np = raw.float().cpu().numpy()
+        up = cv2.resize(np.ascontiguousarray(raw_np, dtype=np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
         photo = np.asarray(img.resize((size, size), resample=_pil_resample(prep)), dtype=np.uint8)
         return photo, normalize_scoremap(up), float(up.min()), float(up.max())
 
@@ -130,8 +134,9 @@ class RunMaps:
             return item
 
 
-def _pil_resample(prep) -> int:
+def _pil_resample(prep) -> Image.Resampling:
     from PIL import Image
 
     name = str(getattr(prep, "interpolation", "bilinear")).lower()
-    return {"bicubic": Image.BICUBIC, "nearest": Image.NEAREST, "lanczos": Image.LANCZOS}.get(name, Image.BILINEAR)
+    filters = {"bicubic": Image.Resampling.BICUBIC, "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
+    return filters.get(name, Image.Resampling.BILINEAR)

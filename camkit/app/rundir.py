@@ -53,7 +53,7 @@ def _read_records(path: Path) -> list[dict]:
                 rec = json.loads(line)
                 i = int(rec["i"])
             except (ValueError, KeyError, TypeError):
-                raise RunDirectoryError(f"{path} line {no} is not a camkit record; is this a camkit evaluate --out folder?") from None
+                raise RunDirectoryError(f"{path} line {no} is not a camkit record; is this an output folder of camkit evaluate?") from None
             seen.setdefault(i, rec)
     return [seen[i] for i in sorted(seen)]
 
@@ -153,11 +153,11 @@ def read_run_dir(path: str | Path) -> RunDir:
     """Read the folder ``camkit evaluate --out`` wrote; raises RunDirectoryError (one line) when it is not one."""
     p = Path(path)
     if not p.is_dir():
-        raise RunDirectoryError(f"{p} is not a folder; pass the --out folder of camkit evaluate")
+        raise RunDirectoryError(f"{p} is not a folder; pass the output folder of camkit evaluate")
     run = _read_json(p / "run.json")
     summary = _read_json(p / "summary.json")
     if run is None and summary is None:
-        raise RunDirectoryError(f"{p} holds no run.json or summary.json; pass the --out folder of camkit evaluate")
+        raise RunDirectoryError(f"{p} holds no run.json or summary.json; pass the output folder of camkit evaluate")
     records = _read_records(p / "records.jsonl")
     if not records:
         raise RunDirectoryError(f"{p}/records.jsonl holds no image records yet; wait for the run or rerun camkit evaluate")

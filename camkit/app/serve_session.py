@@ -21,10 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from camkit.errors import ImageError, ParameterError
 from camkit.app.imaging import encode_for_page, heat_layer, png_bytes
 from camkit.app.safe_paths import resolve_inside
 from camkit.app.tau_boxes import TAUS, cvpr16_boxes_over_taus, tau_index, wsol_boxes_over_taus, wsol_empty_over_taus
+from camkit.choices import one_of
+from camkit.errors import ImageError, ParameterError
+from camkit.normalize import Normalization
+from camkit.preprocess import resize_mode_of
 
 __all__ = ["ServeSession", "Photo", "Result", "MAX_UPLOAD_BYTES"]
 
@@ -32,6 +35,7 @@ MAX_PHOTOS = 32
 MAX_RESULTS = 64
 #: Uploads larger than this are refused before decoding (the pixel limit of camkit.io applies too).
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+HEAT_NORMALIZATIONS: tuple[Normalization, ...] = ("relu_max", "minmax")
 METHODS = ("cam", "gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", "scorecam", "eigencam")
 
 
@@ -153,7 +157,7 @@ class ServeSession:
         from camkit.io import load_image
 
         if self.folder is None:
-            raise ParameterError("folder", None, "is not set; start camkit serve with --folder DIR to open images by path")
+            raise ParameterError("folder", None, "is not set: images open by path only in a session that serves a folder")
         path = resolve_inside(self.folder, relative)
         try:
             img = load_image(path)
@@ -208,12 +212,12 @@ class ServeSession:
     ) -> Result:
         """Explain a loaded photo as ``camkit explain`` would (same model, method, classes, resize mode)."""
         from camkit.cam.engine import resolve_class
+        from camkit.cam.methods import default_method
         from camkit.explanation import explain_batch
         from camkit.io import load_image
 
         photo = self.photo(photo_id)
-        if resize_mode not in ("crop", "squash"):
-            raise ParameterError("resize_mode", resize_mode, "must be 'crop' or 'squash'")
+        mode = resize_mode_of(resize_mode)
         if not 1 <= int(topk) <= 1000:
             raise ParameterError("topk", topk, "must be between 1 and 1000")
         if method is not None and method not in METHODS:
@@ -223,9 +227,9 @@ class ServeSession:
         if classes:
             spec = [resolve_class(c.strip() if isinstance(c, str) else c, m.categories, m.num_classes) for c in classes]
         with self._lock:
-            exp = explain_batch(m, [load_image(photo.pixels)], [photo.name], spec, resize_mode, "bicubic", 0.2,
+            exp = explain_batch(m, [load_image(photo.pixels)], [photo.name], spec, mode, "bicubic", 0.2,
                                 method, None)[0]
-        used = method or ("cam" if getattr(m, "cam_kind", "exact") != "gradient" else "gradcam")
+        used = method or default_method(m)  # the method explain_batch chose
         key = json.dumps([photo_id, m.name, self.default_weights if m.name == self.default_model else None, used,
                           resize_mode, [int(c) for c in exp.class_indices]])
         result = Result(hashlib.sha1(key.encode()).hexdigest()[:16], photo, exp, m.name,
@@ -272,13 +276,12 @@ class ServeSession:
         return r.per_class[j]
 
     def heat_png(self, result_id: str, j: int, normalization: str) -> bytes:
-        if normalization not in ("relu_max", "minmax"):
-            raise ParameterError("normalization", normalization, "must be 'relu_max' or 'minmax'")
+        norm = one_of("normalization", normalization, HEAT_NORMALIZATIONS, "a heat-map normalisation")
         r = self.result(result_id)
         exp = r.explanation
         if not 0 <= j < len(exp.class_indices):
             raise ParameterError("j", j, f"must be a class position 0-{len(exp.class_indices) - 1}")
-        return png_bytes(heat_layer(exp.maps[j], normalization, exp.seen_box))
+        return png_bytes(heat_layer(exp.maps[j], norm, exp.seen_box))
 
     def result_doc(self, result: Result) -> dict:
         """The page's view of a result: the top-k table (boxes at tau 0.2 as the CLI prints them)."""

@@ -63,8 +63,8 @@ def merged_rows(runs: list[RunDir]) -> list[dict]:
         merged = dict(row)
         merged["runs"] = [m.get(row["id"]) for m in per_run]
         merged["v1"] = [v.get(row["id"]) for v in v1_by_run]
-        ious = [m.get("iou") if m else None for m in merged["runs"]]
-        merged["disagreement"] = (abs(ious[0] - ious[1]) if len(ious) > 1 and None not in ious[:2] else None)
+        first, second = ([m.get("iou") if m else None for m in merged["runs"]] + [None])[:2]
+        merged["disagreement"] = abs(first - second) if first is not None and second is not None else None
         out.append(merged)
     return out
 

@@ -99,7 +99,7 @@ def read_csv_boxes(
         path = path if path.is_absolute() else base / path
         width, height = image_header_size(path)
         if width is not None and height is not None:
-            for box, no in zip(boxes, box_lines):
+            for box, no in zip(boxes, box_lines, strict=True):
                 if box[0] > width - 1 or box[1] > height - 1 or box[2] < 0 or box[3] < 0:
                     corners = ",".join(f"{v:g}" for v in box)
                     raise DatasetError(

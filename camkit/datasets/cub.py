@@ -25,7 +25,6 @@ import warnings
 from pathlib import Path
 from typing import Literal
 
-
 from camkit.datasets.sample import (
     LocDataset,
     LocSample,
@@ -38,6 +37,7 @@ from camkit.datasets.sample import (
 from camkit.errors import DatasetError
 
 Split = Literal["train", "test", "all"]
+SPLITS: tuple[Split, ...] = ("train", "test", "all")
 _FILES = ("images.txt", "bounding_boxes.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt")
 
 
@@ -93,7 +93,7 @@ def read_cub(root: str | Path, split: Split = "test") -> LocDataset:
     Black_Footed_Albatross_0046_18.jpg``); ``class_index`` = class - 1. ``class_ids`` are the folder
     names from ``classes.txt`` and ``class_names`` the bird names (``Black footed Albatross``).
     """
-    if split not in ("train", "test", "all"):
+    if split not in SPLITS:
         raise DatasetError(f"unknown CUB split {split!r}; use 'train', 'test' or 'all'.")
     root = _cub_root(Path(root))
     images = _read_table(root / "images.txt", 1, "'<image id> <relative path>'")

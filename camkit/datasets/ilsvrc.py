@@ -230,7 +230,7 @@ def read_ilsvrc_xml(
         warnings.warn(f"{empty} XML file(s) in {xml_dir} have no <object> and were skipped", stacklevel=2)
     paths = _image_paths(image_dir, [r[0] for r in records], f"the XML files of {xml_dir}")
     samples, n_clipped = [], 0
-    for (stem, index, boxes, width, height), image_path in zip(records, paths):
+    for (stem, index, boxes, width, height), image_path in zip(records, paths, strict=True):
         arr, changed = clip_boxes(boxes, width, height)
         n_clipped += changed
         samples.append(LocSample(image_path, stem, index, arr, width, height))
@@ -308,7 +308,7 @@ def read_ilsvrc_kaggle(
 
     paths = _image_paths(image_dir, [r[0] for r in records], str(solution_csv))
     samples, n_clipped = [], 0
-    for (image_id, index, boxes), image_path in zip(records, paths):
+    for (image_id, index, boxes), image_path in zip(records, paths, strict=True):
         arr, changed = clip_boxes(boxes, None, None)
         n_clipped += changed
         samples.append(LocSample(image_path, image_id, index, arr))

@@ -117,7 +117,7 @@ class ExplanationFolder:
         self._lock = RunLock(self.out_dir, command)
         self._planned: list[str] = []
 
-    def open(self) -> "ExplanationFolder":
+    def open(self) -> ExplanationFolder:
         self._lock.acquire()
         try:
             _check_writable(self.out_dir)
@@ -177,7 +177,7 @@ class ExplanationFolder:
     def close(self) -> None:
         self._lock.release()
 
-    def __enter__(self) -> "ExplanationFolder":
+    def __enter__(self) -> ExplanationFolder:
         return self if self._lock.held else self.open()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:

@@ -60,7 +60,7 @@ class RunLock:
     def path(self) -> Path:
         return self.directory / LOCK_NAME
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         d = self.directory
         if d.exists() and not d.is_dir():
             raise RunDirectoryError(f"{d} is a file, not a folder: choose another output folder")
@@ -101,7 +101,7 @@ class RunLock:
     def held(self) -> bool:
         return self._fd is not None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:

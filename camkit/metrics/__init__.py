@@ -7,12 +7,11 @@ accumulation does not change the result), percentages out.
 
 from typing import Any, Protocol, runtime_checkable
 
-from camkit.metrics.faithfulness import FaithfulnessEvaluator
 from camkit.metrics.boxacc import MaxBoxAccEvaluator, maxboxacc_v1, maxboxacc_v2
+from camkit.metrics.faithfulness import FaithfulnessEvaluator
 from camkit.metrics.iou import box_iou_inclusive
 from camkit.metrics.locacc import ClassificationAccuracy, LocalizationAccuracy
 from camkit.metrics.pxap import PxAPEvaluator
-
 
 
 @runtime_checkable

@@ -20,7 +20,7 @@ as integers, so the order in which images are accumulated cannot change the resu
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -99,7 +99,7 @@ class MaxBoxAccEvaluator:
             cams = cams[None]
         if len(cams) != len(gt_boxes):
             raise ValueError(f"{len(cams)} maps but {len(gt_boxes)} ground-truth box sets")
-        ious = np.stack([self.image_ious(c, g) for c, g in zip(cams, gt_boxes)]) if len(cams) else (
+        ious = np.stack([self.image_ious(c, g) for c, g in zip(cams, gt_boxes, strict=True)]) if len(cams) else (
             np.zeros((0, len(self.taus)))
         )
         self.accumulate_ious(ious)

@@ -29,8 +29,9 @@ Lower drop and higher increase are better.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -62,7 +63,7 @@ def rise_blur_kernel(klen: int = 11, sigma: float = 5.0) -> np.ndarray:
     return gaussian_filter(impulse, sigma)
 
 
-def baseline_image(x: "torch.Tensor", kind: Baseline) -> "torch.Tensor":
+def baseline_image(x: torch.Tensor, kind: Baseline) -> torch.Tensor:
     """The substrate ``[B, C, H, W]``: zeros, or each channel blurred with :func:`rise_blur_kernel`."""
     import torch
     import torch.nn.functional as F
@@ -77,7 +78,7 @@ def baseline_image(x: "torch.Tensor", kind: Baseline) -> "torch.Tensor":
     return F.conv2d(x, weight, padding=k.shape[-1] // 2, groups=c)
 
 
-def _probs(model: Callable, x: "torch.Tensor", cls: "torch.Tensor", batch_size: int) -> "torch.Tensor":
+def _probs(model: Callable, x: torch.Tensor, cls: torch.Tensor, batch_size: int) -> torch.Tensor:
     import torch
 
     out = []
@@ -88,9 +89,9 @@ def _probs(model: Callable, x: "torch.Tensor", cls: "torch.Tensor", batch_size: 
 
 def deletion_insertion_curves(
     model: Callable,
-    x: "torch.Tensor",
-    maps: "torch.Tensor",
-    class_idx: "torch.Tensor",
+    x: torch.Tensor,
+    maps: torch.Tensor,
+    class_idx: torch.Tensor,
     mode: Literal["deletion", "insertion"] = "deletion",
     *,
     steps: int = 224,
@@ -130,14 +131,15 @@ def deletion_insertion_curves(
 
 
 def confidence_change(
-    model: Callable, x: "torch.Tensor", maps: "torch.Tensor", class_idx: "torch.Tensor", batch_size: int = 32
+    model: Callable, x: torch.Tensor, maps: torch.Tensor, class_idx: torch.Tensor, batch_size: int = 32
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(Y, O)`` per image: probabilities of ``class_idx`` for ``x`` and for ``x * N(map)`` (see module doc)."""
     import torch
 
     from ..normalize import normalize_maps
 
-    m = normalize_maps(resize_maps_bilinear(maps, tuple(x.shape[-2:])).clamp_min(0), "minmax")
+    h, w = x.shape[-2:]
+    m = normalize_maps(resize_maps_bilinear(maps, (h, w)).clamp_min(0), "minmax")
     cls = class_idx.reshape(-1).to(torch.int64)
     with torch.inference_mode():
         y = _probs(model, x, cls, batch_size)
@@ -173,7 +175,7 @@ class FaithfulnessEvaluator:
         for values in (self.deletion_auc, self.insertion_auc, self.drop, self.increase):
             values.clear()
 
-    def accumulate(self, x: "torch.Tensor", maps: "torch.Tensor", class_idx: "torch.Tensor") -> None:
+    def accumulate(self, x: torch.Tensor, maps: torch.Tensor, class_idx: torch.Tensor) -> None:
         """One batch: input ``[B, C, H, W]``, maps ``[B, h, w]`` (or ``[B, k, h, w]``: the first), classes ``[B]``."""
         if maps.dim() == 4:
             maps = maps[:, 0]
@@ -194,7 +196,10 @@ class FaithfulnessEvaluator:
         """Means over all images: ``deletion_auc``, ``insertion_auc`` (in [0, 1]; NaN without curves),
         ``average_drop`` and ``increase_in_confidence`` (percent), and ``n``."""
         n = len(self.drop)
-        mean = (lambda v: float(np.mean(v)) if v else float("nan"))
+
+        def mean(v: list) -> float:
+            return float(np.mean(v)) if v else float("nan")
+
         return {
             "n": n,
             "deletion_auc": mean(self.deletion_auc),

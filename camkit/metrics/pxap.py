@@ -19,7 +19,7 @@ map's counts, so a caller can store them per image and sum them later with
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
