@@ -1,6 +1,6 @@
 """CAM cost vs the plain forward pass and vs the peers (issue 2 speed targets).
 
-Measured in one run, interleaved (9 rounds, medians), after warm-up, with glibc told to keep freed memory (design.md §8),
+Measured in one run, interleaved (9 rounds, medians), after warm-up, with glibc told to keep freed memory (camkit.malloc_tuning),
 batch 32 at 224x224 on the CPU:
 
 - forward: the plain network forward (``model.net(x)``) under inference_mode;
@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-
 from _timing import interleaved, markdown_table  # noqa: E402
+
 from camkit.cam import compute_cams, upsample  # noqa: E402
 from camkit.cli.common import keep_allocator_memory  # noqa: E402
 from camkit.models import load_model  # noqa: E402

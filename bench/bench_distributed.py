@@ -89,7 +89,7 @@ def run_ranks(argv: list[str], nprocs: int, threads: int, timeout: float = 1800.
                 p.wait()
     seconds = time.perf_counter() - t
     del store
-    for p, err in zip(procs, errs):
+    for p, err in zip(procs, errs, strict=True):
         if p.returncode not in (0, 1):  # 1: finished with skipped images (none expected here)
             sys.exit(f"evaluate failed ({p.returncode}): {err.decode()[-2000:]}")
     return seconds

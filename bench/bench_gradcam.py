@@ -4,8 +4,8 @@
 
 Part 1 (batch 32, 224x224, resnet50 random weights and the embedded EfficientNet-Lite0, top-1 class):
 plain forward, camkit Grad-CAM, torch-cam GradCAM, pytorch-grad-cam GradCAM. Every contender runs in
-the same process, after warm-up, interleaved round by round (design.md §8: the allocator state
-changes timings by up to 2.6x; ``keep_allocator_memory`` fixes it for all of them); the median over
+the same process, after warm-up, interleaved round by round (glibc's allocator state changes CPU
+timings by up to 2.6x; ``keep_allocator_memory`` fixes it for all of them); the median over
 rounds is reported, and ratios to the forward pass.
 
 Part 2 (Score-CAM, 1 image at 112x112, 32 masked inputs per forward; one mask per channel, so all
@@ -82,16 +82,58 @@ def gradcam_part(model_name: str, rounds: int) -> list[str]:
     ]
 
 
-def scorecam_part(rounds: int) -> list[str]:
+def _scorecam_row(model_name: str, model, layer: str, rounds: int) -> str:
+    """One table row: Score-CAM at ``layer`` of ``model`` by camkit, torch-cam and pytorch-grad-cam."""
     from pytorch_grad_cam import ScoreCAM as PGCScoreCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     from torchcam.methods import ScoreCAM as TCScoreCAM
 
+    from camkit.cam.methods import compute_method_maps
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 112, 112)
+    with torch.no_grad():
+        top1 = model(x).argmax(1).tolist()
+    module = model.net.get_submodule(layer)
+
+    def camkit_sc():
+        compute_method_maps(model, x, "scorecam", classes=1, layer=layer, batch_size=32)
+
+    tc = TCScoreCAM(model.net, target_layer=layer, batch_size=32)
+
+    def torchcam_sc():
+        with torch.no_grad():
+            model.net(x)
+        tc(class_idx=top1)
+
+    pgc = PGCScoreCAM(model=model.net, target_layers=[module])
+    pgc.batch_size = 32
+    targets = [ClassifierOutputTarget(c) for c in top1]
+
+    def pgc_sc():
+        pgc(input_tensor=x, targets=targets)
+
+    contenders = {"camkit": camkit_sc, "torch-cam": torchcam_sc, "pytorch-grad-cam": pgc_sc}
+    t = interleaved(contenders, rounds=rounds)
+    tc.remove_hooks()
+    pgc.activations_and_grads.release()
+    with torch.no_grad():
+        store = {}
+        h = module.register_forward_hook(lambda m, i, o: store.__setitem__("c", o.shape[1]))
+        model.net(x)
+        h.remove()
+    masks = store["c"]
+    return (
+        f"| {model_name} {layer} | {masks} | {t['camkit']:.2f} ({1000 * t['camkit'] / masks:.1f} ms/mask) "
+        f"| {t['torch-cam']:.2f} | {t['pytorch-grad-cam']:.2f} | {t['torch-cam'] / t['camkit']:.2f}x / {t['pytorch-grad-cam'] / t['camkit']:.2f}x |"
+    )
+
+
+def scorecam_part(rounds: int) -> list[str]:
     import pytorch_grad_cam.score_cam as pgc_score_module
 
     pgc_score_module.tqdm.tqdm = lambda it, *a, **k: it  # silence its progress bars
 
-    from camkit.cam.methods import compute_method_maps
     from camkit.models import load_model
 
     rows = []
@@ -101,44 +143,7 @@ def scorecam_part(rounds: int) -> list[str]:
     for model_name, weights, layer in cases:
         if model_name not in models:
             models[model_name] = load_model(model_name, weights=weights)
-        model = models[model_name]
-        torch.manual_seed(0)
-        x = torch.randn(1, 3, 112, 112)
-        with torch.no_grad():
-            top1 = model(x).argmax(1).tolist()
-        module = model.net.get_submodule(layer)
-
-        def camkit_sc():
-            compute_method_maps(model, x, "scorecam", classes=1, layer=layer, batch_size=32)
-
-        tc = TCScoreCAM(model.net, target_layer=layer, batch_size=32)
-
-        def torchcam_sc():
-            with torch.no_grad():
-                model.net(x)
-            tc(class_idx=top1)
-
-        pgc = PGCScoreCAM(model=model.net, target_layers=[module])
-        pgc.batch_size = 32
-        targets = [ClassifierOutputTarget(c) for c in top1]
-
-        def pgc_sc():
-            pgc(input_tensor=x, targets=targets)
-
-        contenders = {"camkit": camkit_sc, "torch-cam": torchcam_sc, "pytorch-grad-cam": pgc_sc}
-        t = interleaved(contenders, rounds=rounds)
-        tc.remove_hooks()
-        pgc.activations_and_grads.release()
-        with torch.no_grad():
-            store = {}
-            h = module.register_forward_hook(lambda m, i, o: store.__setitem__("c", o.shape[1]))
-            model.net(x)
-            h.remove()
-        masks = store["c"]
-        rows.append(
-            f"| {model_name} {layer} | {masks} | {t['camkit']:.2f} ({1000 * t['camkit'] / masks:.1f} ms/mask) "
-            f"| {t['torch-cam']:.2f} | {t['pytorch-grad-cam']:.2f} | {t['torch-cam'] / t['camkit']:.2f}x / {t['pytorch-grad-cam'] / t['camkit']:.2f}x |"
-        )
+        rows.append(_scorecam_row(model_name, models[model_name], layer, rounds))
         print(rows[-1], flush=True)
     return rows
 

@@ -62,7 +62,7 @@ def run(maps: list[np.ndarray], taus: np.ndarray, multi_contour: bool, backend: 
             else:
                 out[1] = sweep_boxes(cam, taus, multi_contour, backend=backend)
                 t_sweep += time.perf_counter() - start
-        identical &= all(np.array_equal(a, b) for a, b in zip(out[0], out[1]))
+        identical &= all(np.array_equal(a, b) for a, b in zip(out[0], out[1], strict=True))
     return t_ref * 1e3 / len(maps), t_sweep * 1e3 / len(maps), identical
 
 

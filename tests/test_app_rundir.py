@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import shared_sample_or_skip
 
 pytestmark = [pytest.mark.shared, pytest.mark.slow]

@@ -9,11 +9,11 @@ import sys
 
 import numpy as np
 import pytest
+from fixtures import odd_images
 from typer.testing import CliRunner
 
 from camkit.cli.app import app
 from camkit.io.samples import sample_path
-from fixtures import odd_images
 
 runner = CliRunner()
 

@@ -60,7 +60,7 @@ def test_ilsvrc_three_layouts_give_identical_samples():
     wsol = read_wsol_metadata(SAMPLE / "metadata/ILSVRC/test", SAMPLE)
     assert len(xml) == len(kaggle) == len(wsol) == 12
     assert sum(len(s.boxes) for s in xml) == 13  # README: 12 photos, 13 boxes
-    for a, b, c in zip(sorted(xml, key=_key), sorted(kaggle, key=_key), sorted(wsol, key=_key)):
+    for a, b, c in zip(sorted(xml, key=_key), sorted(kaggle, key=_key), sorted(wsol, key=_key), strict=True):
         assert a.image_path == b.image_path == c.image_path
         assert a.image_path.is_absolute() and a.image_path.is_file()
         assert a.class_index == b.class_index == c.class_index
@@ -339,7 +339,7 @@ def test_read_cub_gives_the_hand_annotated_samples(cub_root, split):
     ds = read_cub(cub_root, split)
     want = [i for i in CUB_SPEC["images"] if split == "all" or i["is_train"] == (split == "train")]
     assert len(ds) == len(want) == {"test": 6, "train": 3, "all": 9}[split]
-    for sample, item in zip(ds, want):
+    for sample, item in zip(ds, want, strict=True):
         folder = CUB_SPEC["classes"][item["class"] - 1]
         assert sample.image_id == f"{folder}/{item['file']}"
         assert sample.image_path == cub_root.absolute() / "images" / folder / item["file"]
@@ -520,7 +520,7 @@ def test_localization_images_survive_unreadable_images(cub_root):
         with Image.open(path) as im:
             return im.convert("RGB")
 
-    def transform(image: Image.Image) -> "torch.Tensor":
+    def transform(image: Image.Image) -> torch.Tensor:
         arr = np.asarray(image.resize((32, 32), Image.BILINEAR), dtype=np.float32) / 255.0
         return torch.from_numpy(arr).permute(2, 0, 1)
 
@@ -600,7 +600,7 @@ def test_localization_images_default_loader_reports_missing_files(cub_root, tmp_
     ds = read_cub(cub_root, "test")
     ds.samples[1] = LocSample(tmp_path / "missing.jpg", "missing.jpg", 0, np.zeros((1, 4)))
 
-    def transform(image: Image.Image) -> "torch.Tensor":
+    def transform(image: Image.Image) -> torch.Tensor:
         return torch.from_numpy(np.asarray(image.resize((16, 16)), dtype=np.float32)).permute(2, 0, 1)
 
     images = LocalizationImages(ds, transform)

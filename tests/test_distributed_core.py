@@ -104,7 +104,7 @@ def launch(
                 p.kill()
             p.wait(timeout=30)
         result = []
-        for r, (p, (out, err)) in enumerate(zip(procs, files)):
+        for r, (p, (out, err)) in enumerate(zip(procs, files, strict=True)):
             out.seek(0)
             err.seek(0)
             result.append(Worker(r, p.returncode, out.read(), err.read()))

@@ -103,21 +103,16 @@ def _brute_force(model, ds, size=224, step=0.01) -> dict:
         gt = s.class_index
         gt_boxes = [[int(b[0] * size / W), int(b[1] * size / H), int(b[2] * size / W), int(b[3] * size / H)] for b in s.boxes]
 
-        def cam_at_input(c):
-            m = np.tensordot(w_fc[c], f, axes=1).astype(np.float32)  # M_c = sum_k w[c,k] F_k
-            return cv2.resize(m, (size, size), interpolation=cv2.INTER_CUBIC)
-
-        def loc_ok(c):
-            b = _cvpr16_box(cam_at_input(c))
-            return max(_iou(b, g) for g in gt_boxes) >= 0.5
+        cam = np.tensordot(w_fc[gt], f, axes=1).astype(np.float32)  # M_c = sum_k w[c,k] F_k
+        cam = cv2.resize(cam, (size, size), interpolation=cv2.INTER_CUBIC)
+        loc_ok = max(_iou(_cvpr16_box(cam), g) for g in gt_boxes) >= 0.5
 
         n += 1
         top1c += top5[0] == gt
         top5c += gt in top5
-        top1l += top5[0] == gt and loc_ok(gt)
-        top5l += gt in top5 and loc_ok(gt)
-        gtk += loc_ok(gt)
-        cam = cam_at_input(gt)
+        top1l += top5[0] == gt and loc_ok
+        top5l += gt in top5 and loc_ok
+        gtk += loc_ok
         cam = (cam - cam.min()) / (cam.max() - cam.min())
         u8 = (cam * 255).astype(np.uint8)
         for t, tau in enumerate(taus):

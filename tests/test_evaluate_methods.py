@@ -7,10 +7,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from camkit.cam.sources import make_map_source
 from camkit.cli.app import app
 from camkit.datasets import read_ilsvrc
 from camkit.evaluate import evaluate
-from camkit.cam.sources import make_map_source
 from camkit.evaluate.loop import SquashTransform
 from camkit.io import load_image
 from camkit.metrics import FaithfulnessEvaluator

@@ -192,7 +192,7 @@ def test_stored_counts_give_the_pxap_of_the_maps():
     direct = PxAPEvaluator(taus)
     direct.accumulate(maps, masks)
     stored = PxAPEvaluator(taus)
-    for m, k in zip(maps, masks):
+    for m, k in zip(maps, masks, strict=True):
         fg, bg = pxap_bin_counts(m, k, pxap_edges(taus))
         n = len(fg)
         assert n == 1002 and fg[-2] == (m[k == 1] == 1.0).sum()

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from fixtures.kill_run import kill_after_records
 
+from camkit.errors import CamkitError
 from camkit.evaluate import METRIC_KEYS, evaluate
 from camkit.evaluate.records import RecordWriter, iter_records, read_records
-from camkit.errors import CamkitError
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared/data/ilsvrc_val_sample"
 DETERMINISTIC = list(METRIC_KEYS) + ["protocol", "model"]
@@ -135,8 +135,8 @@ def test_resume_reruns_the_original_batches(tmp_path, lite0, ilsvrc_sample):
     # run must compute the missing images in their original batch, with the same neighbours, because
     # CPU kernels may round differently for another batch composition; only the missing records are
     # added. 12 images in batches of 5: [0-4], [5-9], [10-11]; keep 7 records (one batch and a half).
-    from camkit.datasets import read_ilsvrc
     from camkit.cam.sources import make_map_source
+    from camkit.datasets import read_ilsvrc
     from camkit.evaluate.records import RECORDS_NAME
 
     ds = read_ilsvrc(ilsvrc_sample)

@@ -119,11 +119,11 @@ def test_blur_baseline_is_rises_kernel_with_zero_padding():
 
 
 def test_a_faithful_map_beats_its_reverse_on_a_real_model():
-    from camkit.cam.methods import compute_method_maps
-    from camkit.models import load_model
-
     import skimage.data
     from PIL import Image
+
+    from camkit.cam.methods import compute_method_maps
+    from camkit.models import load_model
 
     model = load_model("efficientnet_lite0")
     arr, _ = model.preprocess.to_array(Image.fromarray(skimage.data.chelsea()), "squash")

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from camkit.errors import ParameterError
-
 from camkit.localize import (
     cvpr16_box,
     cvpr16_boxes,

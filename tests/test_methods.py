@@ -364,14 +364,14 @@ def test_real_photos_localize_with_every_fast_method(lite0):
         p, *box = line.split(",")
         gt.setdefault(p, []).append([int(float(v)) for v in box])
     paths = sorted(labels)
-    arrays, geos = zip(*(lite0.preprocess.to_array(Image.open(SAMPLE / p).convert("RGB"), "squash") for p in paths))
+    arrays, geos = zip(*(lite0.preprocess.to_array(Image.open(SAMPLE / p).convert("RGB"), "squash") for p in paths), strict=True)
     x = torch.from_numpy(np.stack(arrays))
     cls = [[int(labels[p])] for p in paths]
     hits, boxes = {}, {}
     for meth in ["cam", "gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", "eigencam"]:
         r = compute_method_maps(lite0, x, meth, classes=cls)
         found = []
-        for i, p in enumerate(paths):
+        for i in range(len(paths)):
             m = to_original(r.maps[i].numpy(), geos[i], "bicubic")[0]
             found.append(cvpr16_box(m, 0.2))
         boxes[meth] = np.stack(found)

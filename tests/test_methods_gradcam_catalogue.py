@@ -425,8 +425,8 @@ def test_fullgrad_fused_norms_equal_separate_norm_and_activation():
         _, _, lf, tf = fullgrad_terms(fused, x, 2)
         _, _, lp, tp = fullgrad_terms(plain, x, 2)
     assert torch.allclose(lf, lp, atol=1e-6) and len(tf[0]) == len(tp[0]) == 4  # input, 2 BN, 1 conv bias
-    for col_f, col_p in zip(tf, tp):
-        for a, b in zip(col_f, col_p):
+    for col_f, col_p in zip(tf, tp, strict=True):
+        for a, b in zip(col_f, col_p, strict=True):
             assert torch.allclose(a, b, rtol=1e-4, atol=1e-7)
 
 

@@ -19,7 +19,7 @@ timm = pytest.importorskip("timm")
 from camkit.cam.methods import METHODS, compute_method_maps  # noqa: E402
 from camkit.cam.methods.base import activations_and_logits, method_info, model_state  # noqa: E402
 from camkit.cam.methods.iscam import iscam_coefficients, iscam_weights  # noqa: E402
-from camkit.cam.methods.legrad import block_names, legrad_maps  # noqa: E402
+from camkit.cam.methods.legrad import block_names  # noqa: E402
 from camkit.cam.methods.smoothgradcampp import smoothgradcampp_from_moments, smoothgradcampp_maps  # noqa: E402
 from camkit.cam.methods.sscam import sscam_maps, sscam_weights  # noqa: E402
 
@@ -148,7 +148,7 @@ def test_smoothgradcampp_same_noise_as_torchcam(tiny):
         grads, acts = [], []
         for nz in noises:
             store = {}
-            h = m.relu2.register_forward_hook(lambda _m, _i, o: store.__setitem__("a", o))
+            h = m.relu2.register_forward_hook(lambda _m, _i, o, store=store: store.__setitem__("a", o))
             with torch.enable_grad():
                 xi = (x + nz).requires_grad_(True)
                 s = m(xi).gather(1, torch.tensor(cls)[:, None]).sum()
@@ -306,7 +306,7 @@ def tiny_vits():
         tm.patch_embed.proj.load_state_dict(tv.conv_proj.state_dict())
         tm.cls_token.copy_(tv.class_token)
         tm.pos_embed.copy_(tv.encoder.pos_embedding)
-        for blk, t in zip(tm.blocks, tv.encoder.layers):
+        for blk, t in zip(tm.blocks, tv.encoder.layers, strict=True):
             blk.norm1.load_state_dict(t.ln_1.state_dict())
             blk.norm2.load_state_dict(t.ln_2.state_dict())
             blk.attn.qkv.weight.copy_(t.self_attention.in_proj_weight)

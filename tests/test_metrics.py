@@ -89,7 +89,7 @@ def _brute_force_hits(cams, gts, taus, deltas, multi_contour):
     ops = pytest.importorskip("torchvision.ops")
     torch = pytest.importorskip("torch")
     hits = np.zeros((len(deltas), len(taus)), dtype=np.int64)
-    for cam, gt in zip(cams, gts):
+    for cam, gt in zip(cams, gts, strict=True):
         gt_t = torch.tensor(gt + np.array([0, 0, 1, 1]), dtype=torch.float64)
         for t, tau in enumerate(taus):
             boxes = wsol_boxes(cam, tau, multi_contour)
@@ -107,7 +107,7 @@ def test_maxboxacc_equals_brute_force(multi_contour):
     deltas = (0.3, 0.5, 0.7)
     evaluator = MaxBoxAccEvaluator(TAUS, deltas, multi_contour=multi_contour)
     evaluator.accumulate(np.array(cams[:1]), gts[:1])
-    for cam, gt in zip(cams[1:], gts[1:]):
+    for cam, gt in zip(cams[1:], gts[1:], strict=True):
         evaluator.accumulate(cam, [gt])
     hits = _brute_force_hits(cams, gts, TAUS, deltas, multi_contour)
     result = evaluator.compute()
@@ -137,7 +137,7 @@ def test_maxboxacc_golden_percentages():
 def test_maxboxacc_accumulate_order_and_replay():
     cams, gts = _maps_and_boxes(10, seed=2)
     a, b, c = maxboxacc_v2(TAUS), maxboxacc_v2(TAUS), maxboxacc_v2(TAUS)
-    per_image = [a.accumulate(cam, [gt])[0] for cam, gt in zip(cams, gts)]
+    per_image = [a.accumulate(cam, [gt])[0] for cam, gt in zip(cams, gts, strict=True)]
     for i in np.random.default_rng(0).permutation(10):  # another order
         b.accumulate(cams[i], [gts[i]])
     c.accumulate_ious(np.stack(per_image))  # replayed from persisted per-image IoUs

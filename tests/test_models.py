@@ -146,9 +146,9 @@ def test_missing_and_garbage_checkpoints(tmp_path):
 
 def test_lite0_preprocess_equals_timm_and_torchvision_transform():
     # The embedded weights' transform equals timm's resolved eval transform on a real photo.
+    import skimage.data
     import timm.data
     from PIL import Image
-    import skimage.data
 
     m = load_model("efficientnet_lite0")
     img = Image.fromarray(skimage.data.chelsea())
@@ -159,9 +159,9 @@ def test_lite0_preprocess_equals_timm_and_torchvision_transform():
 
 
 def test_torchvision_preprocess_equals_weights_transforms():
-    from PIL import Image
     import skimage.data
-    from torchvision.models import ResNet50_Weights, Inception_V3_Weights
+    from PIL import Image
+    from torchvision.models import Inception_V3_Weights, ResNet50_Weights
 
     from camkit.models.weights import preprocess_of
 

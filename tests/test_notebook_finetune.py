@@ -34,9 +34,8 @@ def test_finetune_notebook_runs(tmp_path, monkeypatch):
     # The kernel inherits this: one intra-op thread stays fast when the 2 cores are shared (see test_finetune).
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()  # raises on the first cell that errors
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
-    assert not [o for o in outputs if o.get("output_type") == "error"]
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 4  # examples, before, curves, after
     text = "".join(o.get("text", "") for o in outputs)
     assert "epoch 3: train loss" in text

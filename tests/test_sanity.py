@@ -104,7 +104,7 @@ def test_same_seed_same_randomized_models():
     blocks = randomization_blocks(model, torch.zeros(1, 3, 32, 32))
     a = [c.state_dict() for _b, c in randomized_copies(model, blocks, seed=7)]
     b = [c.state_dict() for _b, c in randomized_copies(model, blocks, seed=7)]
-    for sa, sb in zip(a, b):
+    for sa, sb in zip(a, b, strict=True):
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 

@@ -32,7 +32,7 @@ def assert_same(cam: np.ndarray, taus, multi_contour: bool, expected=None) -> No
         expected = wsol_boxes_per_threshold(cam, taus, multi_contour)
     got = sweep_boxes(cam, taus, multi_contour)
     assert len(got) == len(expected)
-    for i, (e, g) in enumerate(zip(expected, got)):
+    for i, (e, g) in enumerate(zip(expected, got, strict=True)):
         assert g.dtype == np.int64 and g.shape[1] == 4
         if not np.array_equal(e, g):
             raise AssertionError(

@@ -50,7 +50,7 @@ def test_rectangular_maps_equal_the_reference(shape):
         for multi in (False, True):
             expected = wsol_boxes_per_threshold(cam, taus, multi)
             got = sweep_boxes(cam, taus, multi)
-            assert all(np.array_equal(e, g) for e, g in zip(expected, got))
+            assert all(np.array_equal(e, g) for e, g in zip(expected, got, strict=True))
 
 
 @needs_kernel
@@ -81,7 +81,7 @@ def test_evaluator_ious_equal_with_and_without_the_kernel():
     for taus in (np.arange(0, 1, 0.01), np.arange(0, 1, 0.001)):
         native = [wsol_best_ious(c, taus, gt, backend="native") for c in cams]
         per_level = [wsol_best_ious(c, taus, gt, backend="numpy") for c in cams]
-        for (a1, a2), (b1, b2) in zip(native, per_level):
+        for (a1, a2), (b1, b2) in zip(native, per_level, strict=True):
             assert np.array_equal(a1, b1) and np.array_equal(a2, b2)
             assert a1.shape == taus.shape and (a2 >= a1).all()  # V2 scores every contour, V1's included
 
@@ -102,5 +102,5 @@ def test_threads_share_the_kernel():
     alone = [sweep_boxes(cam, taus, multi) for cam, multi in jobs]
     with ThreadPoolExecutor(4) as pool:
         threaded = list(pool.map(lambda job: sweep_boxes(job[0], taus, job[1]), jobs))
-    for a, b in zip(alone, threaded):
-        assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    for a, b in zip(alone, threaded, strict=True):
+        assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
