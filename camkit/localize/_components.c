@@ -23,6 +23,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -653,17 +654,28 @@ static int cvpr16_impl(const void *data, int is_double, int32_t H, int32_t W, do
     const int64_t n = (int64_t)H * W;
     const float *f = (const float *)data;
     const double *d = (const double *)data;
-    double top = 0.0;
-    int64_t peak = -1;
-    for (int64_t p = 0; p < n; p++) {
-        const double v = is_double ? d[p] : (double)f[p];
-        if (v != v) return 1;
-        if (peak < 0 || v > top) {
-            top = v;
-            peak = p;
+    /* the maximum and NaN first (loops the compiler vectorises), then the first pixel holding it */
+    int nan = 0;
+    double top;
+    if (is_double) {
+        double mx = d[0];
+        for (int64_t p = 0; p < n; p++) {
+            nan |= d[p] != d[p];
+            mx = d[p] > mx ? d[p] : mx;
         }
+        top = mx;
+    } else {
+        float mx = f[0];
+        for (int64_t p = 0; p < n; p++) {
+            nan |= f[p] != f[p];
+            mx = f[p] > mx ? f[p] : mx;
+        }
+        top = (double)mx;
     }
+    if (nan) return 1;
     if (!(top > 0)) return 2;
+    int64_t peak = 0;
+    while ((is_double ? d[peak] : (double)f[peak]) != top) peak++;
     int rc = -1;
     int32_t *label = (int32_t *)malloc((size_t)n * sizeof(int32_t));
     uint8_t *keep = (uint8_t *)malloc((size_t)n);
@@ -672,11 +684,18 @@ static int cvpr16_impl(const void *data, int is_double, int32_t H, int32_t W, do
     int32_t *parent = (int32_t *)malloc((size_t)max_labels * sizeof(int32_t));
     int32_t *stat = NULL;
     if (!label || !parent || !keep) goto done;
-    /* the threshold on its own (a loop the compiler vectorises) */
-    if (is_double)
-        for (int64_t p = 0; p < n; p++) keep[p] = (d[p] > 0 ? d[p] / top : 0.0) >= tau;
-    else
-        for (int64_t p = 0; p < n; p++) keep[p] = (f[p] > 0 ? (double)f[p] / top : 0.0) >= tau;
+    /* keep = (v > 0 ? v / top : 0) >= tau, as numpy computes it. The rounded quotient is within a relative
+     * 2**-53 of v / top, so away from tau * top by a relative 1e-12 a comparison decides without dividing;
+     * only values that close (and every value when tau * top is near the ends of the double range) divide. */
+    const double c = tau * top;
+    const int margins = tau > 0 && c > 1e-290 && c < 1e290;
+    const double lo = margins ? c * (1 - 1e-12) : -INFINITY, hi = margins ? c * (1 + 1e-12) : INFINITY;
+    for (int64_t p = 0; p < n; p++) {
+        const double v = is_double ? d[p] : (double)f[p];
+        if (v > hi) keep[p] = 1;
+        else if (v < lo) keep[p] = 0;
+        else keep[p] = (v > 0 ? v / top : 0.0) >= tau;
+    }
     int32_t n_labels = 0;
     for (int32_t y = 0, p = 0; y < H; y++) {
         for (int32_t x = 0; x < W; x++, p++) {
