@@ -72,3 +72,23 @@ def test_native_errors_and_integer_maps():
     # a non-contiguous view gives the box of its copy
     big = np.random.RandomState(0).randn(20, 30)
     assert cvpr16_box(big[::2, 1::3]).tolist() == _cvpr16_box_numpy(np.ascontiguousarray(big[::2, 1::3]), 0.2).tolist()
+
+
+def test_values_within_rounding_of_the_threshold_follow_the_quotient():
+    # one row: the maximum, then values descending through tau * max a few ulps apart. The box of the
+    # maximum's component ends at the last kept value, so it shows every keep decision near the threshold
+    # (where the kernel divides instead of comparing with tau * max).
+    rs = np.random.RandomState(11)
+    for dtype in (np.float64, np.float32):
+        for _ in range(300):
+            top, tau = float(rs.uniform(0.01, 1000)), float(rs.choice([0.2, 0.5, rs.rand()]))
+            c = dtype(tau * top)
+            up, down = [c], [c]
+            for _ in range(8):
+                up.append(np.nextafter(up[-1], dtype(np.inf)))
+                down.append(np.nextafter(down[-1], dtype(-np.inf)))
+            row = np.array([top] + up[::-1] + down[1:], dtype=dtype)[None]
+            got, want = _cvpr16_box_native(row, tau), _cvpr16_box_numpy(row, tau)
+            assert got.tolist() == want.tolist(), (top, tau, dtype)
+            kept = row[0] / np.float64(row[0].max()) >= tau
+            assert want[2] == int(np.flatnonzero(kept)[-1])  # the row is kept up to there, in one run
