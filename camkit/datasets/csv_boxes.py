@@ -18,8 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from camkit.datasets.sample import (
+    Box,
     LocDataset,
     LocSample,
+    as_box,
     check_box,
     clip_boxes,
     image_header_size,
@@ -42,7 +44,7 @@ def read_csv_boxes(
     csv_path = Path(csv_path)
     base = Path(os.path.abspath(image_root if image_root is not None else csv_path.parent))
     n_classes = len(class_names) if class_names is not None else None
-    merged: dict[str, tuple[int, list[tuple[float, ...]], int, list[int]]] = {}
+    merged: dict[str, tuple[int, list[Box], int, list[int]]] = {}
     expected_row = "'image_path,class_index,x1,y1,x2,y2' with an integer class >= 0 and numeric corners"
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as f:
@@ -64,7 +66,7 @@ def read_csv_boxes(
                 try:
                     image = row[col["image_path"]].strip()
                     index = int(row[col["class_index"]])
-                    box = tuple(float(row[col[c]]) for c in ("x1", "y1", "x2", "y2"))
+                    box = as_box(row[col[c]] for c in ("x1", "y1", "x2", "y2"))
                     if not image or index < 0:
                         raise ValueError
                 except (IndexError, ValueError):
@@ -74,7 +76,7 @@ def read_csv_boxes(
                         f"{csv_path} line {no}: class_index {index} is out of range for {n_classes} class names; "
                         "use 0-based indices."
                     )
-                check_box(csv_path, f"line {no}", box)  # type: ignore[arg-type]
+                check_box(csv_path, f"line {no}", box)
                 if image in merged:
                     first_index, boxes, first_no, box_lines = merged[image]
                     if index != first_index:
@@ -99,9 +101,9 @@ def read_csv_boxes(
         path = path if path.is_absolute() else base / path
         width, height = image_header_size(path)
         if width is not None and height is not None:
-            for box, no in zip(boxes, box_lines, strict=True):
-                if box[0] > width - 1 or box[1] > height - 1 or box[2] < 0 or box[3] < 0:
-                    corners = ",".join(f"{v:g}" for v in box)
+            for corner_box, no in zip(boxes, box_lines, strict=True):
+                if corner_box[0] > width - 1 or corner_box[1] > height - 1 or corner_box[2] < 0 or corner_box[3] < 0:
+                    corners = ",".join(f"{v:g}" for v in corner_box)
                     raise DatasetError(
                         f"{csv_path} line {no}: box {corners} lies outside {image} ({width}x{height}); "
                         "correct that box (x0,y0,x1,y1 in pixels of the image)."

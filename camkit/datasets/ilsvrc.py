@@ -22,7 +22,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
-from camkit.datasets.sample import LocDataset, LocSample, check_box, clip_boxes, line_error, warn_clipped
+from camkit.datasets.sample import LocDataset, LocSample, as_box, check_box, clip_boxes, line_error, warn_clipped
 from camkit.errors import DatasetError
 
 SYNSET_MAPPING_NAME = "LOC_synset_mapping.txt"
@@ -151,10 +151,10 @@ def _class_index(wnid: str, lookup: dict[str, int], where: str, synset_source: s
 
 
 def _xml_number(node: ET.Element, tag: str, path: str, where: str) -> float:
-    text = node.findtext(tag)
+    text = node.findtext(tag, default="")  # "" also when the tag is missing
     try:
-        return float(text)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        return float(text)
+    except ValueError:
         raise DatasetError(
             f"{path}: {where} has <{tag}> {text!r}, expected a number; use the XML from ILSVRC2012_bbox_val_v3.tgz."
         ) from None
@@ -220,8 +220,8 @@ def read_ilsvrc_xml(
             bnd = obj.find("bndbox")
             if bnd is None:
                 raise DatasetError(f"{path}: {where} has no <bndbox>; add xmin/ymin/xmax/ymax or delete the object.")
-            box = tuple(_xml_number(bnd, t, path, where) for t in ("xmin", "ymin", "xmax", "ymax"))
-            check_box(path, where, box)  # type: ignore[arg-type]
+            box = as_box(_xml_number(bnd, t, path, where) for t in ("xmin", "ymin", "xmax", "ymax"))
+            check_box(path, where, box)
             boxes.append(box)
         index = _class_index(wnid or "", lookup, str(path), synset_source)
         records.append((xml_name[: -len(".xml")], index, boxes, width, height))
@@ -287,7 +287,7 @@ def read_ilsvrc_kaggle(
                     if not _WNID.fullmatch(group[0]):
                         raise line_error(fname, no, "'wnid x1 y1 x2 y2' groups", row[1])
                     try:
-                        box = tuple(float(v) for v in group[1:])
+                        box = as_box(group[1:])
                     except ValueError:
                         raise line_error(fname, no, "'wnid x1 y1 x2 y2' groups", row[1]) from None
                     if group[0] != wnid:
@@ -295,7 +295,7 @@ def read_ilsvrc_kaggle(
                             f"{fname} line {no}: boxes of two classes ({wnid}, {group[0]}); "
                             "each image must hold one class's boxes."
                         )
-                    check_box(fname, f"line {no}", box)  # type: ignore[arg-type]
+                    check_box(fname, f"line {no}", box)
                     boxes.append(box)
                 index = _class_index(wnid, lookup, f"{fname} line {no}", synset_source)
                 records.append((image_id, index, boxes))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,7 +122,16 @@ def clip_boxes(
     return np.array(out, dtype=np.float64).reshape(len(out), 4), changed
 
 
-def check_box(path: Path | str, where: str, box: tuple[float, float, float, float]) -> None:
+Box = tuple[float, float, float, float]
+
+
+def as_box(values: Iterable[float | str]) -> Box:
+    """Four coordinates ``x0, y0, x1, y1`` as floats; ValueError unless there are exactly four numbers."""
+    x0, y0, x1, y1 = (float(v) for v in values)
+    return (x0, y0, x1, y1)
+
+
+def check_box(path: Path | str, where: str, box: Box) -> None:
     """Reject non-finite boxes and boxes whose far corner lies before the near one."""
     x0, y0, x1, y1 = box
     if not all(math.isfinite(v) for v in box):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from camkit.datasets.sample import LocDataset, LocSample, check_box, clip_boxes, line_error, warn_clipped
+from camkit.datasets.sample import LocDataset, LocSample, as_box, check_box, clip_boxes, line_error, warn_clipped
 from camkit.errors import DatasetError
 
 
@@ -117,11 +117,11 @@ def read_wsol_metadata(
         image_id = parts[0]
         if kind == "boxes":
             try:
-                box = tuple(float(int(v)) for v in parts[1:])
+                box = as_box(int(v) for v in parts[1:])
             except ValueError:
                 raise line_error(loc_file, no, "'path,x0,y0,x1,y1' with integer pixels", line) from None
-            check_box(loc_file, f"line {no}", box)  # type: ignore[arg-type]
-            boxes.setdefault(image_id, []).append(box)  # type: ignore[arg-type]
+            check_box(loc_file, f"line {no}", box)
+            boxes.setdefault(image_id, []).append(box)
         else:
             if not parts[1]:
                 raise line_error(loc_file, no, "'path,mask_path,ignore_path' with a mask path", line)
