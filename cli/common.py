@@ -5,12 +5,13 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from typing import TypeVar
+from typing import ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 
-F = TypeVar("F", bound=Callable)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 err_console = Console(stderr=True, highlight=False)
 out_console = Console(highlight=False)
@@ -35,11 +36,11 @@ def flag_for(param: str) -> str:
     return FLAG_NAMES.get(param, "--" + param.replace("_", "-"))
 
 
-def one_line_errors(fn: F) -> F:
+def one_line_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn camkit's errors (and anything unexpected) into one line on stderr and a non-zero exit."""
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         from camkit.errors import CamkitError, ParameterError, UnknownClassError
 
         try:
@@ -58,7 +59,7 @@ def one_line_errors(fn: F) -> F:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
             raise fail(f"unexpected {type(e).__name__}: {msg} (set CAMKIT_DEBUG=1 for the traceback)", 3) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def keep_allocator_memory() -> None:

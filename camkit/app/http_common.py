@@ -83,5 +83,5 @@ def run_server(app, host: str, port: int, on_ready: Callable[[str], None] | None
             if server.started:
                 on_ready(f"http://{host}:{port}/")
 
-        server.startup = startup  # type: ignore[method-assign]
+        server.startup = startup  # type: ignore[method-assign]  # wrapping uvicorn's own startup: the one hook after the socket binds
     server.run()

@@ -17,14 +17,15 @@ import json
 import os
 import time
 from pathlib import Path
-from types import TracebackType
+from types import ModuleType, TracebackType
 
 from camkit.errors import RunDirectoryError
 
+fcntl: ModuleType | None  # None where the platform has no fcntl (Windows)
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None
 
 LOCK_NAME = ".camkit.lock"
 

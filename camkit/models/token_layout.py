@@ -89,7 +89,7 @@ class _RecordsInputSize:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._input_hw = (int(x.shape[-2]), int(x.shape[-1]))
-        return super().forward(x)  # type: ignore[misc]
+        return super().forward(x)  # type: ignore[misc]  # a mixin: the next class in the MRO (a CAM model) has forward
 
     def reshape_activations(self, a: torch.Tensor) -> torch.Tensor:
         """A target layer's output in this model's layout -> ``[B, C, h, w]`` (prefix tokens dropped)."""

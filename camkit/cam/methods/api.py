@@ -93,10 +93,10 @@ def compute_method_maps(
             )
         if layer not in (None, "features"):
             raise ModelError("plain CAM uses the feature map the head pools; a layer applies to the other methods")
-        if callable(classes) and not isinstance(classes, torch.Tensor):
+        if callable(classes):  # a custom target function (a tensor of class ids is not callable)
             raise ClassSelectionError("plain CAM explains classes; pass class ids/names, or use a gradient method for a custom score")
         with model_state(model, freeze=False):
-            r = compute_cams(model, x, classes)  # type: ignore[arg-type]
+            r = compute_cams(model, x, classes)
         return MethodBatch(r.logits, r.probs, r.class_idx, r.scores, r.maps.float(), r.bias, method="cam", layer="features")
 
     if info.needs_gradients:
