@@ -98,7 +98,7 @@ def overlays(image_path: str | None, out: str, batch_size: int) -> None:
     axes = axes.ravel()
     axes[0].imshow(image)
     axes[0].set_title(f"{title}\nEfficientNet-Lite0 (embedded)\ntop-1 class, CVPR16 box tau 0.2", fontsize=8)
-    for ax, (cap, img) in zip(axes[1:], panels):
+    for ax, (cap, img) in zip(axes[1:], panels, strict=False):
         ax.imshow(img)
         ax.set_title(cap, fontsize=8)
     for ax in axes:
@@ -127,7 +127,7 @@ def sanity(paths: list[str], out: str) -> None:
     methods = list(scores)
     measures = (("spearman_abs", "Spearman rank correlation (absolute maps)"), ("ssim", "SSIM (min-max maps)"))
     fig, axes = plt.subplots(1, 2, figsize=(13, 0.28 * len(methods) + 2.0), sharey=True, layout="constrained")
-    for ax, (key, label) in zip(axes, measures):
+    for ax, (key, label) in zip(axes, measures, strict=True):
         grid = np.array([scores[m][key] for m in methods])
         im = ax.imshow(grid, vmin=-0.2, vmax=1.0, cmap="viridis", aspect="auto")
         ax.set_xticks(range(len(steps)), steps, rotation=60, ha="right", fontsize=8)
