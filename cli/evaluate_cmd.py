@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -15,7 +14,7 @@ from .common import err_console, fail, one_line_errors, out_console
 DATASET_KINDS = ("ilsvrc", "cub", "wsol", "csv")
 
 
-def load_dataset(kind: str, root: Path, annotations: Optional[Path], split: Optional[str], mask_root: Optional[Path] = None):
+def load_dataset(kind: str, root: Path, annotations: Path | None, split: str | None, mask_root: Path | None = None):
     """The LocDataset for ``--dataset kind`` (readers raise one-line DatasetErrors).
 
     ``mask_root`` (wsol only): the folder OpenImages mask paths are relative to; default ``root``.
@@ -53,24 +52,28 @@ def load_dataset(kind: str, root: Path, annotations: Optional[Path], split: Opti
 
 @one_line_errors
 def evaluate_command(
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Layout: ilsvrc (XML, Kaggle CSV or wsolevaluation, auto-detected), cub, wsol, csv."),
-    root: Optional[Path] = typer.Option(None, "--root", help="Dataset root folder (images are found relative to it)."),
-    annotations: Optional[Path] = typer.Option(None, "--annotations", help="Boxes file/folder: XML folder, LOC_val_solution.csv, a wsolevaluation split folder, or the CSV for --dataset csv."),
-    split: Optional[str] = typer.Option(None, "--split", help="cub: test/train/all; wsol: the metadata split folder (default test)."),
-    mask_root: Optional[Path] = typer.Option(None, "--mask-root", help="wsol with OpenImages masks: the folder the mask paths in localization.txt are relative to (default: --root)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Registry name (see `camkit models`); default: the embedded efficientnet_lite0."),
-    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Checkpoint file or a torchvision weights name."),
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help="Layout: ilsvrc (XML, Kaggle CSV or wsolevaluation, auto-detected), cub, wsol, csv."),
+    root: Path | None = typer.Option(None, "--root", help="Dataset root folder (images are found relative to it)."),
+    annotations: Path | None = typer.Option(None, "--annotations", help="Boxes file/folder: XML folder, LOC_val_solution.csv, a wsolevaluation split folder, or the CSV for --dataset csv."),
+    split: str | None = typer.Option(None, "--split", help="cub: test/train/all; wsol: the metadata split folder (default test)."),
+    mask_root: Path | None = typer.Option(None, "--mask-root", help="wsol with OpenImages masks: the folder the mask paths in localization.txt are relative to (default: --root)."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Registry name (see `camkit models`); default: the embedded efficientnet_lite0."),
+    weights: str | None = typer.Option(None, "--weights", "-w", help="Checkpoint file or a torchvision weights name."),
     input_size: int = typer.Option(224, "--input-size", help="Square input the photos are squashed to (WSOL protocol)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per forward pass."),
     workers: int = typer.Option(2, "--workers", min=0, help="DataLoader worker processes decoding images."),
     tau_step: float = typer.Option(0.01, "--tau-step", help="CAM threshold grid np.arange(0, 1, step) (wsolevaluation: 0.01; 0.001 in training code)."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate only the first N images."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Evaluate only the first N images."),
     out: Path = typer.Option(Path("camkit-eval"), "--out", "-o", help="Output folder: summary.json, per_image.csv, plots, report.md."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out (same dataset, model and options)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary JSON on stdout instead of the table."),
-    method: str = typer.Option("cam", "--method", help="cam (exact, default), gradcam, gradcam++, xgradcam, layercam, hirescam, scorecam, eigencam."),
-    layer: Optional[str] = typer.Option(None, "--layer", help="Target layer for non-CAM methods (module name); default: automatic."),
+    method: str | None = typer.Option(None, "--method", help="cam (exact; the default where the head allows it, else gradcam), gradcam, gradcam++, scorecam, ablationcam, ... (every method: the README's methods table)."),
+    layer: list[str] | None = typer.Option(None, "--layer", help="Target layer for non-CAM methods (module name); repeat to fuse several; default: automatic."),
+    smooth: str | None = typer.Option(None, "--smooth", help="aug (test-time flips x scales, mapped back exactly) or eigen (first principal component)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the methods that draw noise or random maps (each batch starts from it)."),
+    sanity: bool = typer.Option(False, "--sanity", help="Also run the cascading model-randomization sanity check (Adebayo et al. 2018) of the method on the first --sanity-images images: sanity.json/.csv/.png in --out."),
+    sanity_images: int = typer.Option(8, "--sanity-images", min=1, max=256, help="Images the sanity check explains (one map per randomized block each)."),
     faithfulness: bool = typer.Option(False, "--faithfulness", help="Also measure deletion/insertion AUC, average drop and increase in confidence (slow: ~450 forwards per image)."),
     faithfulness_steps: int = typer.Option(224, "--faithfulness-steps", min=2, help="Deletion/insertion steps (RISE: 224)."),
 ) -> None:
@@ -94,18 +97,24 @@ def evaluate_command(
             ds = load_dataset(kind, root, annotations, split, mask_root)
         for w in caught if group.is_main else ():
             err_console.print(f"[yellow]warning:[/] {w.message}", soft_wrap=True)
-        from camkit.cam.methods import method_info
+        from camkit.cam.methods import default_method, method_info
 
-        method = method_info(method).name  # an unknown method fails before any work
+        if smooth not in (None, "aug", "eigen"):
+            raise fail(f"--smooth must be 'aug' or 'eigen', not {smooth!r}")
+        layers = None if not layer else (layer[0] if len(layer) == 1 else list(layer))
+        if method is not None:
+            method = method_info(method).name  # an unknown method fails before any work
         m = load_model(model, weights)
         if method == "cam" and getattr(m, "cam_kind", "exact") == "gradient":
             raise fail(f"{m.name} has no pool+linear head, so plain CAM does not apply; pass --method gradcam (or another method)")
+        method = method or default_method(m, layers)
         from camkit.evaluate.rundir import ResumeError
 
         try:
             with _progress_bar(progress and group.is_main) as report:
                 summary = evaluate(ds, m, input_size=input_size, batch_size=batch_size, workers=workers, tau_step=tau_step,
-                                   limit=limit, out_dir=out, resume=resume, progress=report, method=method, layer=layer,
+                                   limit=limit, out_dir=out, resume=resume, progress=report, method=method, layer=layers,
+                                   smooth=smooth, seed=seed,
                                    faithfulness=faithfulness, faithfulness_steps=faithfulness_steps)
         except KeyboardInterrupt:
             # Finished batches are on disk (fsync'd); the DataLoader's workers were shut down on the way out.
@@ -116,6 +125,9 @@ def evaluate_command(
                 raise fail(f"{out} already holds results (records.jsonl); pass --resume to continue it, or another --out") from None
             raise fail(f"--resume: {out} holds a run with a different {', '.join(e.differs)}; use the same dataset, model "
                        "and options (--batch-size included), or another --out") from None
+        checked = _sanity_check(ds, m, method, layers, smooth, summary, out, sanity_images, seed, progress) if sanity and group.is_main else None
+        if checked is not None:
+            summary["sanity"] = {k: v for k, v in checked.to_dict().items() if k != "per_image"}
         if not group.is_main:  # rank 0 prints; every rank exits with the same code
             if summary["n_failed"]:
                 raise typer.Exit(1)
@@ -124,6 +136,10 @@ def evaluate_command(
             out_console.print_json(json.dumps({k: v for k, v in summary.items() if k not in ("curves", "pxap_curve")}))
         else:
             _print_summary(summary, out)
+            if checked is not None:
+                from .sanity_cmd import print_sanity_table
+
+                print_sanity_table(checked, out)
         if summary["n_failed"]:
             for f in summary["failed"]:
                 err_console.print(f"skipped {f['image_id']}: {f['error']}", markup=False, soft_wrap=True)
@@ -132,7 +148,26 @@ def evaluate_command(
             raise typer.Exit(1)
 
 
-def _progress_bar(enabled: bool):
+def _sanity_check(ds, model, method: str, layers, smooth: str | None, summary: dict, out: Path, n_images: int, seed: int, progress: bool):
+    """The cascading model-randomization test of ``method`` on the first ``n_images`` images the run read,
+    their ground-truth classes as targets; writes sanity.json/.csv/.png into ``out``; returns the SanityResult."""
+    from camkit.sanity import model_randomization_test
+
+    from .sanity_cmd import write_sanity_outputs
+
+    failed = {f["image_id"] for f in summary.get("failed", [])}
+    samples = [s for s in ds.samples if s.image_id not in failed][:n_images]
+    with _progress_bar(progress, "sanity check") as report:
+        result = model_randomization_test(model, [str(s.image_path) for s in samples], [method],
+                                          classes=[s.class_index for s in samples], layer=layers, smooth=smooth, seed=seed,
+                                          progress=report)
+    write_sanity_outputs(result, out)
+    for name, reason in result.skipped.items():
+        err_console.print(f"[yellow]sanity check skipped[/] {name}: {reason}", soft_wrap=True)
+    return result
+
+
+def _progress_bar(enabled: bool, label: str = "evaluating"):
     """A Rich progress bar on stderr (images/s, ETA) as a ``progress(done, total)`` callback."""
     from contextlib import contextmanager, nullcontext
 
@@ -150,7 +185,7 @@ def _progress_bar(enabled: bool):
 
     @contextmanager
     def bar():
-        with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), ImagesPerSecond(),
+        with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), ImagesPerSecond(),
                       TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err_console,
                       transient=False) as p:
             task = None
@@ -192,7 +227,9 @@ def _print_summary(s: dict, out: Path) -> None:
         t.add_row("PxAP", f(s["pxap"]))
     out_console.print(t)
     p = s["protocol"]
-    proto = Protocol(input_size=p["input_size"], tau_step=p["tau_step"], method=p["method"])
+    layer = p.get("layer")
+    proto = Protocol(input_size=p["input_size"], tau_step=p["tau_step"], method=p["method"],
+                     layer=tuple(layer) if isinstance(layer, list) else layer, smooth=p.get("smooth"))
     if s["n_box_images"]:
         out_console.print(proto.describe(), soft_wrap=True)
     else:

@@ -52,6 +52,8 @@ def sanity_command(
     model: str | None = typer.Option(None, "--model", "-m", help="Registry name; default: the embedded efficientnet_lite0."),
     weights: str | None = typer.Option(None, "--weights", "-w", help="Checkpoint file or a weights name."),
     methods: list[str] = typer.Option(["cam", "gradcam"], "--method", help="Method to check (repeat the flag for several)."),
+    layer: list[str] | None = typer.Option(None, "--layer", help="Target layer of the non-CAM methods (module name); repeat to fuse several; default: automatic."),
+    smooth: str | None = typer.Option(None, "--smooth", help="aug or eigen smoothing of every map (as camkit explain)."),
     mode: str = typer.Option("cascading", "--mode", help="cascading (logits down to input, cumulative) or independent (one block at a time)."),
     data_randomization: Path | None = typer.Option(None, "--data-randomization", help="ImageFolder root (train/ and val/ class folders) for the data randomization test."),
     seed: int = typer.Option(0, "--seed", help="Seeds the re-initialisation and the label permutation."),
@@ -63,10 +65,13 @@ def sanity_command(
     from camkit.cam.methods import method_info
     from camkit.io.run_lock import RunLock
     from camkit.models import load_model
-    from camkit.sanity import data_randomization_test, model_randomization_test, plot_sanity
+    from camkit.sanity import data_randomization_test, model_randomization_test
 
     if mode not in ("cascading", "independent"):
         raise fail(f"--mode {mode!r}: use cascading or independent")
+    if smooth not in (None, "aug", "eigen"):
+        raise fail(f"--smooth must be 'aug' or 'eigen', not {smooth!r}")
+    layers = None if not layer else (layer[0] if len(layer) == 1 else list(layer))
     names = [method_info(x).name for m in methods for x in m.split(",") if x.strip()]
     if data_randomization is None:
         images, labels = _images_and_labels(list(photos or []), dataset, root, annotations, split, limit)
@@ -88,23 +93,31 @@ def sanity_command(
             with Progress(console=err_console, transient=True) as bar:
                 task = bar.add_task(f"randomizing {m.name}", total=None)
                 result = model_randomization_test(
-                    m, images, names, classes=labels, mode=mode, seed=seed, batch_size=batch_size,
+                    m, images, names, classes=labels, mode=mode, seed=seed, batch_size=batch_size, layer=layers, smooth=smooth,
                     progress=lambda done, total: bar.update(task, completed=done, total=total),
                 )
-        (out / "sanity.json").write_text(json.dumps(result.to_dict(), indent=1))
-        result.write_csv(out / "sanity.csv")
-        plot_sanity(result, out / "sanity.png")
+        write_sanity_outputs(result, out)
     for name, reason in result.skipped.items():
         err_console.print(f"[yellow]skipped[/] {name}: {reason}", soft_wrap=True)
     if as_json:
         out_console.print_json(json.dumps(result.to_dict()))
     else:
-        _print_table(result, out)
+        print_sanity_table(result, out)
     if result.skipped:
         raise typer.Exit(1)
 
 
-def _print_table(result, out: Path) -> None:
+def write_sanity_outputs(result, out: Path) -> None:
+    """sanity.json, sanity.csv and the plot sanity.png of a :class:`camkit.sanity.SanityResult` in ``out``."""
+    from camkit.sanity import plot_sanity
+
+    (out / "sanity.json").write_text(json.dumps(result.to_dict(), indent=1))
+    result.write_csv(out / "sanity.csv")
+    plot_sanity(result, out / "sanity.png")
+
+
+def print_sanity_table(result, out: Path) -> None:
+    """The similarity table on stdout (second step and last step of the randomization, per method)."""
     from rich.table import Table
 
     t = Table(title=f"{result.test} sanity check, {result.model}: similarity to the trained model's maps (1 = unchanged)")

@@ -55,7 +55,10 @@ class Protocol:
     ``input_size``: the square network input; ``tau_step``: the CAM threshold grid
     ``np.arange(0, 1, tau_step)``; ``iou_thresholds``: MaxBoxAccV2's deltas (V1 uses 0.5);
     ``cvpr16_tau``: the CVPR16 box threshold (fraction of the map's max); ``topk``: classes kept
-    for top-k localization; ``method``: which maps (``"cam"`` = the exact class activation map).
+    for top-k localization; ``method``: which maps (``"cam"`` = the exact class activation map);
+    ``layer``: its target layer, or the layers whose maps the method fuses (None: automatic);
+    ``smooth``: ``"aug"`` / ``"eigen"`` smoothing of the maps (None: off); ``seed``: seeds the methods that
+    draw noise or random maps (every batch starts from it, so a batch's maps do not depend on the others).
     """
 
     input_size: int = 224
@@ -64,7 +67,9 @@ class Protocol:
     cvpr16_tau: float = 0.2
     topk: int = 5
     method: str = "cam"
-    layer: str | None = None
+    layer: str | tuple[str, ...] | None = None
+    smooth: str | None = None
+    seed: int = 0
     faithfulness_steps: int = 0  # 0: off; else deletion/insertion curves with this many steps (RISE: 224)
     resize: str = "squash"
     map_upsampling: str = "cv2.resize INTER_CUBIC to the input size"
@@ -86,14 +91,22 @@ class Protocol:
         d = asdict(self)
         d["iou_thresholds"] = list(self.iou_thresholds)
         d["notes"] = list(self.notes)
+        if isinstance(self.layer, tuple):  # as JSON reads it back, so a resumed run's fingerprint compares equal
+            d["layer"] = list(self.layer)
         d["n_taus"] = int(len(self.taus))
         return d
+
+    def _maps_by(self) -> str:
+        layers = [self.layer] if isinstance(self.layer, str) else list(self.layer or ())
+        extra = [f"layer{'s' if len(layers) > 1 else ''} {' + '.join(layers)}"] if layers else []
+        extra += [f"{self.smooth} smoothing"] if self.smooth else []
+        return f"'{self.method}'" + (f" ({', '.join(extra)})" if extra else "")
 
     def describe(self) -> str:
         """One paragraph stating the protocol (printed by the CLI and written in the report)."""
         return (
             f"Images squashed to {self.input_size}x{self.input_size} (aspect ignored, the model's own "
-            f"interpolation/mean/std); maps by '{self.method}' resized with cv2 INTER_CUBIC to the input; "
+            f"interpolation/mean/std); maps by {self._maps_by()} resized with cv2 INTER_CUBIC to the input; "
             "GT boxes rescaled with int() truncation as wsolevaluation. MaxBoxAcc (V1, largest contour, "
             f"IoU 0.5) and MaxBoxAccV2 (all contours, mean over IoU {', '.join(f'{d:g}' for d in self.iou_thresholds)}) "
             f"on the ground-truth class's min-max normalised map over tau = np.arange(0, 1, {self.tau_step:g}) "
@@ -106,7 +119,7 @@ class Protocol:
         """The PxAP part of the protocol (standalone: a mask-only run has no box paragraph)."""
         return (
             f"PxAP (wsolevaluation MaskEvaluator): images squashed to {self.input_size}x{self.input_size}; the "
-            f"ground-truth class's '{self.method}' map resized with cv2 INTER_CUBIC to the input and min-max "
+            f"ground-truth class's {self._maps_by()} map resized with cv2 INTER_CUBIC to the input and min-max "
             "normalised, against masks read as the reference's get_mask (grayscale, "
             "INTER_NEAREST to the input, > 0.5, OR over instances; ignore-mask pixels outside the foreground left "
             f"out); fg/bg pixel histograms over np.arange(0, 1, {self.tau_step:g}) + [1, 2, 3], summed over the split; "

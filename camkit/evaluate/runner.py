@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -111,10 +112,12 @@ def evaluate(
     limit: int | None = None,
     out_dir: str | Path | None = None,
     resume: bool = False,
-    method: str = "cam",
+    method: str | None = None,
     progress: Progress | None = None,
     *,
-    layer: str | None = None,
+    layer: str | Sequence[str] | None = None,
+    smooth: str | None = None,
+    seed: int = 0,
     gallery_size: int = 6,
     map_source: MapSource | None = None,
     faithfulness: bool = False,
@@ -135,7 +138,11 @@ def evaluate(
             for the whole run. None: nothing is written.
         resume: continue the run in ``out_dir`` (same dataset, model and options), evaluating only
             the images without a record.
-        method: ``"cam"`` (exact CAM) or a :mod:`camkit.cam.methods` name; ``layer`` its target layer.
+        method: ``"cam"`` (exact CAM) or a :mod:`camkit.cam.methods` name; None: ``"cam"`` where plain CAM
+            applies, else Grad-CAM (:func:`camkit.cam.methods.default_method`).
+        layer: the method's target layer, or several layers whose maps it fuses; None: automatic.
+        smooth: ``"aug"`` or ``"eigen"`` smoothing of the maps; None: off.
+        seed: seeds the methods that draw noise or random maps (each batch starts from it).
         progress: called as ``progress(done, total)`` after each batch (images with a record so far).
         map_source: replaces the maps entirely (see :data:`camkit.cam.sources.MapSource`); ``method``
             then only labels them.
@@ -162,23 +169,26 @@ def evaluate(
         from camkit.models import load_model
 
         model = cast("CAMModel", load_model(model))  # the registry types its models loosely (Any)
+    from camkit.cam.methods import default_method, method_info
     from camkit.limits import check_input_size
 
-    check_input_size(model, input_size, batch_size, gradients=method != "cam" and map_source is None)
+    if smooth not in (None, "aug", "eigen"):
+        raise ParameterError("smooth", smooth, "must be 'aug', 'eigen' or None")
+    if layer is not None and not isinstance(layer, str):
+        layer = tuple(layer) if len(layer) > 1 else layer[0]
+    method = method_info(method).name if method is not None else default_method(model, layer)
+    plain_cam = method == "cam" and layer is None and smooth is None
+    check_input_size(model, input_size, batch_size, gradients=not plain_cam and map_source is None)
     samples = list(dataset.samples[: limit if limit is not None else None])
     has_boxes, has_masks = _check_dataset(dataset, samples, model)
-    if method != "cam" or layer is not None:
-        from camkit.cam.methods import method_info
-
-        method = method_info(method).name
-    protocol = Protocol(input_size=input_size, tau_step=tau_step, method=method, layer=layer,
+    protocol = Protocol(input_size=input_size, tau_step=tau_step, method=method, layer=layer, smooth=smooth, seed=int(seed),
                         faithfulness_steps=int(faithfulness_steps) if faithfulness else 0)
     model_info = _model_info(model)
     dataset_info = {"name": dataset.name, "source": dataset.source, "n_images": len(samples), "limit": limit,
                     "ids_sha1": ids_digest(samples),
                     "metrics": [m for m, on in (("boxes", has_boxes), ("pxap", has_masks)) if on]}
     preprocess = model.preprocess.with_input_size(input_size)
-    source = map_source or make_map_source(model, method, protocol.topk, layer)
+    source = map_source or make_map_source(model, method, protocol.topk, layer, smooth=smooth, seed=int(seed))
     options = LoopOptions(workers=workers, boxes=has_boxes, masks=has_masks, backend=sweep_backend, model=model)
     partition = batch_partition(len(samples), batch_size)
 

@@ -37,10 +37,11 @@ def prepare_inputs(model: CAMModel | ClassifierModel, images: Sequence, resize_m
     return torch.from_numpy(np.stack(arrays))
 
 
-def method_maps(model: nn.Module, x: torch.Tensor, method: str, targets: torch.Tensor, layer: str | None,
-                batch_size: int) -> np.ndarray:
-    """Maps ``[N, S, S]`` (float64, input resolution, bilinear) of ``targets [N]`` by ``method``."""
-    r = compute_method_maps(model, x, method, targets[:, None], layer, batch_size)
+def method_maps(model: nn.Module, x: torch.Tensor, method: str, targets: torch.Tensor, layer: str | Sequence[str] | None,
+                batch_size: int, *, smooth: str | None = None, seed: int = 0) -> np.ndarray:
+    """Maps ``[N, S, S]`` (float64, input resolution, bilinear) of ``targets [N]`` by ``method``
+    (``layer``, ``smooth``, ``seed``: as :func:`camkit.cam.methods.compute_method_maps`)."""
+    r = compute_method_maps(model, x, method, targets[:, None], layer, batch_size, seed=seed, smooth=smooth)
     maps = r.maps.float()
     if maps.shape[-2:] != x.shape[-2:]:
         maps = upsample(maps, (int(x.shape[-2]), int(x.shape[-1])), "bilinear")
@@ -66,7 +67,8 @@ def model_randomization_test(
     classes: Sequence[int] | None = None,
     mode: str = "cascading",
     seed: int = 0,
-    layer: str | None = None,
+    layer: str | Sequence[str] | None = None,
+    smooth: str | None = None,
     resize_mode: ResizeMode = "squash",
     batch_size: int = 32,
     progress: Progress | None = None,
@@ -81,8 +83,10 @@ def model_randomization_test(
             model's top-1 prediction. The same targets are explained at every step.
         mode: ``"cascading"`` (blocks randomized cumulatively from the logits down) or ``"independent"``.
         seed: seeds the re-initialisation (same seed, same randomized models).
-        layer: target layer for the non-CAM methods (default: each method's automatic choice on the
-            randomized model, which is the same module as on the trained one).
+        layer: target layer for the non-CAM methods, or several to fuse (default: each method's automatic
+            choice on the randomized model, which is the same module as on the trained one).
+        smooth: ``"aug"`` / ``"eigen"`` smoothing of every map (None: off); the method's own noise is
+            seeded with ``seed`` at every step, so only the weights differ between steps.
         batch_size: masked inputs per forward for perturbation methods.
         progress: called with ``(done, total)`` after each step.
 
@@ -108,7 +112,7 @@ def model_randomization_test(
     reference: dict[str, np.ndarray] = {}
     for name in runnable:
         t0 = time.perf_counter()
-        reference[name] = method_maps(model, x, name, targets, layer, batch_size)
+        reference[name] = method_maps(model, x, name, targets, layer, batch_size, smooth=smooth, seed=seed)
         result.seconds[name] = time.perf_counter() - t0
         ones = [[1.0] * len(x)]
         result.per_image[name] = {k: [list(v) for v in ones] for k in MEASURES}
@@ -117,7 +121,7 @@ def model_randomization_test(
         for name in runnable:
             t0 = time.perf_counter()
             try:
-                maps = method_maps(randomized, x, name, targets, layer, batch_size)
+                maps = method_maps(randomized, x, name, targets, layer, batch_size, smooth=smooth, seed=seed)
             except CamkitError as e:
                 raise CamkitError(f"{name} failed on the model randomized down to {blocks[k - 1].name}: {e}") from None
             result.seconds[name] += time.perf_counter() - t0
