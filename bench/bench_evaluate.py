@@ -7,12 +7,13 @@
     LocalizationImages with the squash transform, batch 32, ``--workers`` processes); against both, the
     whole ``camkit.evaluate.evaluate`` loop (maps, upsampling, CVPR16 boxes, the wsolevaluation tau sweep,
     fsync'd records) and the call including the summary and output files. Runs are interleaved after a
-    warm-up, in one process with glibc told to keep freed memory (as the CLI does), and the best of
-    ``--rounds`` is reported for each.
+    warm-up, in one process with glibc told to keep freed memory (as the CLI does). Reported: the best of
+    ``--rounds`` for each, and the median over rounds of each round's ratio to the mean of the ready-tensor
+    forwards run just before and after it (steadier when other jobs share the CPUs), with the load average.
 (b) Peak memory. ``evaluate`` on 100 and on 1000 images, each in a fresh subprocess; peak RSS of the
     main process (``ru_maxrss``) and of the largest DataLoader worker (``RUSAGE_CHILDREN``).
 
-Prints a Markdown table. Usage: ``python bench/bench_evaluate.py [--repeat 20] [--rounds 2]``.
+Prints a Markdown table. Usage: ``python bench/bench_evaluate.py [--repeat 20] [--rounds 3] [--skip-memory]``.
 """
 
 from __future__ import annotations
@@ -95,6 +96,9 @@ def full_evaluate(model, dataset, batch_size: int, workers: int) -> tuple[float,
 
 
 def throughput(args) -> list[str]:
+    import os
+    import statistics
+
     from camkit.cli.common import keep_allocator_memory
     from camkit.models import load_model
 
@@ -104,24 +108,39 @@ def throughput(args) -> list[str]:
     n = len(ds)
     plain_forward(model, repeated_dataset(64), args.batch_size, args.workers)  # warm-up
     ready = ready_batches(model, ds, args.batch_size)
-    fwd, ready_fwd, ev, ev_total = [], [], [], []
+    ready_forward(model, ready)
+    fwd, ready_fwd, ev, ev_total, loads = [], [], [], [], []
+    ratios: dict[str, list[float]] = {"fwd": [], "loop": [], "total": []}
     for r in range(args.rounds):
-        ready_fwd.append(ready_forward(model, ready))
+        # the ready-tensor forward before and after the others: a round's ratios compare runs minutes apart
+        # at most, which matters when other jobs share the machine
+        before = ready_forward(model, ready)
         fwd.append(plain_forward(model, ds, args.batch_size, args.workers))
         loop, total = full_evaluate(model, ds, args.batch_size, args.workers)
+        after = ready_forward(model, ready)
+        ready_fwd += [before, after]
         ev.append(loop)
         ev_total.append(total)
-        print(f"round {r + 1}: ready-tensor forward {n / ready_fwd[-1]:.1f} img/s, forward {n / fwd[-1]:.1f} img/s, evaluate loop {n / loop:.1f} img/s "
-              f"(with summary/CSV/curves {n / total:.1f} img/s)", file=sys.stderr)
+        loads.append(os.getloadavg()[0])
+        ref = 2 / (before + after)  # ready-tensor rounds per second, the mean of the two
+        for key, seconds in (("fwd", fwd[-1]), ("loop", loop), ("total", total)):
+            ratios[key].append(1 / seconds / ref)
+        print(f"round {r + 1} (load {loads[-1]:.1f}): ready-tensor forward {n / before:.1f} / {n / after:.1f} img/s, "
+              f"forward {n / fwd[-1]:.1f} img/s, evaluate loop {n / loop:.1f} img/s (with summary/CSV/curves {n / total:.1f} img/s); "
+              f"loop / ready {ratios['loop'][-1]:.2f}, run / ready {ratios['total'][-1]:.2f}", file=sys.stderr)
     rf, f, e, t = n / min(ready_fwd), n / min(fwd), n / min(ev), n / min(ev_total)
+    med = {k: statistics.median(v) for k, v in ratios.items()}
     return [
-        (f"| throughput, {n} images, batch {args.batch_size}, {args.workers} workers | img/s | ratio to forward (same loader) "
-         "| ratio to ready-tensor forward |"),
-        "|---|---|---|---|",
-        f"| plain forward on ready tensors (one batch decoded beforehand) | {rf:.1f} | {rf / f:.2f} | 1.00 |",
-        f"| plain forward (same loader) | {f:.1f} | 1.00 | {f / rf:.2f} |",
-        f"| camkit evaluate loop (maps, boxes, 100-tau sweep V1+V2, fsync'd records) | {e:.1f} | {e / f:.2f} | {e / rf:.2f} |",
-        f"| camkit evaluate incl. summary, per_image.csv, curves PNG | {t:.1f} | {t / f:.2f} | {t / rf:.2f} |",
+        (f"| throughput, {n} images, batch {args.batch_size}, {args.workers} workers | img/s (best round) | ratio to forward (same loader) "
+         "| ratio to ready-tensor forward (best / best) | ratio to ready-tensor forward (median of rounds) |"),
+        "|---|---|---|---|---|",
+        f"| plain forward on ready tensors (one batch decoded beforehand) | {rf:.1f} | {rf / f:.2f} | 1.00 | 1.00 |",
+        f"| plain forward (same loader) | {f:.1f} | 1.00 | {f / rf:.2f} | {med['fwd']:.2f} |",
+        f"| camkit evaluate loop (maps, boxes, 100-tau sweep V1+V2, fsync'd records) | {e:.1f} | {e / f:.2f} | {e / rf:.2f} | {med['loop']:.2f} |",
+        f"| camkit evaluate incl. summary, per_image.csv, curves PNG | {t:.1f} | {t / f:.2f} | {t / rf:.2f} | {med['total']:.2f} |",
+        "",
+        f"{args.rounds} rounds; 1-minute load average during the rounds {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} CPUs "
+        "(each round's ratios use the mean of the ready-tensor forwards run just before and after it).",
     ]
 
 
@@ -154,7 +173,7 @@ def peak_memory(args) -> list[str]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=20, help="copies of the 12 photos for the throughput run")
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--rss-child", type=int, default=None, help=argparse.SUPPRESS)

@@ -119,3 +119,28 @@ def test_error_in_box_work_reaches_the_caller(lite0, ilsvrc_sample, monkeypatch)
                     lite0.preprocess.with_input_size(224), got.append, LoopOptions(overlap=True))
     assert [r.index for b in got for r in b] == [0, 1, 2, 3]  # the batches before the failing one
     assert not _boxing_threads()
+
+
+def test_helpers_run_below_the_forward_and_opencv_threads_are_restored(lite0, ilsvrc_sample, monkeypatch):
+    import os
+
+    import cv2
+
+    samples = read_ilsvrc(ilsvrc_sample).samples[:4]
+    seen = []
+    real = loop._batch_records
+
+    def spy(*args, **kwargs):
+        seen.append((threading.current_thread().name, os.getpriority(os.PRIO_PROCESS, threading.get_native_id()),
+                     cv2.getNumThreads()))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_batch_records", spy)
+    before = cv2.getNumThreads()
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    run_batches(samples, batch_partition(4, 2), set(range(4)), Protocol(), make_map_source(lite0),
+                lite0.preprocess.with_input_size(224), lambda records: None, LoopOptions(overlap=True))
+    assert [name.startswith("camkit-boxes") for name, _, _ in seen] == [True, True]
+    assert {nice for _, nice, _ in seen} == {min(19, mine + loop.HELPER_NICENESS)}
+    assert {threads for _, _, threads in seen} == {1}
+    assert cv2.getNumThreads() == before and os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine

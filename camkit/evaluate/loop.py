@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -107,6 +108,10 @@ def run_batches(
     Images (or masks) that cannot be read become :class:`FailedImage` records. ``progress(done, total)``
     is called after each batch, ``done`` counting from ``n_done``. On KeyboardInterrupt the DataLoader's
     workers are shut down before it propagates; the records of finished batches are already in ``sink``.
+
+    With ``options.overlap`` a batch's boxes are computed on a helper thread while the next batch is
+    forwarded; ``sink`` and ``progress`` are still called from the calling thread, in batch order. The
+    helpers (that thread and the DataLoader workers) run :data:`HELPER_NICENESS` steps below the forward.
     """
     import torch
 
@@ -119,14 +124,19 @@ def run_batches(
         batch_sampler=[list(b) for b in batches],
         num_workers=options.workers,
         collate_fn=collate_localization,
+        worker_init_fn=_helper_priority,
     )
     done = n_done
     it = iter(loader)
     # The per-image box work of a batch runs on one helper thread while the main thread forwards the
     # next batch: the sweep kernel, OpenCV and the forward release the GIL. The main thread hands the
     # records to ``sink`` in batch order; a batch counts as finished only once they are written.
-    boxes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="camkit-boxes") if options.overlap else None
+    boxes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="camkit-boxes", initializer=_helper_priority) if options.overlap else None
     pending: Future | None = None
+    # OpenCV's own thread pool would run the map resizes beside the forward at full priority, for maps too
+    # small to gain from it; one thread gives the same pixels
+    cv2_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
     try:
         for batch in it:
             computed = _batch_maps(batch, samples, todo, protocol, map_source, options)
@@ -140,6 +150,7 @@ def run_batches(
             done = _hand_over(pending.result(), sink, progress, done, len(samples))
             pending = None
     finally:
+        cv2.setNumThreads(cv2_threads)
         if boxes is not None:
             if pending is not None:
                 pending.cancel()
@@ -147,6 +158,26 @@ def run_batches(
         shutdown = getattr(it, "_shutdown_workers", None)
         if shutdown is not None:  # stop the workers now, not when the iterator is collected
             shutdown()
+
+
+#: How much lower than the forward the helpers (DataLoader workers, the box thread) run, in nice steps.
+#: They need a fraction of the CPU the forward does; at equal priority they preempt its intra-op threads
+#: mid-layer and the others wait for them at the layer's barrier. Lower, they take the cycles the forward
+#: leaves idle (its serial stretches between layers) and the batches they prefetch absorb the delays.
+HELPER_NICENESS = 10
+
+
+def _helper_priority(*_: object) -> None:
+    """Lower the calling thread's priority by :data:`HELPER_NICENESS` (Linux: a thread's own nice value;
+    elsewhere, or without permission, nothing changes)."""
+    import os
+    import threading
+
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + HELPER_NICENESS))
+    except (AttributeError, OSError):
+        pass
 
 
 def _hand_over(records: list[Record], sink: Callable[[list[Record]], None], progress: Progress | None, done: int,
