@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -36,6 +37,15 @@ def flag_for(param: str) -> str:
     return FLAG_NAMES.get(param, "--" + param.replace("_", "-"))
 
 
+# A library hint such as "pass weights=PATH" names a parameter and a placeholder in capitals.
+_PARAMETER_HINT = re.compile(r"\b([a-z][a-z_]*)=([A-Z][A-Z_]*)\b")
+
+
+def flags_in(message: str) -> str:
+    """A library message as the CLI says it: ``weights=PATH`` -> ``--weights PATH``."""
+    return _PARAMETER_HINT.sub(lambda m: f"{flag_for(m.group(1))} {m.group(2)}", message)
+
+
 def one_line_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn camkit's errors (and anything unexpected) into one line on stderr and a non-zero exit."""
 
@@ -52,7 +62,7 @@ def one_line_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except UnknownClassError as e:
             raise fail(f"{e} (`camkit models --classes` lists them)") from None
         except CamkitError as e:
-            raise fail(str(e)) from None
+            raise fail(flags_in(str(e))) from None
         except Exception as e:  # never a traceback on the CLI unless asked for
             if os.environ.get("CAMKIT_DEBUG"):
                 raise

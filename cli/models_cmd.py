@@ -36,7 +36,8 @@ def models_command(
     for s in specs:
         t.add_row(s.name, s.source, s.cam_kind_text, s.description)
     out_console.print(t)
-    out_console.print("Also: timm/<name> for any timm model whose head is global average pool + linear.")
+    out_console.print("Also: timm/<name> for any timm model: exact CAM when its head is pool [+ LayerNorm] + linear, "
+                      "gradient CAMs otherwise (class-token, attention-pool and MLP heads).", soft_wrap=True)
 
 
 def _print_classes(model: str | None, weights: str | None, as_json: bool) -> None:

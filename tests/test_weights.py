@@ -105,6 +105,32 @@ def test_offline_download_fails_fast_with_one_line(monkeypatch, tmp_path):
     assert "\n" not in msg and "resnet18" in msg and "weights=PATH" in msg and "--weights" not in msg
 
 
+def test_offline_timm_weights_fail_fast_and_the_cli_names_the_flag(monkeypatch, tmp_path):
+    """A timm/ model's pretrained weights offline: one line within seconds (no minute of Hugging Face retries),
+    and the CLI turns the library's ``weights=PATH`` hint into its flag."""
+    pytest.importorskip("timm")
+    import huggingface_hub.constants as hf_constants
+
+    offline_before = hf_constants.HF_HUB_OFFLINE
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))  # an empty cache
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    def hanging_dns(*a, **k):
+        time.sleep(30)
+        raise socket.gaierror(-3, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging_dns)
+    t0 = time.perf_counter()
+    r = CliRunner().invoke(app, ["explain", str(sample_path("chelsea")), "--model", "timm/vit_tiny_patch16_224",
+                                 "--method", "gradcam"])
+    elapsed = time.perf_counter() - t0
+    assert r.exit_code == 2 and elapsed < 15, (r.exit_code, elapsed, r.stderr)
+    (line,) = r.stderr.strip().splitlines()
+    assert "timm/vit_tiny_patch16_224" in line and "--weights PATH" in line and "weights=PATH" not in line
+    assert hf_constants.HF_HUB_OFFLINE == offline_before  # the offline switch was restored
+
+
 def test_nan_checkpoint_names_the_parameters(tmp_path):
     import torchvision
 

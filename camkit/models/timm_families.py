@@ -21,6 +21,8 @@ Every exact plan is checked numerically when a model is wrapped: the decomposed 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
@@ -44,6 +46,7 @@ from .token_layout import (
     TokenLayout,
     tokens_features,
 )
+from .weights import check_download_host, hub_output_to_stderr
 from .weights_arg import parse_weights
 
 HeadKind = Literal["pool-linear", "pool-norm-linear", "gradient"]
@@ -127,12 +130,18 @@ def _plan_norm_mlp(net: ForeignNet) -> TimmPlan:
     else:
         last = "head.global_pool"
     if not _is_identity(head.pre_logits):
-        return TimmPlan("convnext", "gradient", layout, "MLP head (pool -> norm -> linear -> tanh -> linear)", default_layer=last)
+        return TimmPlan(_norm_mlp_family(net), "gradient", layout, "MLP head (pool -> norm -> linear -> tanh -> linear)", default_layer=last)
     if not _avg_pool(head) or not isinstance(head.fc, nn.Linear):
-        return TimmPlan("convnext", "gradient", layout, "head is not average pool -> norm -> linear", default_layer=last)
+        return TimmPlan(_norm_mlp_family(net), "gradient", layout, "head is not average pool -> norm -> linear", default_layer=last)
     norm_kind(head.norm)
     drop = "head.drop" if isinstance(getattr(head, "drop", None), nn.Dropout) else None
-    return TimmPlan("convnext", "pool-norm-linear", layout, "pool -> LayerNorm -> linear", "head.fc", "head.norm", drop)
+    return TimmPlan(_norm_mlp_family(net), "pool-norm-linear", layout, "pool -> LayerNorm -> linear", "head.fc", "head.norm", drop)
+
+
+def _norm_mlp_family(net: ForeignNet) -> str:
+    """The family a NormMlpClassifierHead network is named by (ConvNeXt, MaxViT, ...): timm's class name."""
+    name = type(net).__name__.lower()
+    return "maxvit" if name.startswith("maxxvit") else name
 
 
 def plan_timm(net: ForeignNet) -> TimmPlan | None:
@@ -236,6 +245,28 @@ def _wants_random(weights) -> bool:
     return parse_weights(weights).is_random
 
 
+HF_HUB_URL = "https://huggingface.co/"
+
+
+@contextlib.contextmanager
+def _hf_hub_offline(offline: bool) -> Iterator[None]:
+    """Hugging Face Hub's offline mode while the block runs (cached files load, missing ones fail at once)."""
+    if not offline:
+        yield
+        return
+    try:
+        import huggingface_hub.constants as hf_constants
+    except ImportError:
+        yield
+        return
+    before = hf_constants.HF_HUB_OFFLINE
+    hf_constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        hf_constants.HF_HUB_OFFLINE = before
+
+
 def create_timm_net(timm_name: str, weights=None, num_classes: int | None = None, **kwargs) -> nn.Module:
     """``timm.create_model`` with camkit's weights convention (None/"default" = timm's pretrained weights)."""
     import timm
@@ -246,8 +277,15 @@ def create_timm_net(timm_name: str, weights=None, num_classes: int | None = None
         raise WeightsError(f"timm/{timm_name} takes weights=None (timm's pretrained), 'random' or a checkpoint path, not {str(weights)!r}")
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
+    offline = False
+    if not random:
+        try:  # offline, Hugging Face's client retries for about a minute before it gives up
+            check_download_host(HF_HUB_URL)
+        except OSError:
+            offline = True
     try:
-        net = timm.create_model(timm_name, pretrained=not random, **kwargs)
+        with _hf_hub_offline(offline), hub_output_to_stderr():
+            net = timm.create_model(timm_name, pretrained=not random, **kwargs)
     except RuntimeError as e:
         if "Unknown model" in str(e):
             raise ModelError(f"timm has no model {timm_name!r}; see timm.list_models()") from None
