@@ -19,7 +19,9 @@ def load_dataset(kind: str, root: Path, annotations: Path | None, split: str | N
 
     ``mask_root`` (wsol only): the folder OpenImages mask paths are relative to; default ``root``.
     """
+    from camkit.choices import one_of
     from camkit.datasets import read_csv_boxes, read_cub, read_ilsvrc, read_wsol_metadata
+    from camkit.datasets.cub import SPLITS
     from camkit.errors import DatasetError
 
     if not root.is_dir():
@@ -32,7 +34,7 @@ def load_dataset(kind: str, root: Path, annotations: Path | None, split: str | N
     if kind == "ilsvrc":
         return read_ilsvrc(root, annotations)
     if kind == "cub":
-        return read_cub(annotations or root, split or "test")
+        return read_cub(annotations or root, one_of("split", split or "test", SPLITS, "a CUB split"))
     if kind == "wsol":
         if annotations is None:
             split = split or "test"
