@@ -63,7 +63,7 @@ def evaluate_command(
     weights: str | None = typer.Option(None, "--weights", "-w", help="Checkpoint file or a torchvision weights name."),
     input_size: int = typer.Option(224, "--input-size", help="Square input the photos are squashed to (WSOL protocol)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per forward pass."),
-    workers: int = typer.Option(2, "--workers", min=0, help="DataLoader worker processes decoding images."),
+    workers: int = typer.Option(0, "--workers", min=0, help="0: images are read on the helper threads between forwards (fastest when the forward runs on the CPU); N: N DataLoader processes read ahead while the forward runs (a GPU forward)."),
     tau_step: float = typer.Option(0.01, "--tau-step", help="CAM threshold grid np.arange(0, 1, step) (wsolevaluation: 0.01; 0.001 in training code)."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Evaluate only the first N images."),
     out: Path = typer.Option(Path("camkit-eval"), "--out", "-o", help="Output folder: summary.json, per_image.csv, plots, report.md."),

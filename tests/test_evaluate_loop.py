@@ -1,6 +1,7 @@
 """The evaluate batch loop: the squash transform's table lookup is bit-identical to ``Preprocess.to_array``;
-boxing a batch on the helper thread while the next one is forwarded gives exactly the serial loop's
-records, in batch order; an interrupt or an error leaves only whole batches in the sink and no thread behind."""
+the per-image work on any number of helper threads (reading the images too, or with DataLoader workers)
+gives exactly the one-thread records, in batch order; an interrupt or an error leaves only whole batches in
+the sink and no helper thread behind."""
 
 from __future__ import annotations
 
@@ -44,39 +45,40 @@ def test_squash_transform_is_bit_identical_to_to_array(pre):
     assert np.array_equal(SquashTransform(pre).array(gray), pre.to_array(gray, "squash")[0])
 
 
-def _run(samples, lite0, overlap: bool, todo=None, source=None, batch_size=5, workers=0):
+def _run(samples, lite0, helpers: int, todo=None, source=None, batch_size=5, workers=0):
     protocol = Protocol()
     batches = batch_partition(len(samples), batch_size)
     got: list[list] = []
     seen: list[tuple[int, int]] = []
     run_batches(samples, batches, set(range(len(samples))) if todo is None else todo, protocol,
                 source or make_map_source(lite0), lite0.preprocess.with_input_size(224), got.append,
-                LoopOptions(workers=workers, overlap=overlap), progress=lambda d, t: seen.append((d, t)))
+                LoopOptions(workers=workers, helpers=helpers), progress=lambda d, t: seen.append((d, t)))
     return [[r.to_dict() for r in batch] for batch in got], seen
 
 
 @pytest.fixture(scope="module")
 def serial(lite0, ilsvrc_sample):
-    """Records and progress calls of the serial loop on the sample, batches of 5."""
-    return _run(read_ilsvrc(ilsvrc_sample).samples, lite0, overlap=False)
+    """Records and progress calls of the loop with one helper thread on the sample, batches of 5."""
+    return _run(read_ilsvrc(ilsvrc_sample).samples, lite0, helpers=1)
 
 
 @pytest.mark.slow
-def test_overlapped_loop_gives_the_serial_records(lite0, ilsvrc_sample, serial):
+def test_helper_threads_give_the_one_thread_records(lite0, ilsvrc_sample, serial):
     samples = read_ilsvrc(ilsvrc_sample).samples
     serial, serial_progress = serial
-    overlapped, overlapped_progress = _run(samples, lite0, overlap=True, workers=2)
-    assert overlapped == serial and [len(b) for b in serial] == [5, 5, 2]
-    assert overlapped_progress == serial_progress == [(5, 12), (10, 12), (12, 12)]
+    for helpers, workers in ((3, 0), (2, 2)):
+        threaded, threaded_progress = _run(samples, lite0, helpers=helpers, workers=workers)
+        assert threaded == serial and [len(b) for b in serial] == [5, 5, 2]
+        assert threaded_progress == serial_progress == [(5, 12), (10, 12), (12, 12)]
     # resumed runs: only images in todo get records, batches stay whole
     todo = {1, 7, 8, 11}
-    part, _ = _run(samples, lite0, overlap=True, todo=todo)
+    part, _ = _run(samples, lite0, helpers=2, todo=todo)
     assert [r["i"] for b in part for r in b] == [1, 7, 8, 11]
     assert [r for b in part for r in b] == [r for b in serial for r in b if r["i"] in todo]
 
 
-def _boxing_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("camkit-boxes")]
+def _helper_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("camkit-helper")]
 
 
 def test_interrupt_leaves_whole_batches_and_no_thread(lite0, ilsvrc_sample, serial):
@@ -91,16 +93,15 @@ def test_interrupt_leaves_whole_batches_and_no_thread(lite0, ilsvrc_sample, seri
             raise KeyboardInterrupt
         return source(x, gt)
 
-    for overlap in (True, False):
+    for helpers, workers in ((1, 0), (2, 0), (2, 1)):
         calls.clear()
         got: list[list] = []
         with pytest.raises(KeyboardInterrupt):
             run_batches(samples, batch_partition(10, 5), set(range(10)), Protocol(), interrupted,
-                        lite0.preprocess.with_input_size(224), got.append, LoopOptions(overlap=overlap))
-        got_dicts = [[r.to_dict() for r in b] for b in got]
-        # serial: the forwarded batch is written; overlapped: it was still being boxed, nothing is written
-        assert got_dicts == full[: 1 if not overlap else 0]
-        assert not _boxing_threads()
+                        lite0.preprocess.with_input_size(224), got.append, LoopOptions(workers=workers, helpers=helpers))
+        # the first batch was boxed and written before the second one's forward was interrupted
+        assert [[r.to_dict() for r in b] for b in got] == full[:1]
+        assert not _helper_threads()
 
 
 def test_error_in_box_work_reaches_the_caller(lite0, ilsvrc_sample, monkeypatch):
@@ -116,31 +117,25 @@ def test_error_in_box_work_reaches_the_caller(lite0, ilsvrc_sample, monkeypatch)
     got: list = []
     with pytest.raises(ValueError, match="image 4"):
         run_batches(samples, batch_partition(6, 2), set(range(6)), Protocol(), make_map_source(lite0),
-                    lite0.preprocess.with_input_size(224), got.append, LoopOptions(overlap=True))
+                    lite0.preprocess.with_input_size(224), got.append, LoopOptions(helpers=2))
     assert [r.index for b in got for r in b] == [0, 1, 2, 3]  # the batches before the failing one
-    assert not _boxing_threads()
+    assert not _helper_threads()
 
 
-def test_helpers_run_below_the_forward_and_opencv_threads_are_restored(lite0, ilsvrc_sample, monkeypatch):
-    import os
-
+def test_box_work_runs_on_the_helpers_with_single_threaded_opencv(lite0, ilsvrc_sample, monkeypatch):
     import cv2
 
     samples = read_ilsvrc(ilsvrc_sample).samples[:4]
     seen = []
-    real = loop._batch_records
+    real = loop.image_record
 
     def spy(*args, **kwargs):
-        seen.append((threading.current_thread().name, os.getpriority(os.PRIO_PROCESS, threading.get_native_id()),
-                     cv2.getNumThreads()))
+        seen.append((threading.current_thread().name, cv2.getNumThreads()))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(loop, "_batch_records", spy)
+    monkeypatch.setattr(loop, "image_record", spy)
     before = cv2.getNumThreads()
-    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     run_batches(samples, batch_partition(4, 2), set(range(4)), Protocol(), make_map_source(lite0),
-                lite0.preprocess.with_input_size(224), lambda records: None, LoopOptions(overlap=True))
-    assert [name.startswith("camkit-boxes") for name, _, _ in seen] == [True, True]
-    assert {nice for _, nice, _ in seen} == {min(19, mine + loop.HELPER_NICENESS)}
-    assert {threads for _, _, threads in seen} == {1}
-    assert cv2.getNumThreads() == before and os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
+                lite0.preprocess.with_input_size(224), lambda records: None, LoopOptions(helpers=2))
+    assert len(seen) == 4 and all(name.startswith("camkit-helper") and threads == 1 for name, threads in seen)
+    assert cv2.getNumThreads() == before and not _helper_threads()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from camkit.localize.cvpr16 import cvpr16_box
-from camkit.localize.sweep import resolve_backend, sweep_boxes_flat
+from camkit.localize.sweep import resolve_backend, sweep_boxes_pair
 from camkit.localize.wsol import level_boxes, threshold_levels, unit_map_to_uint8
 from camkit.metrics.boxacc import best_iou_per_tau
 from camkit.metrics.iou import box_iou_inclusive
@@ -26,17 +26,14 @@ def wsol_best_ious(
     V1 scores the contour of largest ``cv2.contourArea`` (first in OpenCV's order on ties), V2 the best
     of every contour; no contour gives the box ``(0, 0, 0, 0)``. ``backend`` (see
     :func:`camkit.localize.sweep.resolve_backend`): ``"native"`` takes the boxes of all levels from the
-    compiled sweep kernel (one pass over the map for every level; ``bench/bench_sweep.py`` times it
+    compiled sweep kernel, V1 and V2 from one call (one pass over the map for every level; ``bench/bench_sweep.py`` times it
     against the per-level calls); ``"numpy"`` runs the reference's procedure
     (:func:`camkit.localize.wsol.level_boxes`), one ``cv2.findContours`` per *distinct* integer level
     ``int(tau * u.max())`` shared by V1 and V2, which beats the pure-numpy sweep. Same IoUs either way.
     """
     if resolve_backend(backend, np.shape(cam_normalized)) == "native":
-        v1, v2 = (
-            best_iou_per_tau(sweep_boxes_flat(cam_normalized, taus, multi, backend="native"), gt_boxes)
-            for multi in (False, True)
-        )
-        return v1, v2
+        pair = sweep_boxes_pair(cam_normalized, taus, backend="native")
+        return best_iou_per_tau(pair[0], gt_boxes), best_iou_per_tau(pair[1], gt_boxes)
     u = unit_map_to_uint8(cam_normalized)
     levels, tau_level = np.unique(threshold_levels(taus, u.max()), return_inverse=True)
     per_level = [level_boxes(u, level) for level in levels.tolist()]

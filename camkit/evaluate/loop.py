@@ -11,7 +11,7 @@ batch composition).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,17 +77,18 @@ def batches_needing(partition: Sequence[Sequence[int]], todo: set[int]) -> list[
 
 @dataclass(frozen=True)
 class LoopOptions:
-    """How the loop computes: DataLoader ``workers``; ``boxes`` (every sample has a GT box) and
-    ``masks`` (read each sample's mask for PxAP); ``backend`` of the threshold sweep; ``model`` for
-    faithfulness (``protocol.faithfulness_steps > 0``); ``overlap``: box a batch on a helper thread while
-    the next one is forwarded (same records either way)."""
+    """How the loop computes: DataLoader ``workers`` (0: the images are read on the helper threads);
+    ``boxes`` (every sample has a GT box) and ``masks`` (read each sample's mask for PxAP); ``backend`` of
+    the threshold sweep; ``model`` for faithfulness (``protocol.faithfulness_steps > 0``); ``helpers``:
+    threads for the per-image work between forwards (None: ``torch.get_num_threads()``, the cores the
+    forward uses; the records are the same for any number)."""
 
     workers: int = 0
     boxes: bool = True
     masks: bool = False
     backend: str = "auto"
     model: Any = None
-    overlap: bool = True
+    helpers: int | None = None
 
 
 def run_batches(
@@ -107,86 +108,84 @@ def run_batches(
 
     Images (or masks) that cannot be read become :class:`FailedImage` records. ``progress(done, total)``
     is called after each batch, ``done`` counting from ``n_done``. On KeyboardInterrupt the DataLoader's
-    workers are shut down before it propagates; the records of finished batches are already in ``sink``.
+    workers and the helper threads are stopped before it propagates; the records of finished batches
+    are already in ``sink``.
 
-    With ``options.overlap`` a batch's boxes are computed on a helper thread while the next batch is
-    forwarded; ``sink`` and ``progress`` are still called from the calling thread, in batch order. The
-    helpers (that thread and the DataLoader workers) run :data:`HELPER_NICENESS` steps below the forward.
+    The work alternates between two phases. The forward of a batch has the CPU to itself: its intra-op
+    threads wait for each other at every layer, so anything running beside them (box work, decoding)
+    slows it by more than that work's own cost. Then the helper threads do the per-image work: this
+    batch's boxes and, with ``workers=0``, reading and squashing the next batch's images; the C kernels,
+    OpenCV and Pillow release the GIL, so the helpers use every core. ``sink`` and ``progress`` are
+    called from the calling thread, in batch order.
     """
     import torch
 
     from camkit.datasets.masks import MaskLoader
     from camkit.datasets.torch_dataset import LocalizationImages, collate_localization
 
-    loader = torch.utils.data.DataLoader(
-        LocalizationImages(LocDataset("evaluated", list(samples)), SquashTransform(preprocess),
-                           load_mask=MaskLoader(protocol.input_size) if options.masks else None),
-        batch_sampler=[list(b) for b in batches],
-        num_workers=options.workers,
-        collate_fn=collate_localization,
-        worker_init_fn=_helper_priority,
-    )
+    items = LocalizationImages(LocDataset("evaluated", list(samples)), SquashTransform(preprocess),
+                               load_mask=MaskLoader(protocol.input_size) if options.masks else None)
+    parts = [list(b) for b in batches]
+    n_helpers = options.helpers if options.helpers is not None else torch.get_num_threads()
+    helpers = ThreadPoolExecutor(max(1, n_helpers), thread_name_prefix="camkit-helper")
+    loader = None
+    if options.workers:
+        loader = torch.utils.data.DataLoader(items, batch_sampler=parts, num_workers=options.workers,
+                                             collate_fn=collate_localization)
+    it = iter(loader) if loader is not None else _HelperReader(helpers, items, parts, collate_localization)
     done = n_done
-    it = iter(loader)
-    # The per-image box work of a batch runs on one helper thread while the main thread forwards the
-    # next batch: the sweep kernel, OpenCV and the forward release the GIL. The main thread hands the
-    # records to ``sink`` in batch order; a batch counts as finished only once they are written.
-    boxes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="camkit-boxes", initializer=_helper_priority) if options.overlap else None
-    pending: Future | None = None
-    # OpenCV's own thread pool would run the map resizes beside the forward at full priority, for maps too
-    # small to gain from it; one thread gives the same pixels
+    # OpenCV's own thread pool would split each map resize across cores, for maps too small to gain
+    # from it; the helpers already use every core (the pixels are the same)
     cv2_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
         for batch in it:
-            computed = _batch_maps(batch, samples, todo, protocol, map_source, options)
-            job = boxes.submit(_batch_records, computed, samples, protocol, options) if boxes is not None else None
-            if pending is not None:
-                done = _hand_over(pending.result(), sink, progress, done, len(samples))
-            pending = job
-            if job is None:
-                done = _hand_over(_batch_records(computed, samples, protocol, options), sink, progress, done, len(samples))
-        if pending is not None:
-            done = _hand_over(pending.result(), sink, progress, done, len(samples))
-            pending = None
+            m = _batch_maps(batch, samples, todo, protocol, map_source, options)
+            if isinstance(it, _HelperReader):
+                it.read_ahead()  # the helpers read the next batch beside this one's boxes
+            jobs = [helpers.submit(_image, samples[i], i, b, m, protocol, options) for b, i in enumerate(m.indices)]
+            out: list[Record] = [FailedImage(i, samples[i].image_id, message) for i, message in m.failed]
+            out += [job.result() for job in jobs]
+            out.sort(key=lambda r: r.index)
+            sink(out)
+            done += len(out)
+            if progress is not None:
+                progress(done, len(samples))
     finally:
         cv2.setNumThreads(cv2_threads)
-        if boxes is not None:
-            if pending is not None:
-                pending.cancel()
-            boxes.shutdown(wait=True)  # a batch being boxed is dropped, not written: resume redoes it
+        helpers.shutdown(wait=True, cancel_futures=True)  # a batch being boxed is dropped: resume redoes it
         shutdown = getattr(it, "_shutdown_workers", None)
         if shutdown is not None:  # stop the workers now, not when the iterator is collected
             shutdown()
 
 
-#: How much lower than the forward the helpers (DataLoader workers, the box thread) run, in nice steps.
-#: They need a fraction of the CPU the forward does; at equal priority they preempt its intra-op threads
-#: mid-layer and the others wait for them at the layer's barrier. Lower, they take the cycles the forward
-#: leaves idle (its serial stretches between layers) and the batches they prefetch absorb the delays.
-HELPER_NICENESS = 10
+class _HelperReader:
+    """The collated batches of ``batches``, each image read on the ``helpers`` threads. The first batch is
+    read at once; each later one when :meth:`read_ahead` is called (after the previous batch's forward), so
+    the reading runs beside the box work, not beside the forward."""
 
+    def __init__(self, helpers: ThreadPoolExecutor, items, batches: list[list[int]], collate) -> None:
+        self.helpers, self.items, self.batches, self.collate = helpers, items, batches, collate
+        self._next = 0
+        self._pending: list = []
+        self.read_ahead()
 
-def _helper_priority(*_: object) -> None:
-    """Lower the calling thread's priority by :data:`HELPER_NICENESS` (Linux: a thread's own nice value;
-    elsewhere, or without permission, nothing changes)."""
-    import os
-    import threading
+    def read_ahead(self) -> None:
+        """Start reading the next batch's images (no-op when they are being read or none are left)."""
+        if not self._pending and self._next < len(self.batches):
+            self._pending = [self.helpers.submit(self.items.__getitem__, i) for i in self.batches[self._next]]
 
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + HELPER_NICENESS))
-    except (AttributeError, OSError):
-        pass
+    def __iter__(self) -> _HelperReader:
+        return self
 
-
-def _hand_over(records: list[Record], sink: Callable[[list[Record]], None], progress: Progress | None, done: int,
-               total: int) -> int:
-    sink(records)
-    done += len(records)
-    if progress is not None:
-        progress(done, total)
-    return done
+    def __next__(self) -> dict:
+        if self._next >= len(self.batches):
+            raise StopIteration
+        self.read_ahead()
+        batch = self.collate([job.result() for job in self._pending])
+        self._pending = []
+        self._next += 1
+        return batch
 
 
 @dataclass(frozen=True)
@@ -225,15 +224,6 @@ def _batch_maps(batch: dict, samples: Sequence, todo: set[int], protocol: Protoc
     return _BatchMaps(failed, [idx[b] for b in keep], [batch["widths"][b] for b in keep],
                       [batch["heights"][b] for b in keep], [batch["masks"][b] for b in keep],
                       classes[keep], scores[keep], maps[keep], [faith[b] for b in keep] if faith is not None else None)
-
-
-def _batch_records(m: _BatchMaps, samples: Sequence, protocol: Protocol, options: LoopOptions) -> list[Record]:
-    """A batch's records, sorted by index (:func:`_image` for each readable image)."""
-    out: list[Record] = [FailedImage(i, samples[i].image_id, message) for i, message in m.failed]
-    for b, i in enumerate(m.indices):
-        out.append(_image(samples[i], i, b, m, protocol, options))
-    out.sort(key=lambda r: r.index)
-    return out
 
 
 def _image(s, i: int, b: int, m: _BatchMaps, protocol: Protocol, options: LoopOptions) -> ImageRecord:

@@ -130,7 +130,10 @@ def evaluate(
         dataset: a :class:`LocDataset` from any camkit reader (boxes in original pixels).
         model: a CAMModel, or a registry name (loaded with its default weights).
         input_size: the square input the photos are squashed to (32..4096 px, and small enough for memory).
-        batch_size, workers: DataLoader batch size (>= 1) and worker processes (>= 0).
+        batch_size: images per forward (>= 1); the batches are the fixed partition resume relies on.
+        workers: 0 (default) reads the images on the loop's helper threads between forwards, which is
+            fastest when the forward runs on the CPU; N > 0 gives N DataLoader processes reading ahead
+            while the forward runs (for a GPU forward). The records are the same either way.
         tau_step: CAM threshold grid ``np.arange(0, 1, tau_step)``, ``0.001 <= tau_step < 1``.
         limit: evaluate only the first ``limit`` images.
         out_dir: write ``records.jsonl`` (as it goes), ``summary.json``, ``per_image.csv``, curves,
