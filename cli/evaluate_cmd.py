@@ -99,11 +99,9 @@ def evaluate_command(
             ds = load_dataset(kind, root, annotations, split, mask_root)
         for w in caught if group.is_main else ():
             err_console.print(f"[yellow]warning:[/] {w.message}", soft_wrap=True)
-        from camkit.cam.methods import default_method, method_info
+        from camkit.cam.methods import check_smooth, default_method, layer_spec, method_info
 
-        if smooth not in (None, "aug", "eigen"):
-            raise fail(f"--smooth must be 'aug' or 'eigen', not {smooth!r}")
-        layers = None if not layer else (layer[0] if len(layer) == 1 else list(layer))
+        layers, smooth = layer_spec(layer), check_smooth(smooth)
         if method is not None:
             method = method_info(method).name  # an unknown method fails before any work
         m = load_model(model, weights)

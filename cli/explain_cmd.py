@@ -42,9 +42,9 @@ def explain_command(
         from camkit.cam.methods import method_info
 
         method_info(method)  # unknown names fail here, before any work
-    if smooth not in (None, "aug", "eigen"):
-        raise fail(f"--smooth must be 'aug' or 'eigen', not {smooth!r}")
-    layers = None if not layer else (layer[0] if len(layer) == 1 else list(layer))
+    from camkit.cam.methods import check_smooth, layer_spec
+
+    layers, smooth = layer_spec(layer), check_smooth(smooth)
     method_options = {"smooth": smooth, "seed": seed}
     from camkit.distributed import process_group
 

@@ -62,16 +62,14 @@ def sanity_command(
     as_json: bool = typer.Option(False, "--json", help="Print the result JSON on stdout instead of the table."),
 ) -> None:
     """Sanity checks (Adebayo et al. 2018): do a method's maps change when the model's weights or labels are randomized?"""
-    from camkit.cam.methods import method_info
+    from camkit.cam.methods import check_smooth, layer_spec, method_info
     from camkit.io.run_lock import RunLock
     from camkit.models import load_model
     from camkit.sanity import data_randomization_test, model_randomization_test
 
     if mode not in ("cascading", "independent"):
         raise fail(f"--mode {mode!r}: use cascading or independent")
-    if smooth not in (None, "aug", "eigen"):
-        raise fail(f"--smooth must be 'aug' or 'eigen', not {smooth!r}")
-    layers = None if not layer else (layer[0] if len(layer) == 1 else list(layer))
+    layers, smooth = layer_spec(layer), check_smooth(smooth)
     names = [method_info(x).name for m in methods for x in m.split(",") if x.strip()]
     if data_randomization is None:
         images, labels = _images_and_labels(list(photos or []), dataset, root, annotations, split, limit)

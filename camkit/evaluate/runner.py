@@ -172,13 +172,10 @@ def evaluate(
         from camkit.models import load_model
 
         model = cast("CAMModel", load_model(model))  # the registry types its models loosely (Any)
-    from camkit.cam.methods import default_method, method_info
+    from camkit.cam.methods import check_smooth, default_method, layer_spec, method_info
     from camkit.limits import check_input_size
 
-    if smooth not in (None, "aug", "eigen"):
-        raise ParameterError("smooth", smooth, "must be 'aug', 'eigen' or None")
-    if layer is not None and not isinstance(layer, str):
-        layer = tuple(layer) if len(layer) > 1 else layer[0]
+    layer, smooth = layer_spec(layer), check_smooth(smooth)
     method = method_info(method).name if method is not None else default_method(model, layer)
     plain_cam = method == "cam" and layer is None and smooth is None
     check_input_size(model, input_size, batch_size, gradients=not plain_cam and map_source is None)

@@ -13,9 +13,10 @@ its maps; :func:`default_method` is the one rule for the method used when none i
 """
 
 from .api import MethodBatch, compute_method_maps, default_method
-from .base import METHODS, MethodInfo, auto_layer, method_info, probe_spatial_layers, resolve_layer
+from .base import METHODS, MethodInfo, auto_layer, layer_spec, method_info, probe_spatial_layers, resolve_layer
+from .smoothing import check_smooth
 
 __all__ = [
-    "METHODS", "MethodBatch", "MethodInfo", "auto_layer", "compute_method_maps", "default_method",
-    "method_info", "probe_spatial_layers", "resolve_layer",
+    "METHODS", "MethodBatch", "MethodInfo", "auto_layer", "check_smooth", "compute_method_maps", "default_method",
+    "layer_spec", "method_info", "probe_spatial_layers", "resolve_layer",
 ]

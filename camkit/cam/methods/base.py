@@ -218,6 +218,15 @@ def _candidates_text(model: nn.Module, x: torch.Tensor, limit: int = 12) -> str:
     return ", ".join(names)
 
 
+def layer_spec(layer: str | Sequence[str] | None) -> str | tuple[str, ...] | None:
+    """One way to name the target: None (automatic; also for an empty list), one layer name, or a tuple of
+    several (a method fuses their maps). A one-element list becomes that name."""
+    if layer is None or isinstance(layer, str):
+        return layer
+    names = tuple(layer)
+    return None if not names else names[0] if len(names) == 1 else names
+
+
 def resolve_layer(model: nn.Module, x: torch.Tensor, layer: str | Sequence[str] | None) -> str | None:
     """Full module name of the target layer, or None for a CAMModel's own ``features`` output.
 

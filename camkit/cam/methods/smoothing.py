@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...choices import one_of
 from ...errors import ModelError, ParameterError
 from ...models.cam_model import CAMModel
 from ..engine import upsample
@@ -70,6 +71,11 @@ from .sscam import sscam_weights
 Compute = Callable[..., MethodBatch]
 
 SMOOTHINGS = ("aug", "eigen")
+
+
+def check_smooth(smooth: str | None) -> str | None:
+    """``smooth`` when it is None or one of :data:`SMOOTHINGS`; otherwise :class:`ParameterError`."""
+    return None if smooth is None else one_of("smooth", smooth, SMOOTHINGS, "a smoothing")
 AUG_SCALES = (0.9, 1.0, 1.1)
 AUG_FLIPS = (False, True)
 LAYERCAM_GAMMA = 2.0
@@ -236,4 +242,5 @@ def smoothed(compute: Compute, wrap: Callable[..., MethodBatch], model, x, metho
     if smooth == "eigen":
         out = eigen_smooth(model, x, method, classes, layer, batch_size, seed)
         return wrap(method_info(method).name, out.logits, out.class_idx, out.scores, out.maps, out.layer)
-    raise ParameterError("smooth", smooth, f"is not a smoothing: use one of {', '.join(SMOOTHINGS)} or None")
+    check_smooth(smooth)
+    raise AssertionError(f"smoothing {smooth!r} is listed but not dispatched")
