@@ -27,6 +27,7 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 # Library parameters whose CLI flag is not simply ``--`` + the name with dashes.
 FLAG_NAMES: dict[str, str] = {
     "classes": "--class",
+    "kind": "--dataset",
     "out_dir": "--out",
     "name": "--model",
 }

@@ -11,45 +11,8 @@ import typer
 
 from .common import err_console, fail, one_line_errors, out_console
 
+#: The layouts of --dataset (camkit.datasets.LAYOUTS; spelled here so that the CLI starts without numpy).
 DATASET_KINDS = ("ilsvrc", "cub", "wsol", "csv")
-
-
-def load_dataset(kind: str, root: Path, annotations: Path | None, split: str | None, mask_root: Path | None = None):
-    """The LocDataset for ``--dataset kind`` (readers raise one-line DatasetErrors).
-
-    ``mask_root`` (wsol only): the folder OpenImages mask paths are relative to; default ``root``.
-    """
-    from camkit.choices import one_of
-    from camkit.datasets import read_csv_boxes, read_cub, read_ilsvrc, read_wsol_metadata
-    from camkit.datasets.cub import SPLITS
-    from camkit.errors import DatasetError
-
-    if not root.is_dir():
-        raise DatasetError(f"--root {root} is not a folder; pass the dataset's root folder.")
-    if mask_root is not None:
-        if kind != "wsol":
-            raise DatasetError(f"--mask-root applies to --dataset wsol (OpenImages masks), not {kind}; drop it.")
-        if not mask_root.is_dir():
-            raise DatasetError(f"--mask-root {mask_root} is not a folder; pass the folder the mask paths are relative to.")
-    if kind == "ilsvrc":
-        return read_ilsvrc(root, annotations)
-    if kind == "cub":
-        return read_cub(annotations or root, one_of("split", split or "test", SPLITS, "a CUB split"))
-    if kind == "wsol":
-        if annotations is None:
-            split = split or "test"
-            found = sorted(p for p in (root / "metadata").glob(f"*/{split}") if (p / "image_ids.txt").is_file())
-            if len(found) != 1:
-                what = "no" if not found else f"{len(found)} ({', '.join(p.parent.name for p in found)})"
-                raise DatasetError(
-                    f"{what} wsolevaluation split folders {root}/metadata/*/{split}; "
-                    "pass the split folder with --annotations (e.g. metadata/CUB/test)."
-                )
-            annotations = found[0]
-        return read_wsol_metadata(annotations, root, mask_root)
-    if annotations is None:
-        raise DatasetError("--dataset csv needs --annotations boxes.csv (columns image_path,class_index,x1,y1,x2,y2).")
-    return read_csv_boxes(annotations, root)
 
 
 @one_line_errors
@@ -91,12 +54,11 @@ def evaluate_command(
             raise fail(f"--dataset is required: one of {', '.join(DATASET_KINDS)}")
         if root is None:
             raise fail("--root is required: the dataset folder (e.g. --root ILSVRC2012 holding val/ and the boxes)")
-        kind = dataset.lower()
-        if kind not in DATASET_KINDS:
-            raise fail(f"unknown --dataset {dataset!r}; use one of {', '.join(DATASET_KINDS)}")
+        from camkit.datasets import read_layout
+
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            ds = load_dataset(kind, root, annotations, split, mask_root)
+            ds = read_layout(dataset, root, annotations, split, mask_root)
         for w in caught if group.is_main else ():
             err_console.print(f"[yellow]warning:[/] {w.message}", soft_wrap=True)
         from camkit.cam.methods import check_smooth, default_method, layer_spec, method_info

@@ -19,11 +19,9 @@ def _images_and_labels(photos: list[Path], dataset: str | None, root: Path | Non
         return [str(p) for p in photos][:limit], None
     if dataset is None or root is None:
         raise fail("give photos, or --dataset KIND --root DIR (e.g. --dataset ilsvrc --root ILSVRC2012_val)")
-    from .evaluate_cmd import DATASET_KINDS, load_dataset
+    from camkit.datasets import read_layout
 
-    if dataset.lower() not in DATASET_KINDS:
-        raise fail(f"unknown --dataset {dataset!r}; use one of {', '.join(DATASET_KINDS)}")
-    ds = load_dataset(dataset.lower(), root, annotations, split)
+    ds = read_layout(dataset, root, annotations, split)
     samples = list(ds.samples)[:limit]
     return [str(s.image_path) for s in samples], [s.class_index for s in samples]
 

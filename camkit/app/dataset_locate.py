@@ -15,12 +15,11 @@ import re
 from pathlib import Path
 
 from camkit.app.rundir import RunDir
-from camkit.choices import one_of
+from camkit.datasets.layouts import LAYOUTS, read_layout
 from camkit.errors import CamkitError, DatasetError
 
-__all__ = ["dataset_digest", "locate_images", "read_dataset"]
+__all__ = ["dataset_digest", "locate_images"]
 
-KINDS = ("ilsvrc", "cub", "wsol", "csv")
 
 
 def dataset_digest(samples) -> str:
@@ -34,33 +33,10 @@ def dataset_digest(samples) -> str:
     return h.hexdigest()
 
 
-def read_dataset(kind: str, root: Path, annotations: Path | None = None, split: str | None = None):
-    """A :class:`camkit.datasets.LocDataset` as ``camkit evaluate --dataset kind --root root`` reads it."""
-    from camkit.datasets import read_csv_boxes, read_cub, read_ilsvrc, read_wsol_metadata
-    from camkit.datasets.cub import SPLITS
-
-    if kind == "ilsvrc":
-        return read_ilsvrc(root, annotations)
-    if kind == "cub":
-        return read_cub(annotations or root, one_of("split", split or "test", SPLITS, "a CUB split"))
-    if kind == "wsol":
-        if annotations is None:
-            found = sorted(p for p in (root / "metadata").glob(f"*/{split or 'test'}") if (p / "image_ids.txt").is_file())
-            if len(found) != 1:
-                raise DatasetError(f"{root}: cannot tell which wsolevaluation split to read; pass annotations (the split's metadata folder)")
-            annotations = found[0]
-        return read_wsol_metadata(annotations, root)
-    if kind == "csv":
-        if annotations is None:
-            raise DatasetError("a csv dataset needs its annotations file; pass annotations")
-        return read_csv_boxes(annotations, root)
-    raise DatasetError(f"unknown dataset kind {kind!r}; use one of {', '.join(KINDS)}")
-
-
 def _guess_kinds(name: str) -> list[str]:
     n = name.lower()
     order = [k for k, key in (("ilsvrc", "ilsvrc"), ("cub", "cub"), ("wsol", "wsol"), ("csv", "csv")) if key in n]
-    return order + [k for k in KINDS if k not in order]
+    return order + [k for k in LAYOUTS if k not in order]
 
 
 def _guess_roots(source: str) -> list[Path]:
@@ -95,7 +71,7 @@ def locate_images(
     tried = []
     for k, r, a, sp in candidates:
         try:
-            found = read_dataset(k, r, a, sp)
+            found = read_layout(k, r, a, sp)
         except (CamkitError, OSError, ValueError):
             tried.append(f"{k}:{r}")
             continue
