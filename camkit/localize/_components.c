@@ -641,139 +641,343 @@ static PyObject *sweep_pair(PyObject *self, PyObject *args) {
  * relu(m) / max(m) >= tau (in double, as numpy computes it after converting to float64), label the
  * 8-connected components, and box the one with the most pixels; ties go to the component holding the
  * first maximum in raster order, else to the one whose first pixel comes first in raster order.
- * Returns 0 with the inclusive box, 1 when m holds NaN, 2 when max(m) <= 0, -1 when out of memory. */
-static int32_t uf_root(int32_t *parent, int32_t a) {
-    while (parent[a] != a) {
-        parent[a] = parent[parent[a]];
-        a = parent[a];
+ *
+ * The kept set is {v >= t}: the correctly rounded quotient v / top is monotone in v, so the decision
+ * is a threshold on v itself, and t, the least value kept, is found exactly by bisecting the bit
+ * patterns of the positive values up to top (at tau = 0 every value is kept). Each row is compared
+ * with t into a bit mask whose runs of kept pixels are read with count-trailing-zeros. A run joins
+ * every run of the row above that overlaps [x0 - 1, x1 + 1] (8-connectivity), and each union-find root
+ * carries its component's pixel count, box and first pixel, so no per-pixel label is stored: the work
+ * space is two rows of runs and one entry per run that starts a component (on the stack for small
+ * maps). */
+
+typedef struct {
+    int32_t parent, count, x0, y0, x1, y1, first;
+} Cvpr16Comp;
+
+static inline int32_t comp_root(Cvpr16Comp *c, int32_t a) {
+    while (c[a].parent != a) {
+        c[a].parent = c[c[a].parent].parent;
+        a = c[a].parent;
     }
     return a;
 }
 
+/* Joins the components of roots a != b under the one made first (the earlier first pixel: components
+ * are made in raster order); returns the new root. */
+static inline int32_t comp_join(Cvpr16Comp *c, int32_t a, int32_t b) {
+    if (b < a) {
+        const int32_t t = a;
+        a = b;
+        b = t;
+    }
+    Cvpr16Comp *r = c + a;
+    const Cvpr16Comp *s = c + b;
+    c[b].parent = a;
+    r->count += s->count;
+    if (s->x0 < r->x0) r->x0 = s->x0;
+    if (s->x1 > r->x1) r->x1 = s->x1;
+    if (s->y1 > r->y1) r->y1 = s->y1;
+    return a;
+}
+
+#if defined(__GNUC__) || defined(__clang__)
+#define CAMKIT_CTZ64(v) __builtin_ctzll(v)
+#else
+static inline int CAMKIT_CTZ64(uint64_t v) {
+    int k = 0;
+    while (!(v & 1)) { v >>= 1; k++; }
+    return k;
+}
+#endif
+
+/* first set bit at or after pos in the row mask b[nw], -1 when none */
+static inline int32_t mask_next_set(const uint64_t *b, int32_t nw, int32_t pos) {
+    int32_t i = pos >> 6;
+    if (i >= nw) return -1;
+    uint64_t v = b[i] & (~(uint64_t)0 << (pos & 63));
+    while (!v) {
+        if (++i >= nw) return -1;
+        v = b[i];
+    }
+    return (i << 6) + CAMKIT_CTZ64(v);
+}
+
+/* first clear bit at or after pos (the bits past the row's end are clear; nw * 64 when the row is full) */
+static inline int32_t mask_next_clear(const uint64_t *b, int32_t nw, int32_t pos) {
+    int32_t i = pos >> 6;
+    if (i >= nw) return nw << 6;
+    uint64_t v = ~b[i] & (~(uint64_t)0 << (pos & 63));
+    while (!v) {
+        if (++i >= nw) return nw << 6;
+        v = ~b[i];
+    }
+    return (i << 6) + CAMKIT_CTZ64(v);
+}
+
+/* bit x of b = (r[x] >= t), for x < W; b holds (W + 63) / 64 words */
+static void row_mask_f(const float *r, int32_t W, float t, uint64_t *b) {
+    memset(b, 0, (size_t)((W + 63) >> 6) * sizeof(uint64_t));
+    int32_t x = 0;
+#if defined(__SSE2__) && !defined(CAMKIT_NO_SIMD)
+    const __m128 tv = _mm_set1_ps(t);
+    for (; x + 16 <= W; x += 16) {
+        const __m128i k0 = _mm_castps_si128(_mm_cmpge_ps(_mm_loadu_ps(r + x), tv));
+        const __m128i k1 = _mm_castps_si128(_mm_cmpge_ps(_mm_loadu_ps(r + x + 4), tv));
+        const __m128i k2 = _mm_castps_si128(_mm_cmpge_ps(_mm_loadu_ps(r + x + 8), tv));
+        const __m128i k3 = _mm_castps_si128(_mm_cmpge_ps(_mm_loadu_ps(r + x + 12), tv));
+        const int bits = _mm_movemask_epi8(_mm_packs_epi16(_mm_packs_epi32(k0, k1), _mm_packs_epi32(k2, k3)));
+        b[x >> 6] |= (uint64_t)(uint32_t)bits << (x & 63);
+    }
+#endif
+    for (; x < W; x++) b[x >> 6] |= (uint64_t)(r[x] >= t) << (x & 63);
+}
+
+static void row_mask_d(const double *r, int32_t W, double t, uint64_t *b) {
+    memset(b, 0, (size_t)((W + 63) >> 6) * sizeof(uint64_t));
+    int32_t x = 0;
+#if defined(__SSE2__) && !defined(CAMKIT_NO_SIMD)
+    const __m128d tv = _mm_set1_pd(t);
+    for (; x + 8 <= W; x += 8) {
+        const int bits = _mm_movemask_pd(_mm_cmpge_pd(_mm_loadu_pd(r + x), tv)) |
+                         _mm_movemask_pd(_mm_cmpge_pd(_mm_loadu_pd(r + x + 2), tv)) << 2 |
+                         _mm_movemask_pd(_mm_cmpge_pd(_mm_loadu_pd(r + x + 4), tv)) << 4 |
+                         _mm_movemask_pd(_mm_cmpge_pd(_mm_loadu_pd(r + x + 6), tv)) << 6;
+        b[x >> 6] |= (uint64_t)(uint32_t)bits << (x & 63);
+    }
+#endif
+    for (; x < W; x++) b[x >> 6] |= (uint64_t)(r[x] >= t) << (x & 63);
+}
+
+/* the maximum of f[n]; *nan set when f holds NaN */
+static float max_f(const float *f, int64_t n, int *nan) {
+    int64_t p = 0;
+    float mx = -INFINITY;
+    int bad = 0;
+#if defined(__SSE2__) && !defined(CAMKIT_NO_SIMD)
+    __m128 m0 = _mm_set1_ps(-INFINITY), m1 = m0, m2 = m0, m3 = m0, u = _mm_setzero_ps();
+    for (; p + 16 <= n; p += 16) {
+        const __m128 a = _mm_loadu_ps(f + p), b = _mm_loadu_ps(f + p + 4);
+        const __m128 c = _mm_loadu_ps(f + p + 8), d = _mm_loadu_ps(f + p + 12);
+        m0 = _mm_max_ps(m0, a);
+        m1 = _mm_max_ps(m1, b);
+        m2 = _mm_max_ps(m2, c);
+        m3 = _mm_max_ps(m3, d);
+        u = _mm_or_ps(u, _mm_or_ps(_mm_cmpunord_ps(a, b), _mm_cmpunord_ps(c, d)));
+    }
+    m0 = _mm_max_ps(_mm_max_ps(m0, m1), _mm_max_ps(m2, m3));
+    float lanes[4];
+    _mm_storeu_ps(lanes, m0);
+    for (int k = 0; k < 4; k++) mx = lanes[k] > mx ? lanes[k] : mx;
+    bad = _mm_movemask_ps(u) != 0;
+#endif
+    for (; p < n; p++) {
+        bad |= f[p] != f[p];
+        mx = f[p] > mx ? f[p] : mx;
+    }
+    *nan = bad;
+    return mx;
+}
+
+static double max_d(const double *d, int64_t n, int *nan) {
+    int64_t p = 0;
+    double mx = -INFINITY;
+    int bad = 0;
+#if defined(__SSE2__) && !defined(CAMKIT_NO_SIMD)
+    __m128d m0 = _mm_set1_pd(-INFINITY), m1 = m0, m2 = m0, m3 = m0, u = _mm_setzero_pd();
+    for (; p + 8 <= n; p += 8) {
+        const __m128d a = _mm_loadu_pd(d + p), b = _mm_loadu_pd(d + p + 2);
+        const __m128d c = _mm_loadu_pd(d + p + 4), e = _mm_loadu_pd(d + p + 6);
+        m0 = _mm_max_pd(m0, a);
+        m1 = _mm_max_pd(m1, b);
+        m2 = _mm_max_pd(m2, c);
+        m3 = _mm_max_pd(m3, e);
+        u = _mm_or_pd(u, _mm_or_pd(_mm_cmpunord_pd(a, b), _mm_cmpunord_pd(c, e)));
+    }
+    m0 = _mm_max_pd(_mm_max_pd(m0, m1), _mm_max_pd(m2, m3));
+    double lanes[2];
+    _mm_storeu_pd(lanes, m0);
+    for (int k = 0; k < 2; k++) mx = lanes[k] > mx ? lanes[k] : mx;
+    bad = _mm_movemask_pd(u) != 0;
+#endif
+    for (; p < n; p++) {
+        bad |= d[p] != d[p];
+        mx = d[p] > mx ? d[p] : mx;
+    }
+    *nan = bad;
+    return mx;
+}
+
+/* the first p with f[p] == v (v occurs in f) */
+static int64_t first_equal_f(const float *f, int64_t n, float v) {
+    int64_t p = 0;
+#if defined(__SSE2__) && !defined(CAMKIT_NO_SIMD)
+    const __m128 vv = _mm_set1_ps(v);
+    for (; p + 8 <= n; p += 8) {
+        const int bits = _mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(f + p), vv)) |
+                         _mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(f + p + 4), vv)) << 4;
+        if (bits) return p + CAMKIT_CTZ64((uint64_t)bits);
+    }
+#endif
+    while (f[p] != v) p++;
+    return p;
+}
+
+static int64_t first_equal_d(const double *d, int64_t n, double v) {
+    int64_t p = 0;
+#if defined(__SSE2__) && !defined(CAMKIT_NO_SIMD)
+    const __m128d vv = _mm_set1_pd(v);
+    for (; p + 4 <= n; p += 4) {
+        const int bits = _mm_movemask_pd(_mm_cmpeq_pd(_mm_loadu_pd(d + p), vv)) |
+                         _mm_movemask_pd(_mm_cmpeq_pd(_mm_loadu_pd(d + p + 2), vv)) << 2;
+        if (bits) return p + CAMKIT_CTZ64((uint64_t)bits);
+    }
+#endif
+    while (d[p] != v) p++;
+    return p;
+}
+
+/* The least float32 v > 0 with (double)v / top >= tau, for a finite top > 0 and tau in (0, 1]: bisection
+ * over the bit patterns, which order positive floats by value; +0 is not kept (its ratio is 0 < tau),
+ * top is (its ratio is 1). */
+static float least_kept_f(float top, double tau) {
+    uint32_t lo = 0, hi;
+    memcpy(&hi, &top, sizeof hi);
+    while (hi - lo > 1) {
+        const uint32_t mid = lo + (hi - lo) / 2;
+        float v;
+        memcpy(&v, &mid, sizeof v);
+        if ((double)v / (double)top >= tau) hi = mid;
+        else lo = mid;
+    }
+    float t;
+    memcpy(&t, &hi, sizeof t);
+    return t;
+}
+
+static double least_kept_d(double top, double tau) {
+    uint64_t lo = 0, hi;
+    memcpy(&hi, &top, sizeof hi);
+    while (hi - lo > 1) {
+        const uint64_t mid = lo + (hi - lo) / 2;
+        double v;
+        memcpy(&v, &mid, sizeof v);
+        if (v / top >= tau) hi = mid;
+        else lo = mid;
+    }
+    double t;
+    memcpy(&t, &hi, sizeof t);
+    return t;
+}
+
+#define CVPR16_STACK_COMPS 256
+#define CVPR16_STACK_WORDS 1024
+
+/* Returns 0 with the inclusive box, 1 when m holds NaN, 2 when max(m) <= 0, 3 when max(m) is +inf (the
+ * ratio is undefined), -1 when out of memory. tau is in [0, 1]. */
 static int cvpr16_impl(const void *data, int is_double, int32_t H, int32_t W, double tau, int32_t box[4]) {
     const int64_t n = (int64_t)H * W;
     const float *f = (const float *)data;
     const double *d = (const double *)data;
-    /* the maximum and NaN first (loops the compiler vectorises), then the first pixel holding it */
-    int nan = 0;
-    double top;
-    if (is_double) {
-        double mx = d[0];
-        for (int64_t p = 0; p < n; p++) {
-            nan |= d[p] != d[p];
-            mx = d[p] > mx ? d[p] : mx;
-        }
-        top = mx;
-    } else {
-        float mx = f[0];
-        for (int64_t p = 0; p < n; p++) {
-            nan |= f[p] != f[p];
-            mx = f[p] > mx ? f[p] : mx;
-        }
-        top = (double)mx;
-    }
+    int nan;
+    const double top = is_double ? max_d(d, n, &nan) : (double)max_f(f, n, &nan);
     if (nan) return 1;
     if (!(top > 0)) return 2;
-    int64_t peak = 0;
-    while ((is_double ? d[peak] : (double)f[peak]) != top) peak++;
-    int rc = -1;
-    int32_t *label = (int32_t *)malloc((size_t)n * sizeof(int32_t));
-    uint8_t *keep = (uint8_t *)malloc((size_t)n);
-    /* a new label needs a kept pixel whose left neighbour is not kept: at most (W + 1) / 2 per row */
-    const int64_t max_labels = (int64_t)H * ((W + 1) / 2) + 1;
-    int32_t *parent = (int32_t *)malloc((size_t)max_labels * sizeof(int32_t));
-    int32_t *stat = NULL;
-    if (!label || !parent || !keep) goto done;
-    /* keep = (v > 0 ? v / top : 0) >= tau, as numpy computes it. The rounded quotient is within a relative
-     * 2**-53 of v / top, so away from tau * top by a relative 1e-12 a comparison decides without dividing;
-     * only values that close (and every value when tau * top is near the ends of the double range) divide. */
-    const double c = tau * top;
-    const int margins = tau > 0 && c > 1e-290 && c < 1e290;
-    const double lo = margins ? c * (1 - 1e-12) : -INFINITY, hi = margins ? c * (1 + 1e-12) : INFINITY;
-    for (int64_t p = 0; p < n; p++) {
-        const double v = is_double ? d[p] : (double)f[p];
-        if (v > hi) keep[p] = 1;
-        else if (v < lo) keep[p] = 0;
-        else keep[p] = (v > 0 ? v / top : 0.0) >= tau;
+    if (top == INFINITY) return 3;
+    const int64_t peak = is_double ? first_equal_d(d, n, top) : first_equal_f(f, n, (float)top);
+    const int32_t peak_y = (int32_t)(peak / W), peak_x = (int32_t)(peak % W);
+    double td = -INFINITY;
+    float tf = -INFINITY;
+    if (tau > 0) {
+        if (is_double) td = least_kept_d(top, tau);
+        else tf = least_kept_f((float)top, tau);
     }
-    int32_t n_labels = 0;
-    for (int32_t y = 0, p = 0; y < H; y++) {
-        for (int32_t x = 0; x < W; x++, p++) {
-            if (!keep[p]) {
-                label[p] = -1;
-                continue;
-            }
+
+    /* work space: the row mask, then two rows of runs (x0, x1, component), at most (W + 1) / 2 runs a row */
+    const int32_t nw = (W + 63) >> 6, max_runs = (W + 1) / 2;
+    const size_t words = (size_t)nw + ((size_t)6 * max_runs * sizeof(int32_t) + 7) / 8;
+    uint64_t stack_words[CVPR16_STACK_WORDS];
+    uint64_t *heap_words = NULL;
+    uint64_t *mask = stack_words;
+    Cvpr16Comp stack_comps[CVPR16_STACK_COMPS];
+    Cvpr16Comp *c = stack_comps;
+    int32_t n_comps = 0, cap = CVPR16_STACK_COMPS;
+    const int64_t max_comps = (int64_t)H * max_runs;
+    int rc = -1;
+    if (words > CVPR16_STACK_WORDS) {
+        heap_words = (uint64_t *)malloc(words * sizeof(uint64_t));
+        if (!heap_words) return -1;
+        mask = heap_words;
+    }
+    int32_t *prev = (int32_t *)(mask + nw), *cur = prev + 3 * max_runs;
+    int32_t n_prev = 0, peak_comp = -1;
+    for (int32_t y = 0; y < H; y++) {
+        if (is_double) row_mask_d(d + (int64_t)y * W, W, td, mask);
+        else row_mask_f(f + (int64_t)y * W, W, tf, mask);
+        int32_t n_cur = 0, j = 0;
+        for (int32_t a = mask_next_set(mask, nw, 0); a >= 0;) {
+            const int32_t end = mask_next_clear(mask, nw, a + 1), b = end - 1;
+            /* the runs above that touch [a - 1, b + 1]; the last of them may touch the next run too */
+            while (j < n_prev && prev[3 * j + 1] < a - 1) j++;
             int32_t r = -1;
-            /* neighbours already scanned: left, up-left, up, up-right */
-            if (x > 0 && keep[p - 1]) {
-                r = uf_root(parent, label[p - 1]);
-                if (y > 0 && x + 1 < W && keep[p - W + 1] && !keep[p - W]) {
-                    /* left and up-right can be apart only when up is not kept */
-                    const int32_t q = uf_root(parent, label[p - W + 1]);
-                    if (q < r) { parent[r] = q; r = q; }
-                    else if (q > r) parent[q] = r;
-                }
-            } else if (y > 0) {
-                const int32_t nb[3] = {x > 0 ? label[p - W - 1] : -1, label[p - W], x + 1 < W ? label[p - W + 1] : -1};
-                for (int j = 0; j < 3; j++) {
-                    if (nb[j] < 0) continue;
-                    const int32_t q = uf_root(parent, nb[j]);
-                    if (r < 0) r = q;
-                    else if (q < r) { parent[r] = q; r = q; }
-                    else if (q > r) parent[q] = r;
-                }
+            for (int32_t k = j; k < n_prev && prev[3 * k] <= b + 1; k++) {
+                const int32_t q = comp_root(c, prev[3 * k + 2]);
+                r = r < 0 ? q : (q == r ? r : comp_join(c, r, q));
             }
             if (r < 0) {
-                r = n_labels++;
-                parent[r] = r;
-            }
-            label[p] = r;
-        }
-    }
-    /* per root: pixels, x0, y0, x1, y1, first pixel (labels are made in raster order and merges keep the
-     * smaller label, so a root's first pixel is the first one seen with it) */
-    stat = (int32_t *)malloc((size_t)(n_labels > 0 ? n_labels : 1) * 6 * sizeof(int32_t));
-    if (!stat) goto done;
-    for (int32_t i = 0; i < n_labels; i++) stat[6 * i] = 0;
-    for (int32_t y = 0, p = 0; y < H; y++) {
-        for (int32_t x = 0; x < W; x++, p++) {
-            if (label[p] < 0) continue;
-            int32_t *s = stat + 6 * (size_t)uf_root(parent, label[p]);
-            if (s[0]++ == 0) {
-                s[1] = s[3] = x;
-                s[2] = s[4] = y;
-                s[5] = p;
+                if (n_comps == cap) {
+                    const int64_t want = (int64_t)cap * 2 < max_comps ? (int64_t)cap * 2 : max_comps;
+                    Cvpr16Comp *grown = (Cvpr16Comp *)(c == stack_comps ? malloc((size_t)want * sizeof *c)
+                                                                         : realloc(c, (size_t)want * sizeof *c));
+                    if (!grown) goto done;
+                    if (c == stack_comps) memcpy(grown, stack_comps, sizeof stack_comps);
+                    c = grown;
+                    cap = (int32_t)want;
+                }
+                r = n_comps++;
+                c[r] = (Cvpr16Comp){r, 0, a, y, b, y, y * W + a};
             } else {
-                if (x < s[1]) s[1] = x;
-                if (x > s[3]) s[3] = x;
-                if (y > s[4]) s[4] = y; /* rows come in order: y0 is the first row */
+                if (a < c[r].x0) c[r].x0 = a;
+                if (b > c[r].x1) c[r].x1 = b;
+                c[r].y1 = y;
             }
+            c[r].count += end - a;
+            if (y == peak_y && a <= peak_x && peak_x <= b) peak_comp = r;
+            cur[3 * n_cur] = a;
+            cur[3 * n_cur + 1] = b;
+            cur[3 * n_cur + 2] = r;
+            n_cur++;
+            a = mask_next_set(mask, nw, end + 1);
         }
+        int32_t *t = prev;
+        prev = cur;
+        cur = t;
+        n_prev = n_cur;
     }
-    const int32_t peak_root = uf_root(parent, label[peak]); /* the maximum is kept (its ratio is 1 >= tau) */
+    /* the maximum is kept (its ratio is 1 >= tau), so peak_comp is set and some component exists */
+    const int32_t peak_root = comp_root(c, peak_comp);
     int32_t best = -1;
-    for (int32_t i = 0; i < n_labels; i++) {
-        if (parent[i] != i) continue;
-        if (best < 0 || stat[6 * i] > stat[6 * best]) best = i;
-        else if (stat[6 * i] == stat[6 * best] && i != best) {
+    for (int32_t i = 0; i < n_comps; i++) {
+        if (c[i].parent != i) continue;
+        if (best < 0 || c[i].count > c[best].count) best = i;
+        else if (c[i].count == c[best].count) {
             /* tie: the peak's component, else the earlier first pixel */
-            if (i == peak_root || (best != peak_root && stat[6 * i + 5] < stat[6 * best + 5])) best = i;
+            if (i == peak_root || (best != peak_root && c[i].first < c[best].first)) best = i;
         }
     }
-    box[0] = stat[6 * best + 1];
-    box[1] = stat[6 * best + 2];
-    box[2] = stat[6 * best + 3];
-    box[3] = stat[6 * best + 4];
+    box[0] = c[best].x0;
+    box[1] = c[best].y0;
+    box[2] = c[best].x1;
+    box[3] = c[best].y1;
     rc = 0;
 done:
-    free(label);
-    free(keep);
-    free(parent);
-    free(stat);
+    free(heap_words);
+    if (c != stack_comps) free(c);
     return rc;
 }
 
-/* cvpr16(m, h, w, is_double, tau) -> (status, x0, y0, x1, y1): status 0 box, 1 NaN in m, 2 max(m) <= 0. */
+/* cvpr16(m, h, w, is_double, tau) -> (status, x0, y0, x1, y1): status 0 box, 1 NaN in m, 2 max(m) <= 0,
+ * 3 max(m) is +inf. */
 static PyObject *cvpr16(PyObject *self, PyObject *args) {
     Py_buffer buf;
     Py_ssize_t h, w;
@@ -784,6 +988,11 @@ static PyObject *cvpr16(PyObject *self, PyObject *args) {
     if (h < 1 || w < 1 || h > INT32_MAX / w || buf.len != h * w * item) {
         PyBuffer_Release(&buf);
         PyErr_SetString(PyExc_ValueError, "m must be a float32 or float64 map of h * w values (h * w < 2**31)");
+        return NULL;
+    }
+    if (!(tau >= 0 && tau <= 1)) {
+        PyBuffer_Release(&buf);
+        PyErr_SetString(PyExc_ValueError, "tau must be in [0, 1]");
         return NULL;
     }
     int32_t box[4] = {0, 0, 0, 0};
@@ -801,7 +1010,7 @@ static PyMethodDef methods[] = {
      "sweep(u, h, w, levels, multi_contour, exact_pass_levels) -> (boxes, level_start, undecided), bytes of int32"},
     {"sweep_pair", sweep_pair, METH_VARARGS,
      "sweep_pair(u, h, w, levels, exact_pass_levels) -> (boxes_v1, level_start_v1, undecided_v1, boxes_v2, level_start_v2)"},
-    {"cvpr16", cvpr16, METH_VARARGS, "cvpr16(m, h, w, is_double, tau) -> (status, x0, y0, x1, y1); status 1: NaN, 2: max <= 0"},
+    {"cvpr16", cvpr16, METH_VARARGS, "cvpr16(m, h, w, is_double, tau) -> (status, x0, y0, x1, y1); status 1: NaN, 2: max <= 0, 3: max is +inf"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -7,4 +7,9 @@ def sweep(u: np.ndarray, h: int, w: int, levels: np.ndarray, multi_contour: bool
 
 def cvpr16(m: np.ndarray, h: int, w: int, is_double: bool, tau: float, /) -> tuple[int, int, int, int, int]:
     """CVPR16 box of the float32 (``is_double`` False) or float64 map ``m [h, w]`` at ``tau``:
-    ``(status, x0, y0, x1, y1)``; status 1: the map holds NaN, 2: its maximum is <= 0."""
+    ``(status, x0, y0, x1, y1)``; status 1: the map holds NaN, 2: its maximum is <= 0, 3: its maximum
+    is +inf. Raises ValueError when the buffer does not hold ``h * w`` values or ``tau`` is not in [0, 1]."""
+
+def sweep_pair(u: np.ndarray, h: int, w: int, levels: np.ndarray, exact_pass_levels: int, /) -> tuple[bytes, bytes, bytes, bytes, bytes]:
+    """V1 and V2 boxes of ``u [h, w]`` at every level from one pass: ``(boxes_v1, level_start_v1,
+    undecided_v1, boxes_v2, level_start_v2)``, each the bytes of an int32 array."""

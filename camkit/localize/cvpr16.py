@@ -13,9 +13,13 @@ maximum, and box the largest connected component. camkit implements exactly that
   claims nothing about where the object is (the same box the rule gives at ``tau = 0``, where
   every pixel is kept). Callers that prefer to skip such maps can test ``cam.max() <= 0`` first.
 
+A map holding NaN, or whose maximum is +inf (``relu(cam) / max`` is then undefined), raises
+``ValueError``.
+
 With the compiled kernel (``_components.c``, built by setup.py when a C compiler is present) the
-threshold and the labelling run in one C pass each, box for box equal to the numpy +
-``cv2.connectedComponentsWithStats`` path used without it (tested on random maps with ties).
+maximum, the threshold and a run-length labelling take one C pass each, box for box equal to the
+numpy + ``cv2.connectedComponentsWithStats`` path used without it (tested on random maps with ties,
+maps straddling the threshold by one ulp, and shapes that join only at corners or late).
 
 The authors' released code differs (thresholds 20/100/110 of 255, erosion by a distance
 transform, merged boxes); camkit follows the paper's text and does not copy that code.
@@ -39,6 +43,8 @@ except ImportError:  # pragma: no cover - exercised by installs without a compil
 
 __all__ = ["cvpr16_box", "cvpr16_boxes"]
 
+_INFINITE_MAX = "the map's maximum is +inf, so relu(cam) / max is undefined; clip the map to finite values first"
+
 
 def cvpr16_box(cam: np.ndarray, tau: float = 0.2) -> np.ndarray:
     """Box of the largest 8-connected component of ``relu(cam) / max >= tau``.
@@ -50,6 +56,9 @@ def cvpr16_box(cam: np.ndarray, tau: float = 0.2) -> np.ndarray:
     Returns:
         int64 ``[4]`` ``x0, y0, x1, y1``, inclusive pixels in the map's coordinates; the whole map
         when ``cam.max() <= 0`` (see module docstring).
+
+    Raises:
+        ValueError: the map is not 2-D, holds NaN, or its maximum is +inf.
 
     Example:
         >>> import numpy as np
@@ -79,6 +88,8 @@ def _cvpr16_box_native(cam: np.ndarray, tau: float) -> np.ndarray:
         raise ValueError("the map contains NaN")
     if status == 2:
         return np.array([0, 0, width - 1, height - 1], dtype=np.int64)
+    if status == 3:
+        raise ValueError(_INFINITE_MAX)
     return np.array([x0, y0, x1, y1], dtype=np.int64)
 
 
@@ -90,6 +101,8 @@ def _cvpr16_box_numpy(cam: np.ndarray, tau: float) -> np.ndarray:
     height, width = m.shape
     if not m.max() > 0:
         return np.array([0, 0, width - 1, height - 1], dtype=np.int64)
+    if m.max() == np.inf:
+        raise ValueError(_INFINITE_MAX)
     keep = (normalize_maps(m, "relu_max") >= tau).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(keep, connectivity=8, ltype=cv2.CV_32S)
     areas = stats[1:, cv2.CC_STAT_AREA]
