@@ -81,7 +81,9 @@ class LoopOptions:
     ``boxes`` (every sample has a GT box) and ``masks`` (read each sample's mask for PxAP); ``backend`` of
     the threshold sweep; ``model`` for faithfulness (``protocol.faithfulness_steps > 0``); ``helpers``:
     threads for the per-image work between forwards (None: ``torch.get_num_threads()``, the cores the
-    forward uses; the records are the same for any number)."""
+    forward uses; the records are the same for any number); ``keep_map(record, gt_map)``: called on the
+    calling thread with each image's record and raw GT-class map ``[h, w]`` once the batch is written
+    (:class:`camkit.evaluate.gallery.GalleryMaps` keeps the few a gallery will show)."""
 
     workers: int = 0
     boxes: bool = True
@@ -89,6 +91,7 @@ class LoopOptions:
     backend: str = "auto"
     model: Any = None
     helpers: int | None = None
+    keep_map: Callable[[ImageRecord, np.ndarray], None] | None = None
 
 
 def run_batches(
@@ -148,6 +151,9 @@ def run_batches(
             out += [job.result() for job in jobs]
             out.sort(key=lambda r: r.index)
             sink(out)
+            if options.keep_map is not None:
+                for b, job in enumerate(jobs):
+                    options.keep_map(job.result(), m.maps[b, 0])
             done += len(out)
             if progress is not None:
                 progress(done, len(samples))

@@ -9,24 +9,20 @@ name: ``summary``, ``per_image``, ``curves``, ``pxap_curve``, ``gallery_best``, 
 
 from __future__ import annotations
 
-import heapq
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from camkit.app.report_html import write_report_html
 from camkit.cam.sources import MapSource
 from camkit.datasets.sample import LocDataset
 from camkit.errors import DatasetError
 from camkit.evaluate.faithfulness import summarize_faithfulness
+from camkit.evaluate.gallery import GalleryMaps, gallery_panels, select_extremes
 from camkit.evaluate.protocol import Protocol
-from camkit.evaluate.results import FailedImage, ImageRecord, Record, as_record
+from camkit.evaluate.results import FailedImage, Record, as_record
 from camkit.evaluate.summary import summarize
-from camkit.resample import resize_map_cubic
 
 SUMMARY_NAME = "summary.json"
 PER_IMAGE_NAME = "per_image.csv"
@@ -40,7 +36,8 @@ REPORT_HTML_NAME = "report.html"
 
 def finish_run(out: Path | None, records: Callable[[], Iterator[Record | dict]], samples: Sequence, protocol: Protocol,
                model_info: dict, dataset_info: dict, sweep_backend: str, t0: float, n_done: int, source: MapSource,
-               preprocess, dataset: LocDataset, model, gallery_size: int, world_size: int) -> dict:
+               preprocess, dataset: LocDataset, model, gallery_size: int, world_size: int,
+               gallery_maps: GalleryMaps | None = None) -> dict:
     """The run's summary from its ``records()`` (plus ``sweep_backend``, ``faithfulness`` and ``run``:
     timing since ``t0``, images evaluated now and resumed) and, with ``out``, every output file.
     Raises :class:`DatasetError` when no image could be read."""
@@ -62,7 +59,7 @@ def finish_run(out: Path | None, records: Callable[[], Iterator[Record | dict]],
     }
     if out is not None:
         names = dataset.class_names if dataset.class_names else getattr(model, "categories", None)
-        write_outputs(out, summary, records, samples, source, preprocess, protocol, names, gallery_size)
+        write_outputs(out, summary, records, samples, source, preprocess, protocol, names, gallery_size, gallery_maps)
     return summary
 
 
@@ -87,9 +84,11 @@ def write_outputs(
     protocol: Protocol,
     class_names: Sequence[str] | None,
     gallery_size: int,
+    gallery_maps: GalleryMaps | None = None,
 ) -> dict[str, str]:
     """Write every output of the run into ``out``; ``records()`` streams the records (called several
-    times). Adds ``summary["run"]["files"]`` and returns it."""
+    times). Gallery images whose map ``gallery_maps`` kept from the loop are not computed again. Adds
+    ``summary["run"]["files"]`` and returns it."""
     from camkit.evaluate import plots, report
     from camkit.evaluate.tables import write_per_image_csv
 
@@ -106,7 +105,7 @@ def write_outputs(
     best, worst = select_extremes(records(), gallery_size)
     for name, chosen, title in ((GALLERY_BEST_NAME, best, "best"), (GALLERY_WORST_NAME, worst, "worst")):
         if chosen:
-            panels = gallery_panels(chosen, samples, source, preprocess, protocol, class_names)
+            panels = gallery_panels(chosen, samples, source, preprocess, protocol, class_names, gallery_maps)
             plots.plot_gallery(panels, out / name, f"{title} {len(panels)} by GT-known IoU (CVPR16 box)")
             files[f"gallery_{title}"] = name
     summary.setdefault("run", {})["files"] = files
@@ -117,54 +116,3 @@ def write_outputs(
     # Last: it reads the run's own files (summary, per_image.csv, figures) and embeds the thumbnails.
     write_report_html(out)
     return files
-
-
-def select_extremes(records: Iterable[Record | dict], n: int) -> tuple[list[ImageRecord], list[ImageRecord]]:
-    """The ``n`` best and ``n`` worst records by GT-known IoU (ties by index), streaming; records
-    without box values (failures, mask-only datasets) are left out."""
-    if n <= 0:
-        return [], []
-    best: list = []
-    worst: list = []
-    for r in map(as_record, records):
-        if not isinstance(r, ImageRecord) or r.boxes is None:
-            continue
-        iou, i = r.boxes.cvpr16_ious[0], r.index
-        slim = ImageRecord(r.index, r.image_id, r.width, r.height, r.gt_class, r.topk, r.scores, r.boxes)
-        heapq.heappush(best, (iou, -i, slim))
-        if len(best) > n:
-            heapq.heappop(best)
-        heapq.heappush(worst, (-iou, i, slim))
-        if len(worst) > n:
-            heapq.heappop(worst)
-    best_sorted = [t[2] for t in sorted(best, key=lambda t: (-t[0], -t[1]))]
-    worst_sorted = [t[2] for t in sorted(worst, key=lambda t: (-t[0], t[1]))]
-    return best_sorted, worst_sorted
-
-
-def gallery_panels(chosen: list[ImageRecord], samples: Sequence, source: MapSource, preprocess, protocol: Protocol,
-                   names: Sequence[str] | None) -> list[dict[str, Any]]:
-    """Re-run the maps for a few records: squashed photo, GT-class map at input size, boxes, caption."""
-    import torch
-
-    from camkit.io import load_image
-
-    arrays = [preprocess.to_array(load_image(samples[r.index].image_path), "squash")[0] for r in chosen]
-    x = torch.from_numpy(np.stack(arrays))
-    gt = torch.tensor([r.gt_class for r in chosen], dtype=torch.int64)
-    _, _, maps = source(x, gt)
-    mean = np.asarray(preprocess.mean, np.float32)[:, None, None]
-    std = np.asarray(preprocess.std, np.float32)[:, None, None]
-    panels = []
-    for b, r in enumerate(chosen):
-        assert r.boxes is not None
-        rgb = np.clip((arrays[b] * std + mean) * 255.0 + 0.5, 0, 255).astype(np.uint8).transpose(1, 2, 0)
-        gt_name = names[r.gt_class] if names and r.gt_class < len(names) else str(r.gt_class)
-        panels.append({
-            "image": rgb,
-            "cam": resize_map_cubic(maps[b, 0], protocol.input_size),
-            "gt_boxes": r.boxes.gt_boxes,
-            "pred_box": r.boxes.cvpr16_boxes[0],
-            "title": f"{r.image_id}\n{gt_name.split(',')[0][:24]}  IoU {r.boxes.cvpr16_ious[0]:.2f}",
-        })
-    return panels

@@ -28,6 +28,7 @@ from camkit.cam.sources import MapSource, make_map_source
 from camkit.datasets.sample import LocDataset
 from camkit.distributed import Group, current
 from camkit.errors import DatasetError, ParameterError, RunDirectoryError
+from camkit.evaluate.gallery import GalleryMaps
 from camkit.evaluate.loop import (
     LoopOptions,
     Progress,
@@ -189,7 +190,10 @@ def evaluate(
                     "metrics": [m for m, on in (("boxes", has_boxes), ("pxap", has_masks)) if on]}
     preprocess = model.preprocess.with_input_size(input_size)
     source = map_source or make_map_source(model, method, protocol.topk, layer, smooth=smooth, seed=int(seed))
-    options = LoopOptions(workers=workers, boxes=has_boxes, masks=has_masks, backend=sweep_backend, model=model)
+    # the loop keeps the maps of the images the galleries may show, so they are not forwarded twice
+    gallery_maps = GalleryMaps(gallery_size) if out_dir is not None and gallery_size > 0 else None
+    options = LoopOptions(workers=workers, boxes=has_boxes, masks=has_masks, backend=sweep_backend, model=model,
+                          keep_map=gallery_maps.offer if gallery_maps is not None else None)
     partition = batch_partition(len(samples), batch_size)
 
     group = current()
@@ -205,7 +209,7 @@ def evaluate(
 
     t0 = time.perf_counter()
     finish_args = (samples, protocol, model_info, dataset_info, sweep_backend, t0)
-    outputs_args = (source, preprocess, dataset, model, gallery_size, group.world_size)
+    outputs_args = (source, preprocess, dataset, model, gallery_size, group.world_size, gallery_maps)
     if out_dir is None:
         memory: list[Record] = []
         group.run(lambda: run(set(range(len(samples))), memory.extend, 0, progress))
