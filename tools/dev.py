@@ -48,15 +48,16 @@ def ensure_env() -> None:
     STAMP.write_text(_stamp())
 
 
-# The `app` and `browser-tests` extras of pyproject.toml: what the web app's tests need in the venv.
-BROWSER_TEST_PACKAGES = ("starlette", "uvicorn", "python-multipart", "playwright")
+# The `app`, `browser-tests` and `hf` extras of pyproject.toml: what the web app's tests and the Hugging Face
+# adapter's test need in the venv.
+BROWSER_TEST_PACKAGES = ("starlette", "uvicorn", "python-multipart", "playwright", "transformers")
 
 
 def ensure_browser_test_deps() -> None:
-    """Best effort, bounded and quiet: the app extra + Playwright in the venv and, as root with apt-get,
+    """Best effort, bounded and quiet: the app and hf extras + Playwright in the venv and, as root with apt-get,
     Debian's Chromium (Playwright drives the system browser; it never downloads one). Failing to
-    install is not an error: the browser tests then skip, naming what is missing."""
-    probe = "import starlette, uvicorn, multipart, playwright"
+    install is not an error: the tests that need them then skip, naming what is missing."""
+    probe = "import starlette, uvicorn, multipart, playwright, transformers"
     try:
         if subprocess.run([str(PY), "-c", probe], capture_output=True, timeout=60).returncode != 0:
             subprocess.run([str(PY), "-m", "pip", "install", "-qq", "-c", str(ROOT / "tools" / "constraints.txt"),
