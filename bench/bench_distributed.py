@@ -3,8 +3,9 @@
 (a) Scaling. The real ILSVRC sample (12 photos, ../shared/data/ilsvrc_val_sample) listed ``--repeat``
     times under different ids is evaluated by the command line (``python -m camkit evaluate``) as
     1 process x 2 intra-op threads and as 2 processes x 1 thread (one gloo process group on 127.0.0.1,
-    started the way torchrun starts its workers), each with half of ``--workers`` DataLoader workers per
-    process so both use the same CPU. Rounds are interleaved; the best of ``--rounds`` is kept. Reported:
+    started the way torchrun starts its workers); by default each process reads its images on its own
+    helper threads (one per intra-op thread: camkit's default), or with ``--workers N`` half of N
+    DataLoader workers per process, so both use the same CPU. Rounds are interleaved; the best of ``--rounds`` is kept. Reported:
     images/s of the loop (``summary.json``'s ``run.images_per_s``, measured on rank 0 from the start
     of the loop to the merged records) and of the whole command, and the scaling efficiency
     ``(X_2 / X_1) / (P_2 T_2 / (P_1 T_1))``: throughput ratio over the ratio of threads used
@@ -172,7 +173,8 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=20, help="copies of the 12 photos")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=2, help="DataLoader workers in total (split over the processes)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers in total (split over the processes); "
+                   "0: camkit's default, the images read on each process's helper threads")
     p.add_argument("--skip-scaling", action="store_true", help="only the merge cost")
     args = p.parse_args()
     lines: list[str] = []
