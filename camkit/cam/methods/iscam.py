@@ -16,7 +16,8 @@ then min-max; torch-cam normalises first).
 
 A constant channel has the zero mask at every step, so every step sees the all-zero input: it is
 forwarded once, not ``N`` times per channel and image. The other ``N * live`` masked inputs are
-forwarded ``batch_size`` at a time, in full batches across steps.
+forwarded ``batch_size`` at a time, in full batches across steps (:class:`~camkit.cam.methods.sscam.MaskedBatches`);
+the masks are made once for all steps, and step ``i``'s input is ``c_i (X o H_k)`` (torch-cam's order).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch
 from .base import MethodCall, MethodOutput, activations_and_logits, display_layer, resolve_layer, target_scores
 from .scorecam import channel_rows, feature_masks
 from .smoothgradcampp import score_selector
+from .sscam import MaskedBatches, row_blocks
 
 
 def iscam_coefficients(num_samples: int) -> torch.Tensor:
@@ -52,27 +54,19 @@ def iscam_weights(
     b, kch = a.shape[:2]
     size = (int(x.shape[-2]), int(x.shape[-1]))
     n = max(1, int(num_samples))
-    coeff = iscam_coefficients(n).to(a.device)
+    coeff = iscam_coefficients(n).tolist()
     flat, sample, constant, live = channel_rows(a)
-    sums: torch.Tensor | None = None
-
-    def put(rows: torch.Tensor, vals: torch.Tensor) -> None:
-        nonlocal sums
-        if sums is None:
-            sums = torch.zeros((b * kch, vals.shape[1]), dtype=torch.float64, device=a.device)
-        sums.index_add_(0, rows, vals.double())
-
+    batches = MaskedBatches(forward, x, sample, select, batch_size, n * len(live))
+    for rows in row_blocks(live, size, batch_size):
+        base = feature_masks(flat[rows], size, align_corners, normalize_first)  # the same for every step
+        for c in coeff:
+            batches.add(rows, base, scale=c)
+    sums = batches.sums()
     if len(constant):
-        zero = select(forward(torch.zeros_like(x[:1])).expand(len(constant), -1), sample[constant])
-        put(constant, zero.float() * n)  # N identical steps
-    step = max(1, int(batch_size))
-    total = n * len(live)
-    for start in range(0, total, step):
-        jobs = torch.arange(start, min(start + step, total), device=a.device)
-        i, rows = jobs // len(live), live[jobs % len(live)]
-        m = feature_masks(flat[rows], size, align_corners, normalize_first) * coeff[i].float().reshape(-1, 1, 1, 1)
-        logits = forward(x[sample[rows]] * m.to(x.dtype))
-        put(rows, select(logits, sample[rows]).float())
+        zero = select(forward(torch.zeros_like(x[:1])).expand(len(constant), -1), sample[constant]).double()
+        if sums is None:
+            sums = torch.zeros((b * kch, zero.shape[1]), dtype=torch.float64, device=zero.device)
+        sums.index_add_(0, constant.to(zero.device), zero * n)  # N identical steps
     if sums is None:  # no channel at all
         return torch.zeros((b, kch, 1), dtype=torch.float32, device=a.device)
     return (sums / n).float().reshape(b, kch, -1).softmax(dim=1)

@@ -11,12 +11,14 @@ layer's class scores ``s^l = head(norm(z^l))`` (the last block gives the logits 
 
 returned raw (non-negative, at the patch grid); the paper's final min-max normalisation is the
 ``minmax`` normalisation downstream. Each ``A^l`` is made a leaf of the graph (the network continues
-from it), so ``ds^l/dA^l`` is exact and the backward of layer ``l`` runs through block ``l`` and the
-head only; one ``autograd.grad`` per block and explained class, no parameter gradients.
+from it), and the network goes on from a detached copy of block ``l``'s output, so ``A^l`` reaches
+``s^l`` and no other block's score: the backward of ``sum_l s^l`` gives every ``ds^l/dA^l`` exactly, each
+through block ``l`` and the head only. One forward, one ``autograd.grad`` per explained class (all blocks
+at once), no parameter gradients; the attention is computed once per block, from the leaf.
 
 Supported networks: timm ``VisionTransformer`` (its ``Attention`` run unfused for the call, the
 probabilities read at ``attn_drop``) and torchvision ``VisionTransformer`` (``nn.MultiheadAttention``
-recomputed explicitly from its own weights), bare or wrapped as ``model.net``. Token layout (how many
+run explicitly from its own weights in place of its fused kernel), bare or wrapped as ``model.net``. Token layout (how many
 class/register tokens, the patch grid): the model's ``reshape_activations`` when it has one (the
 token seam of :mod:`camkit.cam.methods.base`, applied to ``E`` as a 1-channel token map), otherwise
 read from the ViT (timm ``num_prefix_tokens`` and ``patch_embed``; torchvision: 1 class token,
@@ -118,13 +120,13 @@ def token_layout(model: nn.Module, kind: str, vit: ForeignNet, x: torch.Tensor, 
 
 
 @contextmanager
-def _timm_probe(block: ForeignNet, store: dict, key: int) -> Iterator[None]:
+def _timm_probe(block: ForeignNet, store: dict, slot: int) -> Iterator[None]:
     attn = block.attn
     fused = getattr(attn, "fused_attn", False)
 
     def hook(_m, _i, out):
         leaf = out.detach().requires_grad_(True)
-        store[key] = leaf
+        store[slot] = leaf
         return leaf
 
     attn.fused_attn = False  # the explicit path computes softmax(q k^T) and passes it through attn_drop
@@ -137,29 +139,38 @@ def _timm_probe(block: ForeignNet, store: dict, key: int) -> Iterator[None]:
 
 
 @contextmanager
-def _torchvision_probe(block: ForeignNet, store: dict, key: int) -> Iterator[None]:
+def _torchvision_probe(block: ForeignNet, store: dict, slot: int) -> Iterator[None]:
+    """Run the block's ``nn.MultiheadAttention`` explicitly for the call (its ``forward`` replaced on the
+    instance), so that the attention is computed once, from the probabilities made a leaf."""
     mha: nn.MultiheadAttention = block.self_attention
     if not mha.batch_first or mha.in_proj_weight is None or mha.bias_k is not None or mha.add_zero_attn:
         raise ModelError("LeGrad supports batch-first nn.MultiheadAttention with packed q/k/v projections")
 
-    def hook(m, args, kwargs, out):
-        q = args[0] if args else kwargs["query"]
-        b, n, e = q.shape
-        heads = m.num_heads
+    def forward(query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None, average_attn_weights=True,
+                is_causal=False):
+        if key is not query or value is not query or key_padding_mask is not None or attn_mask is not None or is_causal:
+            raise ModelError("LeGrad explains unmasked self-attention (query, key and value the same tokens)")
+        b, n, e = query.shape
+        heads = mha.num_heads
         d = e // heads
-        qkv = F.linear(q, m.in_proj_weight, m.in_proj_bias).reshape(b, n, 3, heads, d).permute(2, 0, 3, 1, 4)
+        qkv = F.linear(query, mha.in_proj_weight, mha.in_proj_bias).reshape(b, n, 3, heads, d).permute(2, 0, 3, 1, 4)
         qh, kh, vh = qkv.unbind(0)
         probs = torch.softmax((qh * d**-0.5) @ kh.transpose(-2, -1), dim=-1)
         leaf = probs.detach().requires_grad_(True)
-        store[key] = leaf
+        store[slot] = leaf
         o = (leaf @ vh).transpose(1, 2).reshape(b, n, e)
-        return m.out_proj(o), None
+        weights = None if not need_weights else leaf.mean(dim=1) if average_attn_weights else leaf
+        return mha.out_proj(o), weights
 
-    handle = mha.register_forward_hook(hook, with_kwargs=True)
+    own = vars(mha).get("forward")  # an instance-level forward of the caller's, put back afterwards
+    vars(mha)["forward"] = forward
     try:
         yield
     finally:
-        handle.remove()
+        if own is None:
+            vars(mha).pop("forward", None)
+        else:
+            vars(mha)["forward"] = own
 
 
 def legrad_maps(
@@ -180,32 +191,42 @@ def legrad_maps(
     probe = _timm_probe if kind == "timm" else _torchvision_probe
     attn: dict[int, torch.Tensor] = {}
     tokens: dict[int, torch.Tensor] = {}
+
+    def keep_tokens(i: int) -> Callable[..., torch.Tensor]:
+        def hook(_m, _inp, out):
+            tokens[i] = out
+            return out.detach()  # the network goes on from a copy: s^m (m > l) does not reach A^l
+
+        return hook
+
     if x.is_inference():
         x = x.clone()
+    blocks = list(dict.fromkeys(layers))  # a block named twice counts twice in the mean, probed once
+    weights = [layers.count(name) for name in blocks]
     with ExitStack() as stack, torch.enable_grad():
-        for i, name in enumerate(layers):
+        for i, name in enumerate(blocks):
             block = model.get_submodule(name)
             stack.enter_context(probe(block, attn, i))
-            h = block.register_forward_hook(lambda _m, _inp, out, i=i: tokens.__setitem__(i, out))
+            h = block.register_forward_hook(keep_tokens(i))
             stack.callback(h.remove)
         logits = model(x)
         if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
             raise ModelError(f"the model returned {type(logits).__name__}, not logits [B, C]")
-        missing = [layers[i] for i in range(len(layers)) if i not in attn or i not in tokens]
+        missing = [blocks[i] for i in range(len(blocks)) if i not in attn or i not in tokens]
         if missing:
             raise ModelError(f"LeGrad's blocks {missing} were not run by the forward pass")
         score = make_score(logits.detach())
-        total: torch.Tensor | None = None
-        for i in range(len(layers)):
-            s = score(head(tokens[i]))  # [B, k]
-            per_class = []
-            for j in range(s.shape[1]):
-                (g,) = torch.autograd.grad(s[:, j].sum(), attn[i], retain_graph=True, allow_unused=True)
-                g = torch.zeros_like(attn[i]) if g is None else g
-                per_class.append(g.clamp_min(0).mean(dim=(1, 2)))  # [B, N keys]
-            rel = torch.stack(per_class, dim=1).detach().double()  # [B, k, N]
-            total = rel if total is None else total + rel
-    assert total is not None
+        # s = sum_l s^l: A^l reaches s^l only (block l's output is detached downstream), so one backward
+        # per explained class gives every ds^l/dA^l at once.
+        s = torch.stack([score(head(tokens[i])) for i in range(len(blocks))]).sum(dim=0)  # [B, k]
+        leaves = [attn[i] for i in range(len(blocks))]
+        k = s.shape[1]
+        total = torch.zeros((x.shape[0], k, leaves[0].shape[-1]), dtype=torch.float64, device=leaves[0].device)
+        for j in range(k):
+            grads = torch.autograd.grad(s[:, j].sum(), leaves, retain_graph=j < k - 1, allow_unused=True)
+            for g, w in zip(grads, weights, strict=True):
+                if g is not None:  # None: the block's score does not depend on its attention (zero relevance)
+                    total[:, j] += w * g.clamp_min_(0).mean(dim=(1, 2)).double()  # [B, N keys]
     total = total / len(layers)
     b, k, n = total.shape
     to_grid = token_layout(model, kind, vit, x, n)

@@ -20,7 +20,12 @@ overrides it: a callable ``(i, rows) -> [len(rows), 1, H, W]`` where ``rows`` in
 Up and s: ``align_corners`` / ``normalize_first`` as in :mod:`camkit.cam.methods.scorecam` (default:
 upsample then min-max, the Score-CAM paper's order; torch-cam normalises first). A constant channel
 is *not* skipped here: its mask is zero but its noisy mask ``delta_ik`` is not. All ``N*B*K`` masked
-inputs are forwarded ``batch_size`` at a time, in full batches across copies.
+inputs are forwarded ``batch_size`` at a time, in full batches across copies (:class:`MaskedBatches`).
+
+Cost: the forwards of the masked inputs. Around them the work is done once per block of rows, not per
+batch: the masks ``H_k`` once for all copies, one noisy copy of them per copy (one noise field per
+channel, shared by the images), and one multiplication per batch written into a reused input buffer.
+Few, large tensor operations matter on a busy CPU, where every parallel operation waits for its threads.
 """
 
 from __future__ import annotations
@@ -34,6 +39,67 @@ from .scorecam import feature_masks
 from .smoothgradcampp import score_selector, seeded_normal
 
 MaskNoiseFn = Callable[[int, torch.Tensor], torch.Tensor]
+
+# Masks held at once (float32 elements of one [rows, 1, H, W] tensor): a block of rows whose masks are
+# made once and reused by every copy (64 MB; one 224 x 224 mask is 50176 elements).
+MASK_BLOCK_ELEMENTS = 1 << 24
+
+
+class MaskedBatches:
+    """Forwards masked copies ``x[image] * mask`` of the input in full batches and sums their scores per row.
+
+    Rows index the flattened ``[B*K]`` (image, channel) pairs; ``sample[row]`` is the row's image. The
+    masked inputs are written into one reused ``[batch_size, 3, H, W]`` buffer (x's dtype) and forwarded
+    whenever it is full (and by :meth:`sums` for the rest), so that a batch can mix copies and rows.
+    """
+
+    def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, sample: torch.Tensor,
+                 select: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], batch_size: int, n_inputs: int) -> None:
+        """``n_inputs``: how many masked inputs will be added in all (sizes the buffer when below a batch)."""
+        self.forward, self.x, self.sample, self.select = forward, x, sample, select
+        self.step = max(1, int(batch_size))
+        self.buffer = x.new_empty((max(1, min(self.step, int(n_inputs))), *x.shape[1:]))
+        self.rows: list[torch.Tensor] = []  # the rows of the buffer's filled part, in order
+        self.fill = 0
+        self.total: torch.Tensor | None = None  # [B*K, k] float64
+
+    def add(self, rows: torch.Tensor, masks: torch.Tensor, scale: float | None = None) -> None:
+        """Queue the inputs ``x[sample[rows]] * masks`` (times ``scale`` if given); masks ``[len(rows), 1, H, W]``."""
+        pos, n = 0, len(rows)
+        while pos < n:
+            take = min(len(self.buffer) - self.fill, n - pos)
+            seg = rows[pos : pos + take]
+            out = self.buffer[self.fill : self.fill + take]
+            images = self.x if self.x.shape[0] == 1 else self.x[self.sample[seg]]  # one image: broadcast, no copy
+            torch.mul(images, masks[pos : pos + take], out=out)
+            if scale is not None:
+                out.mul_(scale)
+            self.rows.append(seg)
+            self.fill += take
+            pos += take
+            if self.fill == len(self.buffer):
+                self._flush()
+
+    def _flush(self) -> None:
+        if not self.fill:
+            return
+        rows = torch.cat(self.rows) if len(self.rows) > 1 else self.rows[0]
+        vals = self.select(self.forward(self.buffer[: self.fill]), self.sample[rows]).double()
+        if self.total is None:
+            self.total = torch.zeros((len(self.sample), vals.shape[1]), dtype=torch.float64, device=vals.device)
+        self.total.index_add_(0, rows.to(vals.device), vals)
+        self.rows, self.fill = [], 0
+
+    def sums(self) -> torch.Tensor | None:
+        """Forward what is queued; the summed scores ``[B*K, k]`` (float64), None if nothing was added."""
+        self._flush()
+        return self.total
+
+
+def row_blocks(rows: torch.Tensor, size: tuple[int, int], batch_size: int) -> list[torch.Tensor]:
+    """``rows`` cut into blocks whose masks fit :data:`MASK_BLOCK_ELEMENTS` (at least one batch's worth)."""
+    per = max(int(batch_size), MASK_BLOCK_ELEMENTS // max(1, size[0] * size[1]), 1)
+    return list(rows.split(per))
 
 
 def sscam_weights(
@@ -59,36 +125,26 @@ def sscam_weights(
     n = max(1, int(num_samples))
     flat = a.reshape(b * kch, 1, h, w).float()
     sample = torch.arange(b, device=a.device).repeat_interleave(kch)
-    sums: torch.Tensor | None = None
-    step = max(1, int(batch_size))
-    total = n * b * kch
-    for start in range(0, total, step):
-        jobs = torch.arange(start, min(start + step, total), device=a.device)
-        copy, rows = jobs // (b * kch), jobs % (b * kch)
-        m = feature_masks(flat[rows], size, align_corners, normalize_first)
-        m = m + _noise(copy, rows, kch, size, std, seed, noise, m)
-        logits = forward(x[sample[rows]] * m.to(x.dtype))
-        vals = select(logits, sample[rows]).float()
-        if sums is None:
-            sums = torch.zeros((b * kch, vals.shape[1]), dtype=torch.float64, device=a.device)
-        sums.index_add_(0, rows, vals.double())
+    batches = MaskedBatches(forward, x, sample, select, batch_size, n * b * kch)
+    for rows in row_blocks(torch.arange(b * kch, device=a.device), size, batch_size):
+        base = feature_masks(flat[rows], size, align_corners, normalize_first)  # the same for every copy
+        for copy in range(n):
+            batches.add(rows, base + _noise(copy, rows, kch, size, std, seed, noise, base))
+    sums = batches.sums()
     assert sums is not None
     return (sums / n).float().reshape(b, kch, -1).softmax(dim=1)
 
 
-def _noise(copy, rows, kch, size, std, seed, noise, like) -> torch.Tensor:
-    out = torch.empty_like(like)
-    for c in copy.unique().tolist():
-        sel = torch.nonzero(copy == c).reshape(-1)
-        if noise is not None:
-            out[sel] = noise(int(c), rows[sel]).to(device=like.device, dtype=like.dtype)
-            continue
-        cache: dict[int, torch.Tensor] = {}
-        for j, k in zip(sel.tolist(), (rows[sel] % kch).tolist(), strict=True):
-            if k not in cache:
-                cache[k] = seeded_normal(seed, (c, k), (1, *size), std, like.device).to(like.dtype)
-            out[j] = cache[k]
-    return out
+def _noise(copy: int, rows: torch.Tensor, kch: int, size: tuple[int, int], std: float, seed: int,
+           noise: MaskNoiseFn | None, like: torch.Tensor) -> torch.Tensor:
+    """The noise fields ``[len(rows), 1, H, W]`` of one copy: one seeded field per channel, shared by the images."""
+    if noise is not None:
+        return noise(copy, rows).to(device=like.device, dtype=like.dtype)
+    channels, which = torch.unique(rows % kch, return_inverse=True)
+    fields = torch.cat([seeded_normal(seed, (copy, k), (1, 1, *size), std, like.device).to(like.dtype) for k in channels.tolist()])
+    if len(channels) == len(rows) and torch.equal(which, torch.arange(len(rows), device=which.device)):
+        return fields  # one image: the rows are the channels, in order
+    return fields[which]
 
 
 def sscam_maps(a: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
