@@ -450,6 +450,52 @@ static int compare_rows(const void *a, const void *b) {
     return 0;
 }
 
+/* Sort rows by (col, x0, y0, x1, y1): an LSD radix sort of one uint64 key per row when the fields fit
+ * in 64 bits (columns < 512 and coordinates < 8192), else qsort. Returns -1 when out of memory. */
+static int sort_rows(Rows *rows) {
+    const Py_ssize_t n = rows->len;
+    if (n < 2) return 0;
+    int32_t top = 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const Row *r = &rows->data[i];
+        top = r->x1 > top ? r->x1 : top;
+        top = r->y1 > top ? r->y1 : top;
+    }
+    int b = 1;
+    while ((1 << b) <= top) b++;
+    if (n < 64 || 9 + 4 * b > 64) {
+        qsort(rows->data, (size_t)n, sizeof(Row), compare_rows);
+        return 0;
+    }
+    uint64_t *key = (uint64_t *)malloc(2 * (size_t)n * sizeof(uint64_t));
+    if (!key) return -1;
+    uint64_t *tmp = key + n;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const Row *r = &rows->data[i];
+        key[i] = (uint64_t)r->col << (4 * b) | (uint64_t)r->x0 << (3 * b) | (uint64_t)r->y0 << (2 * b) |
+                 (uint64_t)r->x1 << b | (uint64_t)r->y1;
+    }
+    enum { DIGIT = 11 };
+    for (int shift = 0; shift < 9 + 4 * b; shift += DIGIT) {
+        Py_ssize_t count[(1 << DIGIT) + 1] = {0};
+        for (Py_ssize_t i = 0; i < n; i++) count[((key[i] >> shift) & ((1 << DIGIT) - 1)) + 1]++;
+        if (count[((key[0] >> shift) & ((1 << DIGIT) - 1)) + 1] == n) continue; /* one digit value: nothing moves */
+        for (int d = 0; d < 1 << DIGIT; d++) count[d + 1] += count[d];
+        for (Py_ssize_t i = 0; i < n; i++) tmp[count[(key[i] >> shift) & ((1 << DIGIT) - 1)]++] = key[i];
+        uint64_t *t = key;
+        key = tmp;
+        tmp = t;
+    }
+    const uint64_t m = ((uint64_t)1 << b) - 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const uint64_t k = key[i];
+        rows->data[i] = (Row){(int32_t)(k >> (4 * b)), (int32_t)(k >> (3 * b) & m), (int32_t)(k >> (2 * b) & m),
+                              (int32_t)(k >> b & m), (int32_t)(k & m)};
+    }
+    free(key < tmp ? key : tmp);
+    return 0;
+}
+
 /* Group rows by level column, boxes sorted within a level (a level without contours gets 0, 0, 0, 0);
  * *start_out: the [L + 1] offsets (malloc'ed). Returns -1 when out of memory. */
 static int group_rows(Rows *rows, Py_ssize_t L, int32_t **start_out) {
@@ -461,7 +507,10 @@ static int group_rows(Rows *rows, Py_ssize_t L, int32_t **start_out) {
             free(start);
             return -1;
         }
-    qsort(rows->data, (size_t)rows->len, sizeof(Row), compare_rows);
+    if (sort_rows(rows) < 0) {
+        free(start);
+        return -1;
+    }
     memset(start, 0, ((size_t)L + 1) * sizeof(int32_t));
     for (Py_ssize_t i = 0; i < rows->len; i++) start[rows->data[i].col + 1]++;
     for (Py_ssize_t j = 0; j < L; j++) start[j + 1] += start[j];
@@ -471,19 +520,445 @@ static int group_rows(Rows *rows, Py_ssize_t L, int32_t **start_out) {
 
 enum { SWEEP_V1 = 1, SWEEP_V2 = 2 };
 
+/* ---------------------------------------------------------------- per-level run labelling
+ *
+ * The other way to the same rows: label {u > k} afresh at each wanted level, from row bit masks read as
+ * runs of set bits (a run joins the runs of the row above that overlap it, widened by one pixel for
+ * 8-connectivity). A union-find root carries its component's box, doubled cell area (the 2x2 cells with
+ * three or four corners in the set, read from the masks of the row and the one below, are counted by
+ * the run of the upper row that holds their top corners) and Euler number: runs minus adjacencies
+ * between runs, the Euler number of the run graph, which has the component's holes as its cycles.
+ * Bounded 4-connected components of {u <= k}, the holes, are labelled only at levels whose Euler
+ * number says there are any. The cost grows with the levels and the runs, not with the pixels: on
+ * smooth maps (CAMs: a few runs per row) it beats the passes over the value-sorted pixels, on noise
+ * (thousands of runs per level) those passes win; sweep_levels picks by an estimate of the runs. */
+
+#if defined(__GNUC__) || defined(__clang__)
+#define SWEEP_CTZ64(v) __builtin_ctzll(v)
+#else
+static inline int SWEEP_CTZ64(uint64_t v) {
+    int k = 0;
+    while (!(v & 1)) { v >>= 1; k++; }
+    return k;
+}
+#endif
+
+#if defined(__POPCNT__) || defined(__ARM_NEON)
+#define SWEEP_POPCOUNT64(v) __builtin_popcountll(v)
+#else
+static inline int SWEEP_POPCOUNT64(uint64_t v) { /* SWAR: no call into libgcc without -mpopcnt */
+    v -= (v >> 1) & 0x5555555555555555ULL;
+    v = (v & 0x3333333333333333ULL) + ((v >> 2) & 0x3333333333333333ULL);
+    v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+    return (int)((v * 0x0101010101010101ULL) >> 56);
+}
+#endif
+
+typedef struct {
+    int32_t x0, x1, comp; /* inclusive columns; a component (not necessarily its root) */
+} Run;
+
+typedef struct {
+    int32_t parent, x0, y0, x1, y1, area2, euler; /* euler: runs minus adjacencies */
+} Comp;
+
+typedef struct {
+    const uint8_t *u;
+    int32_t H, W, nw;        /* nw: 64-bit words per mask row */
+    const uint8_t *row_max, *row_min;
+    uint64_t *set, *other;   /* [H * nw] masks: the set {u > k}; its complement or the filled set */
+    uint64_t *cell3, *cell4; /* [nw] the 2x2 cells with >= 3 / 4 corners in the set, of one row pair */
+    Run *runs;               /* [H * (W / 2 + 1)]: every run of the last labelling */
+    int32_t *row_start;      /* [H + 1]: row y's runs are runs[row_start[y]:row_start[y + 1]] */
+    Comp *comps;             /* [H * (W / 2 + 1)] */
+} Labeller;
+
+static inline int32_t comp_find(Comp *c, int32_t a) {
+    while (c[a].parent != a) {
+        c[a].parent = c[c[a].parent].parent;
+        a = c[a].parent;
+    }
+    return a;
+}
+
+/* bits of m[y] = (u[y, x] > k) for x < W (bits past W clear), for the rows y0 <= y <= y1 that can hold
+ * such pixels (the rows outside are left as they were: the set has nothing there); returns 0, or -1
+ * when no row does. */
+static int level_mask(const Labeller *lb, int k, uint64_t *m, int32_t *y0_out, int32_t *y1_out) {
+    const int32_t W = lb->W, nw = lb->nw;
+    int32_t y0 = 0, y1 = lb->H - 1;
+    while (y0 <= y1 && lb->row_max[y0] <= k) y0++;
+    while (y1 >= y0 && lb->row_max[y1] <= k) y1--;
+    if (y0 > y1) return -1;
+    *y0_out = y0;
+    *y1_out = y1;
+    for (int32_t y = y0; y <= y1; y++) {
+        uint64_t *b = m + (size_t)y * nw;
+        if (lb->row_max[y] <= k) {
+            memset(b, 0, (size_t)nw * sizeof(uint64_t));
+            continue;
+        }
+        const uint8_t *r = lb->u + (size_t)y * W;
+        int32_t x = 0;
+        if (lb->row_min[y] > k) {
+            for (; x + 64 <= W; x += 64) b[x >> 6] = ~(uint64_t)0;
+            if (x < W) b[x >> 6] = ((uint64_t)1 << (W - x)) - 1;
+            continue;
+        }
+#if defined(__SSE2__) && !defined(CAMKIT_NO_SIMD)
+        /* unsigned u > k as signed (u ^ 0x80) > (k ^ 0x80); here 0 <= k < 255. A word from four
+         * compares at a time, so that no word is stored more than once. */
+        const __m128i flip = _mm_set1_epi8((char)0x80), kv = _mm_set1_epi8((char)(k ^ 0x80));
+#define SWEEP_GT16(at) ((uint64_t)(uint32_t)_mm_movemask_epi8( \
+        _mm_cmpgt_epi8(_mm_xor_si128(_mm_loadu_si128((const __m128i *)(r + (at))), flip), kv)))
+        for (; x + 64 <= W; x += 64)
+            b[x >> 6] = SWEEP_GT16(x) | SWEEP_GT16(x + 16) << 16 | SWEEP_GT16(x + 32) << 32 | SWEEP_GT16(x + 48) << 48;
+        if (x < W) b[x >> 6] = 0;
+        for (; x + 16 <= W; x += 16) b[x >> 6] |= SWEEP_GT16(x) << (x & 63);
+#undef SWEEP_GT16
+#else
+        if (x < W) b[x >> 6] = 0;
+#endif
+        for (; x < W; x++) {
+            if (!(x & 63)) b[x >> 6] = 0;
+            b[x >> 6] |= (uint64_t)(r[x] > k) << (x & 63);
+        }
+    }
+    return 0;
+}
+
+/* o = the complement within the W columns of the set m, whose rows outside y0..y1 are empty */
+static void complement_mask(const Labeller *lb, const uint64_t *m, int32_t y0, int32_t y1, uint64_t *o) {
+    const int32_t nw = lb->nw, tail = lb->W & 63;
+    const uint64_t last = tail ? ((uint64_t)1 << tail) - 1 : ~(uint64_t)0;
+    for (int32_t y = 0; y < lb->H; y++) {
+        uint64_t *b = o + (size_t)y * nw;
+        if (y < y0 || y > y1)
+            for (int32_t i = 0; i < nw; i++) b[i] = ~(uint64_t)0;
+        else
+            for (int32_t i = 0; i < nw; i++) b[i] = ~m[(size_t)y * nw + i];
+        b[nw - 1] &= last;
+    }
+}
+
+/* set bits lo..hi (inclusive) of the row b */
+static inline void set_bits(uint64_t *b, int32_t lo, int32_t hi) {
+    for (int32_t i = lo >> 6; i <= hi >> 6; i++) {
+        uint64_t mk = ~(uint64_t)0;
+        if (i == lo >> 6) mk &= ~(uint64_t)0 << (lo & 63);
+        if (i == hi >> 6) mk &= ~(uint64_t)0 >> (63 - (hi & 63));
+        b[i] |= mk;
+    }
+}
+
+/* set bits of b among bits lo..hi (inclusive; lo may be -1) */
+static inline int32_t count_bits(const uint64_t *b, int32_t lo, int32_t hi) {
+    if (lo < 0) lo = 0;
+    int32_t c = 0;
+    for (int32_t i = lo >> 6; i <= hi >> 6; i++) {
+        uint64_t v = b[i];
+        if (i == lo >> 6) v &= ~(uint64_t)0 << (lo & 63);
+        if (i == hi >> 6) v &= ~(uint64_t)0 >> (63 - (hi & 63));
+        c += SWEEP_POPCOUNT64(v);
+    }
+    return c;
+}
+
+/* first set bit at or after pos in the row mask b[nw], -1 when none */
+static inline int32_t run_next_set(const uint64_t *b, int32_t nw, int32_t pos) {
+    int32_t i = pos >> 6;
+    if (i >= nw) return -1;
+    uint64_t v = b[i] & (~(uint64_t)0 << (pos & 63));
+    while (!v) {
+        if (++i >= nw) return -1;
+        v = b[i];
+    }
+    return (i << 6) + SWEEP_CTZ64(v);
+}
+
+/* first clear bit at or after pos (bits past the row's end are clear) */
+static inline int32_t run_next_clear(const uint64_t *b, int32_t nw, int32_t pos) {
+    int32_t i = pos >> 6;
+    uint64_t v = ~b[i] & (~(uint64_t)0 << (pos & 63));
+    while (!v) {
+        if (++i >= nw) return nw << 6;
+        v = ~b[i];
+    }
+    return (i << 6) + SWEEP_CTZ64(v);
+}
+
+/* Label the 8- (conn8) or 4-connected components of the set in the masks m, whose rows outside y0..y1
+ * are empty (and not read); with area, their doubled cell areas too. Returns the number of component
+ * entries made (roots have parent == index); row_start is set for the rows y0..y1 + 1. */
+static int32_t label_mask(Labeller *lb, const uint64_t *m, int32_t y0, int32_t y1, int conn8, int area) {
+    const int32_t nw = lb->nw, d = conn8 ? 1 : 0;
+    Run *runs = lb->runs;
+    Comp *comps = lb->comps;
+    int32_t nr = 0, nc = 0, prev_lo = 0, prev_hi = 0;
+    for (int32_t y = y0; y <= y1; y++) {
+        const uint64_t *a = m + (size_t)y * nw;
+        lb->row_start[y] = nr;
+        uint64_t any = 0;
+        for (int32_t i = 0; i < nw; i++) any |= a[i];
+        if (!any) {
+            prev_lo = prev_hi = nr;
+            continue;
+        }
+        const int cells = area && y < y1;
+        if (cells) {
+            const uint64_t *b = a + nw;
+            for (int32_t i = 0; i < nw; i++) {
+                /* corners x and x + 1 of the two rows */
+                const uint64_t a1 = (a[i] >> 1) | (i + 1 < nw ? a[i + 1] << 63 : 0);
+                const uint64_t b1 = (b[i] >> 1) | (i + 1 < nw ? b[i + 1] << 63 : 0);
+                const uint64_t ta = a[i] & a1, tb = b[i] & b1;
+                lb->cell4[i] = ta & tb;
+                lb->cell3[i] = (ta & (b[i] | b1)) | (tb & (a[i] | a1));
+            }
+        }
+        int32_t j = prev_lo;
+        for (int32_t x0 = run_next_set(a, nw, 0); x0 >= 0;) {
+            const int32_t end = run_next_clear(a, nw, x0), x1 = end - 1;
+            while (j < prev_hi && runs[j].x1 < x0 - d) j++;
+            int32_t root = -1, edges = 0;
+            for (int32_t t = j; t < prev_hi && runs[t].x0 <= x1 + d; t++) {
+                int32_t rt = comp_find(comps, runs[t].comp);
+                edges++;
+                if (root < 0) {
+                    root = rt;
+                } else if (rt != root) {
+                    /* the older entry stays the root */
+                    if (rt < root) { const int32_t s = rt; rt = root; root = s; }
+                    Comp *cr = &comps[root], *cq = &comps[rt];
+                    cq->parent = root;
+                    cr->x0 = cq->x0 < cr->x0 ? cq->x0 : cr->x0;
+                    cr->y0 = cq->y0 < cr->y0 ? cq->y0 : cr->y0;
+                    cr->x1 = cq->x1 > cr->x1 ? cq->x1 : cr->x1;
+                    cr->area2 += cq->area2;
+                    cr->euler += cq->euler;
+                }
+            }
+            if (root < 0) {
+                root = nc++;
+                comps[root] = (Comp){root, x0, y, x1, y, 0, 0};
+            }
+            Comp *c = &comps[root];
+            c->x0 = x0 < c->x0 ? x0 : c->x0;
+            c->x1 = x1 > c->x1 ? x1 : c->x1;
+            c->y1 = y; /* rows come in order */
+            c->euler += 1 - edges;
+            if (cells) c->area2 += count_bits(lb->cell3, x0 - 1, x1) + count_bits(lb->cell4, x0 - 1, x1);
+            runs[nr++] = (Run){x0, x1, root};
+            x0 = run_next_set(a, nw, end);
+        }
+        prev_lo = lb->row_start[y];
+        prev_hi = nr;
+    }
+    lb->row_start[y1 + 1] = nr;
+    return nc;
+}
+
+static inline int push_outer(Rows *rows, int32_t col, const Comp *c, int32_t W, int32_t H) {
+    return rows_push(rows, col, c->x0, c->y0, c->x1 + 1 < W - 1 ? c->x1 + 1 : W - 1, c->y1 + 1 < H - 1 ? c->y1 + 1 : H - 1);
+}
+
+/* sweep_levels' rows (not yet grouped) by labelling each wanted level afresh. V1 as there: the bounds
+ * settle a level, a tie without holes is left to the caller, and a level the bounds leave open with
+ * holes is settled on the set with its bounded holes filled (labelled again; ties left to the caller).
+ * Returns -1 when out of memory. */
+static int sweep_by_level(const uint8_t *u, int32_t H, int32_t W, const int32_t *levels, Py_ssize_t L, int which,
+                          Rows *v1, Rows *undecided, Rows *v2) {
+    const int32_t nw = (W + 63) >> 6;
+    const size_t max_runs = (size_t)H * (size_t)(W / 2 + 1);
+    int rc = -1;
+    Labeller lb = {u, H, W, nw, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    uint8_t *row_max = (uint8_t *)malloc(2 * (size_t)H);
+    uint64_t *masks = (uint64_t *)malloc((2 * (size_t)H + 2) * (size_t)nw * sizeof(uint64_t));
+    lb.runs = (Run *)malloc(max_runs * sizeof(Run));
+    lb.comps = (Comp *)malloc(max_runs * sizeof(Comp)); /* pages are touched only as entries are made */
+    lb.row_start = (int32_t *)malloc(((size_t)H + 1) * sizeof(int32_t));
+    if (!row_max || !masks || !lb.runs || !lb.comps || !lb.row_start) goto done;
+    for (int32_t y = 0; y < H; y++) {
+        uint8_t hi = 0, lo = 255;
+        for (int32_t x = 0; x < W; x++) {
+            const uint8_t v = u[(size_t)y * W + x];
+            hi = v > hi ? v : hi;
+            lo = v < lo ? v : lo;
+        }
+        row_max[y] = hi;
+        row_max[H + y] = lo;
+    }
+    lb.row_max = row_max;
+    lb.row_min = row_max + H;
+    lb.set = masks;
+    lb.other = masks + (size_t)H * nw;
+    lb.cell3 = masks + 2 * (size_t)H * nw;
+    lb.cell4 = lb.cell3 + nw;
+    for (Py_ssize_t j = 0; j < L; j++) {
+        const int k = levels[j];
+        const int32_t col = (int32_t)j;
+        int32_t y0, y1;
+        if (level_mask(&lb, k, lb.set, &y0, &y1) < 0) { /* nothing above k */
+            if ((which & SWEEP_V1) && rows_push(v1, col, 0, 0, 0, 0) < 0) goto done;
+            continue;
+        }
+        int32_t nc = label_mask(&lb, lb.set, y0, y1, 1, 0);
+        int32_t count = 0, holes = 0;
+        const Comp *win = NULL;
+        for (int32_t r = 0; r < nc; r++) {
+            const Comp *c = &lb.comps[r];
+            if (c->parent != r) continue;
+            count++;
+            holes += 1 - c->euler;
+            win = c;
+            if ((which & SWEEP_V2) && push_outer(v2, col, c, W, H) < 0) goto done;
+        }
+        int exact = 0;
+        if ((which & SWEEP_V1) && count == 1 && win->euler == 1) {
+            if (push_outer(v1, col, win, W, H) < 0) goto done; /* the one contour */
+        } else if (which & SWEEP_V1) {
+            /* V1's bounds, as EMIT_LARGEST_BOUNDED; they need the cell areas: label again with them */
+            nc = label_mask(&lb, lb.set, y0, y1, 1, 1);
+            int32_t best = -1;
+            int64_t top_upper = -1, second_upper = -1;
+            const Comp *top_node = NULL;
+            win = NULL;
+            for (int32_t r = 0; r < nc; r++) {
+                const Comp *c = &lb.comps[r];
+                if (c->parent != r) continue;
+                const int64_t upper = c->euler == 1 ? c->area2 : 2 * (int64_t)(c->x1 - c->x0) * (c->y1 - c->y0);
+                if (c->area2 > best) {
+                    best = c->area2;
+                    win = c;
+                }
+                if (upper > top_upper) {
+                    second_upper = top_upper;
+                    top_upper = upper;
+                    top_node = c;
+                } else if (upper > second_upper) {
+                    second_upper = upper;
+                }
+            }
+            const int64_t others = top_node == win ? second_upper : top_upper;
+            const int settled = count == 1 ? (win->euler == 1 || win->area2 > 0) : best > others;
+            if (settled) {
+                if (push_outer(v1, col, win, W, H) < 0) goto done;
+            } else if (holes > 0) {
+                exact = 1;
+            } else if (rows_push(undecided, col, 0, 0, 0, 0) < 0 || rows_push(v1, col, 0, 0, 0, 0) < 0) {
+                goto done;
+            }
+        }
+        if (holes > 0 && ((which & SWEEP_V2) || exact)) {
+            /* the holes: bounded 4-connected components of {u <= k} */
+            complement_mask(&lb, lb.set, y0, y1, lb.other);
+            const int32_t nh = label_mask(&lb, lb.other, 0, H - 1, 0, 0);
+            int32_t n_bounded = 0;
+            for (int32_t r = 0; r < nh; r++) {
+                const Comp *c = &lb.comps[r];
+                if (c->parent != r || c->x0 == 0 || c->y0 == 0 || c->x1 == W - 1 || c->y1 == H - 1) continue;
+                n_bounded++;
+                if ((which & SWEEP_V2) &&
+                    rows_push(v2, col, c->x0 - 1, c->y0 - 1, c->x1 + 2 < W - 1 ? c->x1 + 2 : W - 1,
+                              c->y1 + 2 < H - 1 ? c->y1 + 2 : H - 1) < 0)
+                    goto done;
+            }
+            if (exact) {
+                /* V1 on the filled set, as EMIT_LARGEST: the outer contour's area is the filled component's */
+                /* the holes lie between the set's rows */
+                memcpy(lb.other + (size_t)y0 * nw, lb.set + (size_t)y0 * nw, (size_t)(y1 - y0 + 1) * nw * sizeof(uint64_t));
+                for (int32_t y = y0; y <= y1; y++)
+                    for (int32_t i = lb.row_start[y]; i < lb.row_start[y + 1]; i++) {
+                        const Comp *c = &lb.comps[comp_find(lb.comps, lb.runs[i].comp)];
+                        if (c->x0 == 0 || c->y0 == 0 || c->x1 == W - 1 || c->y1 == H - 1) continue;
+                        set_bits(lb.other + (size_t)y * nw, lb.runs[i].x0, lb.runs[i].x1);
+                    }
+                const int32_t nf = label_mask(&lb, lb.other, y0, y1, 1, 1);
+                int32_t n_filled = 0, fbest = -1, fsecond = -1;
+                const Comp *fwin = NULL;
+                for (int32_t r = 0; r < nf; r++) {
+                    const Comp *c = &lb.comps[r];
+                    if (c->parent != r) continue;
+                    n_filled++;
+                    if (c->area2 > fbest) {
+                        fsecond = fbest;
+                        fbest = c->area2;
+                        fwin = c;
+                    } else if (c->area2 > fsecond) {
+                        fsecond = c->area2;
+                    }
+                }
+                const int lone = n_filled == 1 && n_bounded == 0;
+                if (!lone && !(fbest > 0 && fbest > fsecond)) {
+                    if (rows_push(undecided, col, 0, 0, 0, 0) < 0 || rows_push(v1, col, 0, 0, 0, 0) < 0) goto done;
+                } else if (push_outer(v1, col, fwin, W, H) < 0) {
+                    goto done;
+                }
+            }
+        }
+    }
+    rc = 0;
+done:
+    free(row_max);
+    free(masks);
+    free(lb.runs);
+    free(lb.comps);
+    free(lb.row_start);
+    return rc;
+}
+
+/* Run starts of {u > k} summed over the wanted levels, estimated from every 8th row. */
+static double estimate_runs(const uint8_t *u, int32_t H, int32_t W, const uint8_t *want) {
+    int32_t below[256]; /* wanted levels k < v, for v = 0..255 (want[k + 1]) */
+    int32_t acc = 0;
+    for (int v = 0; v < 256; v++) below[v] = acc += want[v];
+    int64_t starts = 0;
+    int32_t rows = 0;
+    for (int32_t y = 0; y < H; y += 8, rows++) {
+        int32_t prev = 0;
+        for (int32_t x = 0; x < W; x++) {
+            const int32_t c = below[u[(size_t)y * W + x]];
+            starts += c > prev ? c - prev : 0;
+            prev = c;
+        }
+    }
+    return (double)starts * H / rows;
+}
+
+
 /* The whole sweep without the Python API (it runs with the GIL released). `which`: SWEEP_V1, SWEEP_V2 or
  * both. V1 rows go to v1 (undecided: the V1 columns left to the caller), V2 rows to v2, each grouped
  * by level column and sorted within a level with its [L + 1] offsets in *start_v1 / *start_v2
  * (malloc'ed). With both, one sort and one pass over {u > k} serve V1's bounds and V2's outer boxes.
  * Returns -1 when out of memory. */
+enum { STRATEGY_AUTO = 0, STRATEGY_PER_LEVEL = 1, STRATEGY_SORTED = 2 };
+/* Relative costs for the choice between the two: per wanted level and mask row, per run of {u > k},
+ * per pixel of the value-sorted passes. */
+#define LEVEL_ROW_COST 1.0
+#define RUN_COST 1.0
+#define PIXEL_COST 1.0
+
 static int sweep_levels(const uint8_t *u, int32_t H, int32_t W, const int32_t *levels, Py_ssize_t L,
                         const int32_t *col_of_level, const uint8_t *want, int which, int exact_pass_levels,
-                        Rows *v1, Rows *undecided, int32_t **start_v1, Rows *v2, int32_t **start_v2) {
+                        int strategy, Rows *v1, Rows *undecided, int32_t **start_v1, Rows *v2, int32_t **start_v2) {
     const int32_t n = H * W;
     int rc = -1;
     int32_t start_of_value[257];
-    uint8_t *aux = (uint8_t *)malloc((size_t)n);
-    int32_t *order = (int32_t *)malloc((size_t)n * sizeof(int32_t));
+    uint8_t *aux = NULL;
+    int32_t *order = NULL;
+    if (strategy == STRATEGY_AUTO)
+        strategy = L * (double)H * LEVEL_ROW_COST + estimate_runs(u, H, W, want) * RUN_COST < (double)n * PIXEL_COST
+                       ? STRATEGY_PER_LEVEL
+                       : STRATEGY_SORTED;
+    if (strategy == STRATEGY_PER_LEVEL) {
+        if (sweep_by_level(u, H, W, levels, L, which, v1, undecided, v2) < 0) goto done;
+        if ((which & SWEEP_V2) && group_rows(v2, L, start_v2) < 0) goto done;
+        if ((which & SWEEP_V1) && group_rows(v1, L, start_v1) < 0) goto done;
+        rc = 0;
+        goto done;
+    }
+    aux = (uint8_t *)malloc((size_t)n);
+    order = (int32_t *)malloc((size_t)n * sizeof(int32_t));
     if (!aux || !order) goto done;
     sort_by_value(u, H, W, order, start_of_value);
     if (which & SWEEP_V1) {
@@ -563,7 +1038,8 @@ static PyObject *columns_to_bytes(const Rows *undecided) {
 
 /* Runs sweep_levels on parsed arguments and builds (boxes, level_start[, undecided]) per variant:
  * which == SWEEP_V1 or SWEEP_V2: a 3-tuple (undecided empty for V2); both: a 5-tuple, V1's three then V2's two. */
-static PyObject *sweep_call(Py_buffer *ubuf, Py_ssize_t h, Py_ssize_t w, Py_buffer *lbuf, int which, int exact_pass_levels) {
+static PyObject *sweep_call(Py_buffer *ubuf, Py_ssize_t h, Py_ssize_t w, Py_buffer *lbuf, int which, int exact_pass_levels,
+                            int strategy) {
     PyObject *result = NULL, *r1 = NULL, *r2 = NULL, *open_cols = NULL;
     Rows v1 = {0}, v2 = {0}, undecided = {0};
     int32_t *start1 = NULL, *start2 = NULL;
@@ -574,7 +1050,7 @@ static PyObject *sweep_call(Py_buffer *ubuf, Py_ssize_t h, Py_ssize_t w, Py_buff
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = sweep_levels((const uint8_t *)ubuf->buf, (int32_t)h, (int32_t)w, (const int32_t *)lbuf->buf, L, col_of_level,
-                      want, which, exact_pass_levels, &v1, &undecided, &start1, &v2, &start2);
+                      want, which, exact_pass_levels, strategy, &v1, &undecided, &start1, &v2, &start2);
     Py_END_ALLOW_THREADS
     if (rc < 0) {
         PyErr_NoMemory();
@@ -603,7 +1079,15 @@ done:
     return result;
 }
 
-/* sweep(u, h, w, levels, multi_contour, exact_pass_levels) -> (boxes, level_start, undecided), bytes of int32:
+static int check_strategy(int strategy) {
+    if (strategy < STRATEGY_AUTO || strategy > STRATEGY_SORTED) {
+        PyErr_SetString(PyExc_ValueError, "strategy must be 0 (auto), 1 (per level) or 2 (sorted pixels)");
+        return -1;
+    }
+    return 0;
+}
+
+/* sweep(u, h, w, levels, multi_contour, exact_pass_levels[, strategy]) -> (boxes, level_start, undecided), bytes of int32:
  * boxes [n, 4] (x0, y0, x1, y1 as the reference, sorted within each level), level_start [L + 1]
  * (boxes of levels[j] are rows level_start[j]:level_start[j + 1]), undecided: columns whose V1 box
  * is a tie for the caller to settle (their row holds 0, 0, 0, 0). levels: int32 [L], ascending,
@@ -614,9 +1098,10 @@ done:
 static PyObject *sweep(PyObject *self, PyObject *args) {
     Py_buffer ubuf, lbuf;
     Py_ssize_t h, w;
-    int multi, exact_pass_levels;
-    if (!PyArg_ParseTuple(args, "y*nny*pi", &ubuf, &h, &w, &lbuf, &multi, &exact_pass_levels)) return NULL;
-    PyObject *result = sweep_call(&ubuf, h, w, &lbuf, multi ? SWEEP_V2 : SWEEP_V1, exact_pass_levels);
+    int multi, exact_pass_levels, strategy = STRATEGY_AUTO;
+    if (!PyArg_ParseTuple(args, "y*nny*pi|i", &ubuf, &h, &w, &lbuf, &multi, &exact_pass_levels, &strategy)) return NULL;
+    PyObject *result = check_strategy(strategy) < 0 ? NULL
+                       : sweep_call(&ubuf, h, w, &lbuf, multi ? SWEEP_V2 : SWEEP_V1, exact_pass_levels, strategy);
     PyBuffer_Release(&ubuf);
     PyBuffer_Release(&lbuf);
     return result;
@@ -627,9 +1112,10 @@ static PyObject *sweep(PyObject *self, PyObject *args) {
 static PyObject *sweep_pair(PyObject *self, PyObject *args) {
     Py_buffer ubuf, lbuf;
     Py_ssize_t h, w;
-    int exact_pass_levels;
-    if (!PyArg_ParseTuple(args, "y*nny*i", &ubuf, &h, &w, &lbuf, &exact_pass_levels)) return NULL;
-    PyObject *result = sweep_call(&ubuf, h, w, &lbuf, SWEEP_V1 | SWEEP_V2, exact_pass_levels);
+    int exact_pass_levels, strategy = STRATEGY_AUTO;
+    if (!PyArg_ParseTuple(args, "y*nny*i|i", &ubuf, &h, &w, &lbuf, &exact_pass_levels, &strategy)) return NULL;
+    PyObject *result = check_strategy(strategy) < 0 ? NULL
+                       : sweep_call(&ubuf, h, w, &lbuf, SWEEP_V1 | SWEEP_V2, exact_pass_levels, strategy);
     PyBuffer_Release(&ubuf);
     PyBuffer_Release(&lbuf);
     return result;

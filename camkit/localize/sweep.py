@@ -65,7 +65,7 @@ import numpy as np
 from camkit.errors import ParameterError
 from camkit.localize.wsol import _contour_boxes, threshold_levels, unit_map_to_uint8
 
-__all__ = ["BACKENDS", "SweepResult", "resolve_backend", "sweep_boxes", "sweep_boxes_flat", "sweep_boxes_pair"]
+__all__ = ["BACKENDS", "STRATEGIES", "SweepResult", "resolve_backend", "sweep_boxes", "sweep_boxes_flat", "sweep_boxes_pair"]
 
 #: ``backend`` values: ``"native"`` the compiled kernel, ``"numpy"`` the pure-numpy path, ``"auto"`` the
 #: kernel when it is built (and the map is under 32768 pixels a side), else numpy.
@@ -448,8 +448,20 @@ except ImportError:  # pragma: no cover - exercised by installs without a compil
 # this many, the kernel runs its exact pass over the basin-filled map instead (~0.9 ms).
 _EXACT_PASS_LEVELS = 8
 
+#: ``strategy`` values of the kernel: ``"auto"`` picks by an estimate of the work, ``"per_level"`` labels
+#: each level's row runs afresh (cheap on smooth maps), ``"sorted"`` runs union-find passes over the
+#: value-sorted pixels (cheap on noise). Same boxes either way.
+STRATEGIES = ("auto", "per_level", "sorted")
 
-def _native_sweep(u: np.ndarray, levels: np.ndarray, multi_contour: bool, exact_pass_levels: int) -> tuple[np.ndarray, np.ndarray]:
+
+def _strategy_code(strategy: str) -> int:
+    if strategy not in STRATEGIES:
+        raise ParameterError("strategy", strategy, f"is not a sweep kernel strategy; use one of {', '.join(STRATEGIES)}")
+    return STRATEGIES.index(strategy)
+
+
+def _native_sweep(u: np.ndarray, levels: np.ndarray, multi_contour: bool, exact_pass_levels: int,
+                  strategy: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Boxes and per-level offsets from the compiled kernel (see ``_components.c``): V2 from the
     outer and hole passes, V1 from the pass over the basin-filled map; V1 ties (OpenCV's contour
     order decides them) from the reference call at that level."""
@@ -457,7 +469,7 @@ def _native_sweep(u: np.ndarray, levels: np.ndarray, multi_contour: bool, exact_
     h, w = u.shape
     raw_boxes, raw_start, raw_open = _components.sweep(
         np.ascontiguousarray(u), h, w, np.ascontiguousarray(levels, dtype=np.int32), multi_contour,
-        exact_pass_levels,
+        exact_pass_levels, _strategy_code(strategy),
     )
     return _settle_v1(u, levels, raw_boxes, raw_start, raw_open)
 
@@ -513,14 +525,17 @@ def sweep_boxes_flat(
     backend: str = "auto",
     exact_pass_levels: int = _EXACT_PASS_LEVELS,
     hole_levels_per_call: int = _HOLE_LEVELS_PER_CALL,
+    strategy: str = "auto",
 ) -> SweepResult:
     """Like :func:`sweep_boxes` but flat: one box array plus per-level offsets (no per-tau lists).
 
-    ``exact_pass_levels`` (native) and ``hole_levels_per_call`` (numpy) only trade speed: above that
-    many open V1 levels the kernel runs its exact pass over the basin-filled map; above that many
+    ``exact_pass_levels``, ``strategy`` (native) and ``hole_levels_per_call`` (numpy) only trade speed:
+    ``strategy`` is one of :data:`STRATEGIES`; with ``"sorted"``, above ``exact_pass_levels`` open V1
+    levels the kernel runs its exact pass over the basin-filled map; above ``hole_levels_per_call``
     levels with holes the numpy path takes V2's hole boxes from the hole forest instead of
     reference calls. The boxes are the same either way.
     """
+    _strategy_code(strategy)
     u = unit_map_to_uint8(cam_normalized)
     k = threshold_levels(taus, u.max())
     # Levels below 0 keep every pixel and levels from 255 up keep none: the same as -1 and 255.
@@ -528,7 +543,7 @@ def sweep_boxes_flat(
     if resolve_backend(backend, u.shape) == "native":
         if max(u.shape) >= 1 << 15:
             raise ParameterError("backend", backend, f"cannot sweep a {u.shape[0]}x{u.shape[1]} map (sides < 32768); use 'numpy'")
-        boxes, start = _native_sweep(u, levels, multi_contour, exact_pass_levels)
+        boxes, start = _native_sweep(u, levels, multi_contour, exact_pass_levels, strategy)
     else:
         boxes, col = _level_boxes(u, np.asarray(cam_normalized), levels, multi_contour, hole_levels_per_call)
         order = _row_order(boxes, col, u.shape)
@@ -544,22 +559,27 @@ def sweep_boxes_pair(
     *,
     backend: str = "auto",
     exact_pass_levels: int = _EXACT_PASS_LEVELS,
+    strategy: str = "auto",
 ) -> tuple[SweepResult, SweepResult]:
     """V1's and V2's :func:`sweep_boxes_flat` of one map, ``(v1, v2)``, equal to the two calls.
 
     With the kernel both come from one call: one value sort and one pass over ``{u > k}`` serve V1's
-    area bounds and V2's outer boxes (three union-find passes instead of four); without it, the two calls.
+    area bounds and V2's outer boxes; without it, the two calls. ``exact_pass_levels`` and ``strategy``
+    as for :func:`sweep_boxes_flat`.
     """
+    code = _strategy_code(strategy)
     u = unit_map_to_uint8(cam_normalized)
     if resolve_backend(backend, u.shape) != "native" or max(u.shape) >= 1 << 15:
-        v1, v2 = (sweep_boxes_flat(cam_normalized, taus, multi, backend=backend, exact_pass_levels=exact_pass_levels)
+        v1, v2 = (sweep_boxes_flat(cam_normalized, taus, multi, backend=backend, exact_pass_levels=exact_pass_levels,
+                                   strategy=strategy)
                   for multi in (False, True))
         return v1, v2
     assert _components is not None  # resolve_backend said "native"
     k = threshold_levels(taus, u.max())
     levels, tau_level = np.unique(np.clip(k, -1, 255), return_inverse=True)
     h, w = u.shape
-    raw = _components.sweep_pair(np.ascontiguousarray(u), h, w, np.ascontiguousarray(levels, dtype=np.int32), exact_pass_levels)
+    raw = _components.sweep_pair(np.ascontiguousarray(u), h, w, np.ascontiguousarray(levels, dtype=np.int32), exact_pass_levels,
+                                 code)
     v1_boxes, v1_start = _settle_v1(u, levels, raw[0], raw[1], raw[2])
     v2_boxes = np.frombuffer(raw[3], dtype=np.int32).reshape(-1, 4).astype(np.int64)
     v2_start = np.frombuffer(raw[4], dtype=np.int32).astype(np.int64)
