@@ -1,10 +1,12 @@
 """Smooth Grad-CAM++, SS-CAM, IS-CAM and LeGrad: camkit against torch-cam 0.5.0 (CPU, one process).
 
-    python bench/bench_methods_torchcam.py [--rounds 3]     # about 1-4 minutes on 2 busy cores
+    python bench/bench_methods_torchcam.py [--rounds 3] [--only sscam,iscam,legrad,smoothgradcampp]
+                                                            # about 1-4 minutes on 2 busy cores
 
 Same network, layer, classes, sample count and masked inputs per forward for both; interleaved round by
 round after a warm-up (bench/_timing.py) together with one plain forward pass of the same input, median
-seconds per call and its multiple of that forward. Settings (small so that it stays short):
+seconds per call and its multiple of that forward. Other processes slow both sides: the load average
+before and after is printed with the table. Settings (small so that it stays short):
 
 - Smooth Grad-CAM++: resnet18 (random weights), layer4, batch 8 at 112 px, 4 noisy copies.
 - SS-CAM / IS-CAM: resnet18 layer2 (128 channels), 1 image at 64 px, 3 samples, 64 masked inputs per forward.
@@ -14,6 +16,7 @@ seconds per call and its multiple of that forward. Settings (small so that it st
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -25,6 +28,9 @@ import torch  # noqa: E402
 from _timing import interleaved, markdown_table  # noqa: E402
 
 warnings.filterwarnings("ignore")
+
+
+METHODS = ("smoothgradcampp", "sscam", "iscam", "legrad")
 
 
 def forward(net: torch.nn.Module, x: torch.Tensor):
@@ -42,21 +48,11 @@ def row(label: str, t: dict[str, float]) -> list[str]:
             f"{t['torch-cam'] / t['camkit']:.2f}x"]
 
 
-def main(rounds: int = 3) -> None:
+def smoothgradcampp_row(net: torch.nn.Module, rounds: int) -> list[str]:
     import torchcam.methods as tcm
-    from torchvision.models import VisionTransformer, resnet18
 
     from camkit.cam.methods import compute_method_maps
-    from camkit.cam.methods.base import activations_and_logits, model_state
-    from camkit.cam.methods.iscam import iscam_weights
-    from camkit.cam.methods.smoothgradcampp import score_selector
-    from camkit.cam.methods.sscam import sscam_weights
 
-    torch.manual_seed(0)
-    net = resnet18(weights=None).eval()
-    rows = []
-
-    # Smooth Grad-CAM++
     x = torch.randn(8, 3, 112, 112)
     with torch.no_grad():
         top1 = net(x).argmax(1).tolist()
@@ -76,38 +72,55 @@ def main(rounds: int = 3) -> None:
                      "camkit": lambda: compute_method_maps(net, x, "smoothgradcam++", cls, layer="layer4", batch_size=32),
                      "torch-cam": tc_sg}, rounds=rounds)
     sg.remove_hooks()
-    rows.append(row("Smooth Grad-CAM++ (resnet18 layer4, 8 x 112 px, n=4)", t))
+    return row("Smooth Grad-CAM++ (resnet18 layer4, 8 x 112 px, n=4)", t)
 
-    # SS-CAM and IS-CAM
+
+def score_family_row(net: torch.nn.Module, name: str, rounds: int) -> list[str]:
+    """SS-CAM or IS-CAM: the channel weights (masked forwards) after one forward for the activations."""
+    import torchcam.methods as tcm
+
+    from camkit.cam.methods.base import activations_and_logits, model_state
+    from camkit.cam.methods.iscam import iscam_weights
+    from camkit.cam.methods.smoothgradcampp import score_selector
+    from camkit.cam.methods.sscam import sscam_weights
+
+    torch.manual_seed(1)
     x1 = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         c1 = [int(net(x1).argmax())]
-    for name, cls_name, kw in (("sscam", "SSCAM", {"num_samples": 3, "std": 2.0}), ("iscam", "ISCAM", {"num_samples": 3})):
-        ext = getattr(tcm, cls_name)(net, "layer2", batch_size=64, **kw)
-        ext.disable_hooks()
+    cls_name, kw = {"sscam": ("SSCAM", {"num_samples": 3, "std": 2.0}), "iscam": ("ISCAM", {"num_samples": 3})}[name]
+    ext = getattr(tcm, cls_name)(net, "layer2", batch_size=64, **kw)
+    ext.disable_hooks()
 
-        def tc_run(ext=ext):
-            ext.enable_hooks()
-            try:
-                with torch.no_grad():
-                    net(x1)
-                ext(c1)
-            finally:
-                ext.disable_hooks()
+    def tc_run():
+        ext.enable_hooks()
+        try:
+            with torch.no_grad():
+                net(x1)
+            ext(c1)
+        finally:
+            ext.disable_hooks()
 
-        def ck_run(name=name, kw=kw):
-            with model_state(net), torch.inference_mode():
-                a, lg = activations_and_logits(net, x1, "layer2", need_grad=False)
-                idx = torch.tensor([c1])
-                sel = score_selector(idx, idx, None)
-                fn = sscam_weights if name == "sscam" else iscam_weights
-                fn(net, x1, a, sel, 64, **kw)
+    def ck_run():
+        with model_state(net), torch.inference_mode():
+            a, _ = activations_and_logits(net, x1, "layer2", need_grad=False)
+            idx = torch.tensor([c1])
+            sel = score_selector(idx, idx, None)
+            fn = sscam_weights if name == "sscam" else iscam_weights
+            fn(net, x1, a, sel, 64, **kw)
 
-        t = interleaved({"forward": forward(net, x1), "camkit": ck_run, "torch-cam": tc_run}, rounds=rounds)
-        ext.remove_hooks()
-        rows.append(row(f"{cls_name} (resnet18 layer2, 128 ch, 1 x 64 px, N=3)", t))
+    t = interleaved({"forward": forward(net, x1), "camkit": ck_run, "torch-cam": tc_run}, rounds=rounds)
+    ext.remove_hooks()
+    return row(f"{cls_name} (resnet18 layer2, 128 ch, 1 x 64 px, N=3)", t)
 
-    # LeGrad
+
+def legrad_row(rounds: int) -> list[str]:
+    import torchcam.methods as tcm
+    from torchvision.models import VisionTransformer
+
+    from camkit.cam.methods import compute_method_maps
+
+    torch.manual_seed(2)
     vit = VisionTransformer(image_size=224, patch_size=16, num_layers=6, num_heads=3, hidden_dim=192, mlp_dim=768).eval()
     xv = torch.randn(4, 3, 224, 224)
     with torch.no_grad():
@@ -127,9 +140,25 @@ def main(rounds: int = 3) -> None:
     t = interleaved({"forward": forward(vit, xv), "camkit": lambda: compute_method_maps(vit, xv, "legrad", [[c] for c in cv]),
                      "torch-cam": tc_lg}, rounds=rounds)
     lg.remove_hooks()
-    rows.append(row("LeGrad (ViT 6 blocks x 192, 4 x 224 px, all blocks)", t))
+    return row("LeGrad (ViT 6 blocks x 192, 4 x 224 px, all blocks)", t)
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {rounds} interleaved rounds after a warm-up round\n")
+
+def main(rounds: int = 3, only: tuple[str, ...] = METHODS) -> None:
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    net = resnet18(weights=None).eval()
+    load = os.getloadavg()[0]
+    rows = []
+    if "smoothgradcampp" in only:
+        rows.append(smoothgradcampp_row(net, rounds))
+    for name in ("sscam", "iscam"):
+        if name in only:
+            rows.append(score_family_row(net, name, rounds))
+    if "legrad" in only:
+        rows.append(legrad_row(rounds))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {rounds} interleaved rounds after a warm-up round; "
+          f"1-minute load average {load:.2f} before, {os.getloadavg()[0]:.2f} after\n")
     print(markdown_table(["method (setting)", "forward s", "camkit s (x forward)", "torch-cam s (x forward)", "camkit speed-up"], rows))
 
 
@@ -138,4 +167,10 @@ if __name__ == "__main__":
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3, help="interleaved timed rounds (the median is reported)")
-    main(ap.parse_args().rounds)
+    ap.add_argument("--only", default=",".join(METHODS), help=f"comma-separated rows to run, of: {', '.join(METHODS)}")
+    args = ap.parse_args()
+    wanted = tuple(m.strip() for m in args.only.split(",") if m.strip())
+    unknown = [m for m in wanted if m not in METHODS]
+    if unknown:
+        ap.error(f"--only {','.join(unknown)}: not a row; use {', '.join(METHODS)}")
+    main(args.rounds, wanted)

@@ -2,7 +2,9 @@
 
 - LeGrad: one forward and one backward per explained class for all blocks (the blocks' outputs are
   detached downstream, so the backward of the summed scores gives each block's own gradient); the
-  attention of a torchvision block runs once (its fused kernel is not called as well).
+  attention of a torchvision block runs once (MultiheadAttention's own path is not called as well);
+  torchvision's EncoderBlocks differentiate the class token's attention row only, equal to the full
+  attention's gradient (the general path, taken by a subclass of the block).
 - SS-CAM / IS-CAM: the Score-CAM masks are made once for all copies/steps, and the masked inputs go
   through the model in full batches (the last one holds the rest), each exactly once.
 The maps are checked against runs that do the work the long way (one block, one class, one image).
@@ -49,12 +51,16 @@ def timm_vit():
     return vit, x
 
 
-def count_grad_calls(monkeypatch) -> list[int]:
+def count_grad_calls(monkeypatch, rows: list[int] | None = None) -> list[int]:
+    """Inputs per ``torch.autograd.grad`` call; ``rows`` gets each input's query rows (shape[-2])."""
     calls: list[int] = []
     real = torch.autograd.grad
 
     def counted(outputs, inputs, *args, **kwargs):
-        calls.append(len(inputs) if isinstance(inputs, (list, tuple)) else 1)
+        inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        calls.append(len(inputs))
+        if rows is not None:
+            rows.extend(int(t.shape[-2]) for t in inputs)
         return real(outputs, inputs, *args, **kwargs)
 
     monkeypatch.setattr(torch.autograd, "grad", counted)
@@ -80,6 +86,34 @@ def test_legrad_all_blocks_in_one_backward_equals_the_mean_of_single_blocks(whic
     twice = compute_method_maps(vit, x, "legrad", classes, layer=[names[0], names[0], names[2]]).maps
     assert torch.allclose(twice, (2 * by_block[0] + by_block[2]).transpose(0, 1) / 3, rtol=1e-5,
                           atol=1e-7 * float(expected.abs().max()))
+
+
+def test_legrad_class_token_rows_equal_the_full_attention_gradient(tv_vit, monkeypatch):
+    """torchvision blocks: the class-token row only; a subclass of EncoderBlock takes the full-attention path."""
+    from torchvision.models.vision_transformer import EncoderBlock
+
+    class SameBlock(EncoderBlock):
+        pass
+
+    vit, x = tv_vit
+    classes = [[1, 6], [4, 2]]
+    rows: list[int] = []
+    count_grad_calls(monkeypatch, rows)
+    fast = compute_method_maps(vit, x, "legrad", classes).maps
+    assert rows == [1] * 6  # 3 blocks x 2 classes, one query row each
+    rows.clear()
+    layers = vit.encoder.layers
+    original = [type(b) for b in layers]
+    try:
+        for b in layers:
+            b.__class__ = SameBlock
+        full = compute_method_maps(vit, x, "legrad", classes).maps
+    finally:
+        for b, t in zip(layers, original, strict=True):
+            b.__class__ = t
+    assert rows == [17] * 6  # 16 patches + the class token
+    assert torch.allclose(fast, full, rtol=1e-5, atol=1e-7 * float(full.abs().max()))
+    assert float(full.abs().max()) > 0
 
 
 def test_legrad_runs_a_torchvision_attention_once(tv_vit, monkeypatch):

@@ -14,7 +14,11 @@ returned raw (non-negative, at the patch grid); the paper's final min-max normal
 from it), and the network goes on from a detached copy of block ``l``'s output, so ``A^l`` reaches
 ``s^l`` and no other block's score: the backward of ``sum_l s^l`` gives every ``ds^l/dA^l`` exactly, each
 through block ``l`` and the head only. One forward, one ``autograd.grad`` per explained class (all blocks
-at once), no parameter gradients; the attention is computed once per block, from the leaf.
+at once), no parameter gradients; the attention is computed once per block, from the leaf. For
+torchvision's own ``EncoderBlock`` under its class-token head, only the class token's row of ``A^l``
+reaches ``s^l`` (the rest of the block works token by token), so the other rows' gradients are exactly
+zero and are not computed: the forward runs without a graph and the backward covers the class-token
+rows only (``_class_token_relevance``).
 
 Supported networks: timm ``VisionTransformer`` (its ``Attention`` run unfused for the call, the
 probabilities read at ``attn_drop``) and torchvision ``VisionTransformer`` (``nn.MultiheadAttention``
@@ -138,13 +142,31 @@ def _timm_probe(block: ForeignNet, store: dict, slot: int) -> Iterator[None]:
         attn.fused_attn = fused
 
 
-@contextmanager
-def _torchvision_probe(block: ForeignNet, store: dict, slot: int) -> Iterator[None]:
-    """Run the block's ``nn.MultiheadAttention`` explicitly for the call (its ``forward`` replaced on the
-    instance), so that the attention is computed once, from the probabilities made a leaf."""
-    mha: nn.MultiheadAttention = block.self_attention
+def _check_mha(mha: nn.MultiheadAttention) -> None:
     if not mha.batch_first or mha.in_proj_weight is None or mha.bias_k is not None or mha.add_zero_attn:
         raise ModelError("LeGrad supports batch-first nn.MultiheadAttention with packed q/k/v projections")
+
+
+@contextmanager
+def _replaced_forward(module: nn.Module, forward: Callable) -> Iterator[None]:
+    """``module.forward`` replaced on the instance for the call (an instance-level forward of the caller's comes back)."""
+    own = vars(module).get("forward")
+    vars(module)["forward"] = forward
+    try:
+        yield
+    finally:
+        if own is None:
+            vars(module).pop("forward", None)
+        else:
+            vars(module)["forward"] = own
+
+
+@contextmanager
+def _torchvision_probe(block: ForeignNet, store: dict, slot: int) -> Iterator[None]:
+    """Run the block's ``nn.MultiheadAttention`` explicitly for the call, so that the attention is computed
+    once, from the probabilities made a leaf (``store[slot]``)."""
+    mha: nn.MultiheadAttention = block.self_attention
+    _check_mha(mha)
 
     def forward(query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None, average_attn_weights=True,
                 is_causal=False):
@@ -162,15 +184,8 @@ def _torchvision_probe(block: ForeignNet, store: dict, slot: int) -> Iterator[No
         weights = None if not need_weights else leaf.mean(dim=1) if average_attn_weights else leaf
         return mha.out_proj(o), weights
 
-    own = vars(mha).get("forward")  # an instance-level forward of the caller's, put back afterwards
-    vars(mha)["forward"] = forward
-    try:
+    with _replaced_forward(mha, forward):
         yield
-    finally:
-        if own is None:
-            vars(mha).pop("forward", None)
-        else:
-            vars(mha)["forward"] = own
 
 
 def legrad_maps(
@@ -187,6 +202,56 @@ def legrad_maps(
     gradients are turned on here.
     """
     kind, vit = find_vit(model)
+    if x.is_inference():
+        x = x.clone()
+    blocks = list(dict.fromkeys(layers))  # a block named twice counts twice in the mean, computed once
+    mods = [model.get_submodule(name) for name in blocks]
+    if kind == "torchvision" and all(_plain_encoder_block(m) for m in mods):
+        per_block, logits = _class_token_relevance(model, vit, x, blocks, mods, make_score)
+    else:
+        per_block, logits = _leaf_relevance(model, kind, vit, x, blocks, mods, make_score)
+    total = sum(layers.count(name) * r for name, r in zip(blocks, per_block, strict=True)) / len(layers)
+    assert isinstance(total, torch.Tensor)
+    b, k, n = total.shape
+    to_grid = token_layout(model, kind, vit, x, n)
+    maps = to_grid(total.reshape(b * k, n)).reshape(b, k, *to_grid(total[:1, 0]).shape[-2:])
+    return maps.float(), logits
+
+
+Relevance = tuple[list[torch.Tensor], torch.Tensor]  # (per block [B, k, N keys] float64, final logits [B, C])
+
+
+def _forward_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    logits = model(x)
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        raise ModelError(f"the model returned {type(logits).__name__}, not logits [B, C]")
+    return logits
+
+
+def _check_ran(blocks: list[str], *stores: dict) -> None:
+    missing = [name for i, name in enumerate(blocks) if any(i not in st for st in stores)]
+    if missing:
+        raise ModelError(f"LeGrad's blocks {missing} were not run by the forward pass")
+
+
+def _relevance(s: torch.Tensor, leaves: list[torch.Tensor], n_queries: int) -> list[torch.Tensor]:
+    """``(1 / (heads * N)) sum_{h, i} ReLU(ds / dA_{h, i, :})`` ``[B, k, N]`` (float64) of each leaf ``A [B, heads, q, N]``,
+    ``s [B, k]`` the sum of the blocks' scores (each leaf reaching its own block's score only); one
+    backward per explained class. ``n_queries``: the queries of the full attention (rows not in a leaf
+    have a zero gradient)."""
+    k = s.shape[1]
+    out = [torch.zeros((a.shape[0], k, a.shape[-1]), dtype=torch.float64, device=a.device) for a in leaves]
+    for j in range(k):
+        grads = torch.autograd.grad(s[:, j].sum(), leaves, retain_graph=j < k - 1, allow_unused=True)
+        for r, g, a in zip(out, grads, leaves, strict=True):
+            if g is not None:  # None: the block's score does not depend on its attention (zero relevance)
+                r[:, j] = g.clamp_min_(0).sum(dim=(1, 2)).double() / (a.shape[1] * n_queries)
+    return out
+
+
+def _leaf_relevance(model: nn.Module, kind: str, vit: ForeignNet, x: torch.Tensor, blocks: list[str],
+                    mods: list[nn.Module], make_score: Callable[[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]) -> Relevance:
+    """Any supported ViT: every ``A^l`` a leaf, block outputs detached downstream, one backward per class."""
     head = vit_head(kind, vit)
     probe = _timm_probe if kind == "timm" else _torchvision_probe
     attn: dict[int, torch.Tensor] = {}
@@ -199,39 +264,82 @@ def legrad_maps(
 
         return hook
 
-    if x.is_inference():
-        x = x.clone()
-    blocks = list(dict.fromkeys(layers))  # a block named twice counts twice in the mean, probed once
-    weights = [layers.count(name) for name in blocks]
     with ExitStack() as stack, torch.enable_grad():
-        for i, name in enumerate(blocks):
-            block = model.get_submodule(name)
+        for i, block in enumerate(mods):
             stack.enter_context(probe(block, attn, i))
             h = block.register_forward_hook(keep_tokens(i))
             stack.callback(h.remove)
-        logits = model(x)
-        if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-            raise ModelError(f"the model returned {type(logits).__name__}, not logits [B, C]")
-        missing = [blocks[i] for i in range(len(blocks)) if i not in attn or i not in tokens]
-        if missing:
-            raise ModelError(f"LeGrad's blocks {missing} were not run by the forward pass")
+        logits = _forward_logits(model, x)
+        _check_ran(blocks, attn, tokens)
         score = make_score(logits.detach())
-        # s = sum_l s^l: A^l reaches s^l only (block l's output is detached downstream), so one backward
-        # per explained class gives every ds^l/dA^l at once.
         s = torch.stack([score(head(tokens[i])) for i in range(len(blocks))]).sum(dim=0)  # [B, k]
         leaves = [attn[i] for i in range(len(blocks))]
-        k = s.shape[1]
-        total = torch.zeros((x.shape[0], k, leaves[0].shape[-1]), dtype=torch.float64, device=leaves[0].device)
-        for j in range(k):
-            grads = torch.autograd.grad(s[:, j].sum(), leaves, retain_graph=j < k - 1, allow_unused=True)
-            for g, w in zip(grads, weights, strict=True):
-                if g is not None:  # None: the block's score does not depend on its attention (zero relevance)
-                    total[:, j] += w * g.clamp_min_(0).mean(dim=(1, 2)).double()  # [B, N keys]
-    total = total / len(layers)
-    b, k, n = total.shape
-    to_grid = token_layout(model, kind, vit, x, n)
-    maps = to_grid(total.reshape(b * k, n)).reshape(b, k, *to_grid(total[:1, 0]).shape[-2:])
-    return maps.float(), logits.detach()
+        return _relevance(s, leaves, leaves[0].shape[-2]), logits.detach()
+
+
+def _plain_encoder_block(block: nn.Module) -> bool:
+    from torchvision.models.vision_transformer import EncoderBlock  # torchvision only when a torchvision ViT is explained
+
+    return type(block) is EncoderBlock
+
+
+def _class_token_relevance(model: nn.Module, vit: ForeignNet, x: torch.Tensor, blocks: list[str], mods: Sequence[ForeignNet],
+                           make_score: Callable[[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]) -> Relevance:
+    """torchvision ``EncoderBlock``s under the model's class-token head: only the class token's query row of ``A^l``.
+
+    The head reads the class token of ``z^l`` only, and everything after the attention in the block
+    (dropout, residual, ``ln_2``, MLP) works token by token, so ``s^l`` depends on ``A^l`` through the class
+    token's row ``A^l_{:, 0, :}`` alone: every other row's gradient is exactly zero. The forward therefore
+    runs without a graph (the attention by the fused kernel, its class-token row kept), and each block's
+    class token is then recomputed from that row, a leaf: ``y = x_0 + out_proj(A_0 V)``,
+    ``z_0 = y + mlp(ln_2(y))``, ``s^l = head(z_0)``; one backward per class through these rows only.
+    """
+    kept: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # block -> (class-token row of A [B, h, 1, N], V [B, h, N, d])
+    first: dict[int, torch.Tensor] = {}  # block -> its input's class token [B, 1, E]
+    with ExitStack() as stack, torch.no_grad():
+        for i, block in enumerate(mods):
+            stack.enter_context(_class_row_probe(block, kept, i))
+            h = block.register_forward_pre_hook(lambda _m, args, i=i: first.__setitem__(i, args[0][:, :1]))
+            stack.callback(h.remove)
+        logits = _forward_logits(model, x)
+    _check_ran(blocks, kept, first)
+    score = make_score(logits)
+    head = vit_head("torchvision", vit)
+    with torch.enable_grad():
+        leaves, scores = [], []
+        for i, block in enumerate(mods):
+            row, v = kept[i]
+            leaf = row.requires_grad_(True)
+            mha = block.self_attention
+            b, heads, _, d = v.shape
+            y = first[i] + block.dropout(mha.out_proj((leaf @ v).transpose(1, 2).reshape(b, 1, heads * d)))
+            scores.append(score(head(y + block.mlp(block.ln_2(y)))))
+            leaves.append(leaf)
+        return _relevance(torch.stack(scores).sum(dim=0), leaves, leaves[0].shape[-1]), logits  # N queries = N keys
+
+
+@contextmanager
+def _class_row_probe(block: ForeignNet, kept: dict, slot: int) -> Iterator[None]:
+    """The block's ``nn.MultiheadAttention`` run by the fused kernel for the call, keeping the class token's
+    row of the probabilities and the values (``kept[slot]``)."""
+    mha: nn.MultiheadAttention = block.self_attention
+    _check_mha(mha)
+
+    def forward(query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None, average_attn_weights=True,
+                is_causal=False):
+        if key is not query or value is not query or key_padding_mask is not None or attn_mask is not None or is_causal or need_weights:
+            raise ModelError("LeGrad explains unmasked self-attention (query, key and value the same tokens)")
+        b, n, e = query.shape
+        heads = mha.num_heads
+        d = e // heads
+        qkv = F.linear(query, mha.in_proj_weight, mha.in_proj_bias).reshape(b, n, 3, heads, d).permute(2, 0, 3, 1, 4)
+        qh, kh, vh = qkv.unbind(0)
+        kept[slot] = (torch.softmax((qh[:, :, :1] * d**-0.5) @ kh.transpose(-2, -1), dim=-1), vh)
+        o = F.scaled_dot_product_attention(qh, kh, vh)
+        return mha.out_proj(o.transpose(1, 2).reshape(b, n, e)), None
+
+    with _replaced_forward(mha, forward):
+        yield
 
 
 def run(call: MethodCall) -> MethodOutput:
