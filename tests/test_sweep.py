@@ -41,11 +41,14 @@ def assert_same(cam: np.ndarray, taus, multi_contour: bool, expected=None) -> No
             )
 
 
-@pytest.fixture(params=["native", "native-exact-pass", "numpy-forest", "numpy-per-level"], autouse=True)
+@pytest.fixture(
+    params=["native-per-level", "native-sorted", "native-exact-pass", "numpy-forest", "numpy-per-level"], autouse=True
+)
 def implementation(request):
-    """Every test runs on the compiled kernel (V1 levels its bounds leave open settled by per-level
-    reference calls, or always by its exact pass over the basin-filled map) and on the pure-numpy
-    path, the latter with hole contours from the hole forest and from per-level reference calls."""
+    """Every test runs on the compiled kernel's two strategies (per-level run labelling; passes over the
+    value-sorted pixels, V1 levels its bounds leave open settled by reference calls or always by its
+    exact pass over the basin-filled map) and on the pure-numpy path, the latter with hole contours
+    from the hole forest and from per-level reference calls."""
     if request.param.startswith("native") and sweep_mod.resolve_backend("auto") != "native":
         pytest.skip("the compiled sweep kernel is not built (camkit was installed without a C compiler)")
     _OPTIONS.clear()
@@ -57,8 +60,9 @@ def implementation(request):
 def sweep_options(implementation: str) -> dict:
     """The ``sweep_boxes_flat`` keywords that select ``implementation``."""
     return {
-        "native": {"backend": "native", "exact_pass_levels": 10**9},
-        "native-exact-pass": {"backend": "native", "exact_pass_levels": -1},
+        "native-per-level": {"backend": "native", "strategy": "per_level"},
+        "native-sorted": {"backend": "native", "strategy": "sorted", "exact_pass_levels": 10**9},
+        "native-exact-pass": {"backend": "native", "strategy": "sorted", "exact_pass_levels": -1},
         "numpy-forest": {"backend": "numpy", "hole_levels_per_call": -1},
         "numpy-per-level": {"backend": "numpy", "hole_levels_per_call": 10**9},
     }[implementation]

@@ -1,6 +1,6 @@
 """``sweep_boxes_pair`` (V1 and V2 from one kernel call) equals the two ``sweep_boxes_flat`` calls field for
-field, on upsampled CAM-like maps, noise, few-level maps with ties, tau grids of 100 and 1000 and either
-setting of the V1 exact pass; and both equal the per-threshold findContours reference."""
+field, on upsampled CAM-like maps, noise, few-level maps with ties, tau grids of 100 and 1000, either kernel
+strategy and either setting of the V1 exact pass; and both equal the per-threshold findContours reference."""
 
 from __future__ import annotations
 
@@ -45,10 +45,12 @@ def test_pair_equals_the_two_calls(backend):
     maps = _maps(60 if backend == "auto" else 24)
     for u in maps:
         for taus in (np.arange(0, 1, 0.01), np.arange(0, 1, 0.001), np.array([0.5, 0.0, 0.99])):
-            for exact in (8, 0, 10**6) if backend == "auto" else (8,):
-                v1, v2 = sweep_boxes_pair(u, taus, backend=backend, exact_pass_levels=exact)
-                assert _equal(v1, sweep_boxes_flat(u, taus, False, backend=backend, exact_pass_levels=exact))
-                assert _equal(v2, sweep_boxes_flat(u, taus, True, backend=backend, exact_pass_levels=exact))
+            kernel_options = [("per_level", 8), ("sorted", 8), ("sorted", 0), ("sorted", 10**6)]
+            for strategy, exact in kernel_options if backend == "auto" else [("auto", 8)]:
+                opts = {"backend": backend, "exact_pass_levels": exact, "strategy": strategy}
+                v1, v2 = sweep_boxes_pair(u, taus, **opts)
+                assert _equal(v1, sweep_boxes_flat(u, taus, False, **opts))
+                assert _equal(v2, sweep_boxes_flat(u, taus, True, **opts))
 
 
 def test_pair_equals_the_per_threshold_reference():

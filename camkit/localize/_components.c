@@ -1,4 +1,4 @@
-/* wsolevaluation's boxes for a whole grid of threshold levels, from union-find passes over a uint8 map.
+/* wsolevaluation's boxes for a whole grid of threshold levels, from union-find labelling of a uint8 map.
  *
  * camkit.localize.sweep documents the geometry; in short, at level k the reference's findContours
  * (RETR_TREE) sees one outer contour per 8-connected component of {u > k}, box
@@ -10,9 +10,13 @@
  * its box of pixel centres. Those bounds settle most levels in the same pass; the rest take one exact
  * pass over e, u with every bounded basin filled, whose components are the filled components.
  *
- * A pass: pixels enter the set one value at a time (counting sort); a union-find over components
- * (pixels carry only a node label; nodes are made at regional extrema) keeps each component's box,
- * cell area and Euler number, and at each wanted level the current roots are read out.
+ * Two strategies give the same rows. Sorted pixels: pixels enter the set one value at a time (counting
+ * sort); a union-find over components (pixels carry only a node label; nodes are made at regional
+ * extrema) keeps each component's box, cell area and Euler number, and at each wanted level the
+ * current roots are read out; the cost grows with the pixels. Per level: each wanted level's set is
+ * labelled afresh from row bit masks read as runs (sweep_by_level); the cost grows with the levels
+ * and the runs, so it wins on smooth maps (CAMs) and loses on noise. sweep_levels picks one from an
+ * estimate of the runs.
  *
  * The same module also holds the CVPR16 box (cvpr16.py's rule: one threshold, the largest 8-connected
  * component), a labelling pass that replaces numpy + cv2.connectedComponentsWithStats at equal results.
@@ -935,8 +939,14 @@ enum { STRATEGY_AUTO = 0, STRATEGY_PER_LEVEL = 1, STRATEGY_SORTED = 2 };
 /* Relative costs for the choice between the two: per wanted level and mask row, per run of {u > k},
  * per pixel of the value-sorted passes. */
 #define LEVEL_ROW_COST 1.0
-#define RUN_COST 1.0
-#define PIXEL_COST 1.0
+#define RUN_COST 3.5
+#define PIXEL_COST 3.4
+
+/* The strategy STRATEGY_AUTO stands for on this map and these levels. */
+static int choose_strategy(const uint8_t *u, int32_t H, int32_t W, Py_ssize_t L, const uint8_t *want) {
+    const double per_level = (double)L * H * LEVEL_ROW_COST + estimate_runs(u, H, W, want) * RUN_COST;
+    return per_level < (double)H * W * PIXEL_COST ? STRATEGY_PER_LEVEL : STRATEGY_SORTED;
+}
 
 static int sweep_levels(const uint8_t *u, int32_t H, int32_t W, const int32_t *levels, Py_ssize_t L,
                         const int32_t *col_of_level, const uint8_t *want, int which, int exact_pass_levels,
@@ -946,10 +956,7 @@ static int sweep_levels(const uint8_t *u, int32_t H, int32_t W, const int32_t *l
     int32_t start_of_value[257];
     uint8_t *aux = NULL;
     int32_t *order = NULL;
-    if (strategy == STRATEGY_AUTO)
-        strategy = L * (double)H * LEVEL_ROW_COST + estimate_runs(u, H, W, want) * RUN_COST < (double)n * PIXEL_COST
-                       ? STRATEGY_PER_LEVEL
-                       : STRATEGY_SORTED;
+    if (strategy == STRATEGY_AUTO) strategy = choose_strategy(u, H, W, L, want);
     if (strategy == STRATEGY_PER_LEVEL) {
         if (sweep_by_level(u, H, W, levels, L, which, v1, undecided, v2) < 0) goto done;
         if ((which & SWEEP_V2) && group_rows(v2, L, start_v2) < 0) goto done;
@@ -1092,9 +1099,12 @@ static int check_strategy(int strategy) {
  * (boxes of levels[j] are rows level_start[j]:level_start[j + 1]), undecided: columns whose V1 box
  * is a tie for the caller to settle (their row holds 0, 0, 0, 0). levels: int32 [L], ascending,
  * distinct, in [-1, 255]. A level without any pixel above it gets the box 0, 0, 0, 0.
- * V1 (not multi_contour) settles most levels from bounds on u's components; when more than
- * exact_pass_levels levels stay open (each costs the caller a findContours call), one exact pass
- * over the basin-filled map settles all but true ties. The GIL is released while it computes. */
+ * strategy: 0 picks by an estimate of the work (sweep_strategy), 1 labels each level's row runs
+ * (sweep_by_level), 2 runs the union-find passes over the value-sorted pixels; the rows are the same.
+ * V1 (not multi_contour) settles most levels from bounds on u's components; a level they leave open
+ * is settled on the set with its holes filled: per level (strategy 1), or, with strategy 2 and more
+ * than exact_pass_levels open levels (each costs the caller a findContours call), by one exact pass
+ * over the basin-filled map. Only true ties are left to the caller. The GIL is released while it computes. */
 static PyObject *sweep(PyObject *self, PyObject *args) {
     Py_buffer ubuf, lbuf;
     Py_ssize_t h, w;
@@ -1107,8 +1117,9 @@ static PyObject *sweep(PyObject *self, PyObject *args) {
     return result;
 }
 
-/* sweep_pair(u, h, w, levels, exact_pass_levels) -> (boxes_v1, level_start_v1, undecided_v1, boxes_v2,
- * level_start_v2): sweep()'s V1 and V2 results from one sort and one pass over {u > k} fewer. */
+/* sweep_pair(u, h, w, levels, exact_pass_levels[, strategy]) -> (boxes_v1, level_start_v1, undecided_v1,
+ * boxes_v2, level_start_v2): sweep()'s V1 and V2 results from one call (one labelling of {u > k} per
+ * level, or one sort and one pass over {u > k} fewer, serves both). */
 static PyObject *sweep_pair(PyObject *self, PyObject *args) {
     Py_buffer ubuf, lbuf;
     Py_ssize_t h, w;
@@ -1491,11 +1502,29 @@ static PyObject *cvpr16(PyObject *self, PyObject *args) {
     return Py_BuildValue("(iiiii)", rc, box[0], box[1], box[2], box[3]);
 }
 
+/* sweep_strategy(u, h, w, levels) -> 1 (per level) or 2 (sorted pixels): the strategy sweep() and
+ * sweep_pair() take for strategy 0 (auto) on these arguments. */
+static PyObject *sweep_strategy(PyObject *self, PyObject *args) {
+    Py_buffer ubuf, lbuf;
+    Py_ssize_t h, w, L;
+    int32_t col_of_level[257];
+    uint8_t want[257];
+    if (!PyArg_ParseTuple(args, "y*nny*", &ubuf, &h, &w, &lbuf)) return NULL;
+    PyObject *result = NULL;
+    if (parse_levels(h, w, ubuf.len, &lbuf, col_of_level, want, &L) == 0)
+        result = PyLong_FromLong(choose_strategy((const uint8_t *)ubuf.buf, (int32_t)h, (int32_t)w, L, want));
+    PyBuffer_Release(&ubuf);
+    PyBuffer_Release(&lbuf);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"sweep", sweep, METH_VARARGS,
-     "sweep(u, h, w, levels, multi_contour, exact_pass_levels) -> (boxes, level_start, undecided), bytes of int32"},
+     "sweep(u, h, w, levels, multi_contour, exact_pass_levels[, strategy]) -> (boxes, level_start, undecided), bytes of int32"},
     {"sweep_pair", sweep_pair, METH_VARARGS,
-     "sweep_pair(u, h, w, levels, exact_pass_levels) -> (boxes_v1, level_start_v1, undecided_v1, boxes_v2, level_start_v2)"},
+     "sweep_pair(u, h, w, levels, exact_pass_levels[, strategy]) -> (boxes_v1, level_start_v1, undecided_v1, boxes_v2, level_start_v2)"},
+    {"sweep_strategy", sweep_strategy, METH_VARARGS,
+     "sweep_strategy(u, h, w, levels) -> 1 (per level) or 2 (sorted pixels), the kernel's choice for strategy 0"},
     {"cvpr16", cvpr16, METH_VARARGS, "cvpr16(m, h, w, is_double, tau) -> (status, x0, y0, x1, y1); status 1: NaN, 2: max <= 0, 3: max is +inf"},
     {NULL, NULL, 0, NULL},
 };

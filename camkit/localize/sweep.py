@@ -34,20 +34,24 @@ returns (one ``findContours`` call per tau), box for box, for V1 and V2, but in 
    reference ``findContours`` call, so ties resolve in OpenCV's contour order as the reference.
 
 Two implementations compute this. The compiled kernel ``camkit/localize/_components.c`` (built by
-setup.py when a C compiler is present) uses union-find passes over the pixels sorted by value:
-8-connected components of ``{u > k}`` (outer boxes) and bounded 4-connected components of
-``{u <= k}`` (hole boxes) for V2. For V1 it bounds each component's outer contourArea between its
-own cell area (exact when its Euler number says it has no hole) and the area of its box of pixel
-centres, which settles most levels; when more than a few stay open, one more pass over the map with
-its bounded basins filled (a component's outer contour encloses its holes, so its area is the cell
-area of the filled component, and no hole contour or anything inside one has more) settles all but
-exact ties, which go to the reference call as below. Without the kernel, the pure-numpy path of
-steps 3-5 runs; both are tested against the reference.
+setup.py when a C compiler is present) labels 8-connected components of ``{u > k}`` (outer boxes)
+and bounded 4-connected components of ``{u <= k}`` (hole boxes) for V2. For V1 it bounds each
+component's outer contourArea between its own cell area (exact when its Euler number says it has no
+hole) and the area of its box of pixel centres, which settles most levels; a level left open is
+settled on the set with its bounded holes filled (a component's outer contour encloses its holes, so
+its area is the cell area of the filled component, and no hole contour or anything inside one has
+more), all but exact ties, which go to the reference call as below. It has two strategies
+(:data:`STRATEGIES`, same boxes): ``"per_level"`` labels each wanted level afresh from the runs of
+row bit masks (holes only at levels whose Euler number has any; cost ~ levels x runs, cheap on
+smooth maps such as CAMs), ``"sorted"`` runs union-find passes over the pixels sorted by value (cost
+~ pixels, cheap on noise, where each level has thousands of runs); ``"auto"`` picks one from an
+estimate of the runs. Without the kernel, the pure-numpy path of steps 3-5 runs; all are tested
+against the reference.
 
 Output rows are sorted lexicographically per tau (the reference's row order is OpenCV's contour
 order; :mod:`camkit.localize.wsol` sorts the same way). Speed (``bench/bench_sweep.py``, figures in the
 README): the reference loop's cost grows with the number of thresholds while the sweep's does not;
-with the kernel, a 1000-threshold sweep of a 224x224 CAM costs about two milliseconds. The numpy
+with the kernel, a 100-threshold sweep of a 224x224 CAM costs about half a millisecond. The numpy
 path is several times slower, and on maps with thousands of local maxima (pure noise) slower still,
 since its basin graph and Python-level Kruskal loop grow with them.
 """
