@@ -6,7 +6,11 @@ each method finishes. Evaluate explains the GT class and the top-5 classes of ev
 image), so a perturbation method costs 6 x its single-class time per image.
 
     .venv/bin/python bench/eval_methods.py [--steps 224] [--out camkit-out/methods]
-        [--method M ...] [--no-faithfulness M|all ...]
+        [--method M ...] [--no-faithfulness M|all ...] [--layer NAME]
+
+``--layer`` explains that module instead of each method's automatic layer (``bn2`` on this model) and
+names it in the row, e.g. ``sscam (blocks.5)``: the perturbation methods forward one masked input per
+channel (times their noise samples), so a narrower layer is what makes SS-CAM and IS-CAM practical here.
 
 LeGrad is left out: it explains vision transformers only (it refuses a CNN).
 """
@@ -38,6 +42,7 @@ def main() -> None:
     ap.add_argument("--no-faithfulness", action="append", default=[], metavar="METHOD",
                     help="evaluate this method's boxes only (repeatable; 'all' for every method): faithfulness costs "
                          "about 450 forwards per image")
+    ap.add_argument("--layer", default=None, help="target layer of every method (module name); default: automatic")
     args = ap.parse_args()
     if not (SAMPLE / "val").is_dir():
         sys.exit(f"the ILSVRC sample is not at {SAMPLE}")
@@ -56,12 +61,14 @@ def main() -> None:
         faithful = m not in args.no_faithfulness and "all" not in args.no_faithfulness
         t0 = time.perf_counter()
         # No galleries: they recompute the maps of their images, which would double a slow method's time.
-        s = evaluate(ds, model, batch_size=12, workers=0, out_dir=args.out / m, method=m, progress=False,
-                     faithfulness=faithful, faithfulness_steps=args.steps, gallery_size=0)
+        label = f"{m} ({args.layer})" if args.layer else m
+        out_dir = args.out / (f"{m}-{args.layer}" if args.layer else m)
+        s = evaluate(ds, model, batch_size=12, workers=0, out_dir=out_dir, method=m, layer=args.layer,
+                     progress=False, faithfulness=faithful, faithfulness_steps=args.steps, gallery_size=0)
         f = s.get("faithfulness") if faithful else None
         cells = ([f"{f['deletion_auc']:.3f}", f"{f['insertion_auc']:.3f}", f"{f['average_drop']:.1f}",
                   f"{f['increase_in_confidence']:.1f}"] if f else ["-"] * 4)
-        rows.append([m, f"{s['maxboxacc_v2']:.1f}", f"{s['maxboxacc']:.1f}", f"{s['gt_known_loc']:.1f}", *cells,
+        rows.append([label, f"{s['maxboxacc_v2']:.1f}", f"{s['maxboxacc']:.1f}", f"{s['gt_known_loc']:.1f}", *cells,
                      f"{time.perf_counter() - t0:.0f}"])
         print("| " + " | ".join(rows[-1]) + " |", flush=True)
     print(f"\nefficientnet_lite0 (embedded), {len(ds.samples)} ILSVRC val images, wsolevaluation protocol (224 squash), "
