@@ -1,6 +1,6 @@
 """Smooth Grad-CAM++, SS-CAM, IS-CAM and LeGrad: camkit against torch-cam 0.5.0 (CPU, one process).
 
-    python bench/bench_methods_torchcam.py [--rounds 3] [--only sscam,iscam,legrad,smoothgradcampp]
+    python bench/bench_methods_torchcam.py [--rounds 3] [--only sscam,iscam,legrad,smoothgradcampp] [--threads 1]
                                                             # about 1-4 minutes on 2 busy cores
 
 Same network, layer, classes, sample count and masked inputs per forward for both; interleaved round by
@@ -168,7 +168,11 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3, help="interleaved timed rounds (the median is reported)")
     ap.add_argument("--only", default=",".join(METHODS), help=f"comma-separated rows to run, of: {', '.join(METHODS)}")
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default); 1 is the "
+                    "least sensitive to other processes on a busy machine")
     args = ap.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     wanted = tuple(m.strip() for m in args.only.split(",") if m.strip())
     unknown = [m for m in wanted if m not in METHODS]
     if unknown:
