@@ -1,7 +1,7 @@
 """The sweep kernel's two strategies: per-level run labelling (row bit masks read as runs) and the passes
 over the value-sorted pixels. Both must give the per-threshold findContours reference's boxes on maps
 whose rows straddle the 64-bit words of the masks, on hand-built holes, rings, nested components and
-ties; ``"auto"`` must take the per-level path on CAM-like maps and the sorted one on noise."""
+ties; ``"auto"`` must take the per-level path on smooth maps and real CAMs and the sorted one on noise."""
 
 from __future__ import annotations
 
@@ -123,19 +123,40 @@ def test_noisy_and_cam_like_224_maps():
     assert_reference(noisy, np.arange(0, 1, 0.05))
 
 
-def test_auto_takes_per_level_on_cams_and_sorted_on_noise():
+def test_auto_takes_per_level_on_smooth_maps_and_sorted_on_noise():
     rng = np.random.default_rng(5)
-    for s in (7, 14):
-        assert _kernel_choice(_cam_like(rng, 224, 224, s)) == 1
-    assert _kernel_choice(normalize_maps(rng.random((224, 224)), "minmax")) == 2
-    # a 1000-tau grid (255 levels) on noise: still the sorted passes
-    assert _kernel_choice(normalize_maps(rng.random((224, 224)), "minmax"), np.arange(0, 1, 0.001)) == 2
-    # and "auto" gives what the strategy it picks gives
-    cam = _cam_like(rng, 224, 224)
-    auto = sweep_boxes_pair(cam, TAUS, backend="native")
-    per_level = sweep_boxes_pair(cam, TAUS, backend="native", strategy="per_level")
-    for a, b in zip(auto, per_level, strict=True):
-        assert np.array_equal(a.boxes, b.boxes) and np.array_equal(a.level_start, b.level_start)
+    yy, xx = np.indices((224, 224))
+    bumps = np.exp(-((xx - 80) ** 2 + (yy - 120) ** 2) / 2000.0) + 0.6 * np.exp(-((xx - 170) ** 2 + (yy - 60) ** 2) / 900.0)
+    noise = normalize_maps(rng.random((224, 224)), "minmax")
+    for taus in (TAUS, np.arange(0, 1, 0.001)):
+        assert _kernel_choice(normalize_maps(bumps, "minmax"), taus) == 1
+        assert _kernel_choice(noise, taus) == 2
+
+
+@pytest.mark.slow
+def test_auto_takes_per_level_on_real_cams(lite0, ilsvrc_sample):
+    # The evaluator's maps: GT-class CAMs of EfficientNet-Lite0 on the ILSVRC sample, upsampled to 224.
+    import torch
+
+    from camkit.cam.sources import make_map_source
+    from camkit.datasets import read_ilsvrc
+    from camkit.datasets.torch_dataset import LocalizationImages, collate_localization
+    from camkit.evaluate.loop import SquashTransform
+    from camkit.resample import resize_map_cubic
+
+    dataset = read_ilsvrc(ilsvrc_sample)
+    images = LocalizationImages(dataset, SquashTransform(lite0.preprocess.with_input_size(224)))
+    batch = collate_localization([images[i] for i in range(len(images))])
+    gt = torch.as_tensor([sample.class_index for sample in dataset.samples])
+    _, _, maps = make_map_source(lite0)(batch["images"], gt)
+    for m in maps[:, 0]:
+        cam = normalize_maps(resize_map_cubic(m, 224), "minmax")
+        assert _kernel_choice(cam) == 1
+        auto = sweep_boxes_pair(cam, TAUS, backend="native")
+        for strategy in STRATEGIES:
+            for a, b in zip(auto, sweep_boxes_pair(cam, TAUS, backend="native", strategy=strategy), strict=True):
+                assert np.array_equal(a.boxes, b.boxes) and np.array_equal(a.level_start, b.level_start)
+    assert_reference(cam, np.arange(0, 1, 0.05))
 
 
 def test_threads_share_no_state():
