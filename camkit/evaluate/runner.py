@@ -209,13 +209,13 @@ def evaluate(
 
     t0 = time.perf_counter()
     finish_args = (samples, protocol, model_info, dataset_info, sweep_backend, t0)
-    outputs_args = (source, preprocess, dataset, model, gallery_size, group.world_size, gallery_maps)
+    outputs_args = (source, preprocess, dataset, model, gallery_size, group.world_size)
     if out_dir is None:
         memory: list[Record] = []
         group.run(lambda: run(set(range(len(samples))), memory.extend, 0, progress))
         if group.distributed:
             memory = sorted((r for part in group.all_gather(memory) for r in part), key=lambda r: r.index)
-        return finish_run(None, memory.__iter__, *finish_args, 0, *outputs_args)
+        return finish_run(None, memory.__iter__, *finish_args, 0, *outputs_args, gallery_maps=gallery_maps)
     rundir = RunDirectory(out_dir, run_fingerprint(protocol, model_info, dataset_info, batch_size), resume,
                           world_size=group.world_size)
     group.on_main(rundir.open)
@@ -235,7 +235,7 @@ def evaluate(
 
         def finish() -> dict:
             rundir.merge()
-            return finish_run(Path(out_dir), rundir.records, *finish_args, len(done), *outputs_args)
+            return finish_run(Path(out_dir), rundir.records, *finish_args, len(done), *outputs_args, gallery_maps=gallery_maps)
 
         return group.on_main(finish)
     finally:
