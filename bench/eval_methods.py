@@ -9,7 +9,7 @@ image), so a perturbation method costs 6 x its single-class time per image.
         [--method M ...] [--no-faithfulness M|all ...] [--layer NAME]
 
 ``--layer`` explains that module instead of each method's automatic layer (``bn2`` on this model) and
-names it in the row, e.g. ``sscam (blocks.5)``: the perturbation methods forward one masked input per
+names it in the row, e.g. ``sscam (blocks.2)``: the perturbation methods forward one masked input per
 channel (times their noise samples), so a narrower layer is what makes SS-CAM and IS-CAM practical here.
 
 LeGrad is left out: it explains vision transformers only (it refuses a CNN).
