@@ -147,6 +147,20 @@ def _check_mha(mha: nn.MultiheadAttention) -> None:
         raise ModelError("LeGrad supports batch-first nn.MultiheadAttention with packed q/k/v projections")
 
 
+def _self_attention_heads(mha: nn.MultiheadAttention, query, key, value, key_padding_mask, attn_mask, is_causal,
+                          need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(q, k, v)`` per head, each ``[B, heads, N, d]``, from ``mha``'s packed projection of ``query``; only
+    unmasked self-attention is explained; ``need_weights`` True is refused as well (for callers that run the
+    fused kernel, which returns no weights)."""
+    if key is not query or value is not query or key_padding_mask is not None or attn_mask is not None or is_causal or need_weights:
+        raise ModelError("LeGrad explains unmasked self-attention (query, key and value the same tokens)")
+    b, n, e = query.shape
+    heads = mha.num_heads
+    qkv = F.linear(query, mha.in_proj_weight, mha.in_proj_bias).reshape(b, n, 3, heads, e // heads).permute(2, 0, 3, 1, 4)
+    qh, kh, vh = qkv.unbind(0)
+    return qh, kh, vh
+
+
 @contextmanager
 def _replaced_forward(module: nn.Module, forward: Callable) -> Iterator[None]:
     """``module.forward`` replaced on the instance for the call (an instance-level forward of the caller's comes back)."""
@@ -170,13 +184,9 @@ def _torchvision_probe(block: ForeignNet, store: dict, slot: int) -> Iterator[No
 
     def forward(query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None, average_attn_weights=True,
                 is_causal=False):
-        if key is not query or value is not query or key_padding_mask is not None or attn_mask is not None or is_causal:
-            raise ModelError("LeGrad explains unmasked self-attention (query, key and value the same tokens)")
+        qh, kh, vh = _self_attention_heads(mha, query, key, value, key_padding_mask, attn_mask, is_causal)
         b, n, e = query.shape
-        heads = mha.num_heads
-        d = e // heads
-        qkv = F.linear(query, mha.in_proj_weight, mha.in_proj_bias).reshape(b, n, 3, heads, d).permute(2, 0, 3, 1, 4)
-        qh, kh, vh = qkv.unbind(0)
+        d = e // mha.num_heads
         probs = torch.softmax((qh * d**-0.5) @ kh.transpose(-2, -1), dim=-1)
         leaf = probs.detach().requires_grad_(True)
         store[slot] = leaf
@@ -327,13 +337,9 @@ def _class_row_probe(block: ForeignNet, kept: dict, slot: int) -> Iterator[None]
 
     def forward(query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None, average_attn_weights=True,
                 is_causal=False):
-        if key is not query or value is not query or key_padding_mask is not None or attn_mask is not None or is_causal or need_weights:
-            raise ModelError("LeGrad explains unmasked self-attention (query, key and value the same tokens)")
+        qh, kh, vh = _self_attention_heads(mha, query, key, value, key_padding_mask, attn_mask, is_causal, need_weights)
         b, n, e = query.shape
-        heads = mha.num_heads
-        d = e // heads
-        qkv = F.linear(query, mha.in_proj_weight, mha.in_proj_bias).reshape(b, n, 3, heads, d).permute(2, 0, 3, 1, 4)
-        qh, kh, vh = qkv.unbind(0)
+        d = e // mha.num_heads
         kept[slot] = (torch.softmax((qh[:, :, :1] * d**-0.5) @ kh.transpose(-2, -1), dim=-1), vh)
         o = F.scaled_dot_product_attention(qh, kh, vh)
         return mha.out_proj(o.transpose(1, 2).reshape(b, n, e)), None
