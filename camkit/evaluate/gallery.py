@@ -75,12 +75,13 @@ class GalleryMaps:
         if r is None or self.n <= 0:
             return
         iou, i = r.boxes.cvpr16_ious[0], r.index  # type: ignore[union-attr]
-        self._maps[i] = np.array(gt_map, dtype=np.float32, copy=True)  # not a view of the batch's maps
         for heap, key in ((self._best, (iou, -i)), (self._worst, (-iou, i))):
             heapq.heappush(heap, key)
             if len(heap) > self.n:
                 heapq.heappop(heap)
         alive = {-k[1] for k in self._best} | {k[1] for k in self._worst}
+        if i in alive:
+            self._maps[i] = np.array(gt_map, dtype=np.float32, copy=True)  # not a view of the batch's maps
         for j in [j for j in self._maps if j not in alive]:
             del self._maps[j]
 

@@ -147,13 +147,13 @@ def run_batches(
             if isinstance(it, _HelperReader):
                 it.read_ahead()  # the helpers read the next batch beside this one's boxes
             jobs = [helpers.submit(_image, samples[i], i, b, m, protocol, options) for b, i in enumerate(m.indices)]
-            out: list[Record] = [FailedImage(i, samples[i].image_id, message) for i, message in m.failed]
-            out += [job.result() for job in jobs]
-            out.sort(key=lambda r: r.index)
+            images = [job.result() for job in jobs]
+            failed: list[Record] = [FailedImage(i, samples[i].image_id, message) for i, message in m.failed]
+            out = sorted([*failed, *images], key=lambda r: r.index)
             sink(out)
             if options.keep_map is not None:
-                for b, job in enumerate(jobs):
-                    options.keep_map(job.result(), m.maps[b, 0])
+                for b, record in enumerate(images):
+                    options.keep_map(record, m.maps[b, 0])
             done += len(out)
             if progress is not None:
                 progress(done, len(samples))

@@ -61,12 +61,10 @@ def iscam_weights(
         base = feature_masks(flat[rows], size, align_corners, normalize_first)  # the same for every step
         for c in coeff:
             batches.add(rows, base, scale=c)
-    sums = batches.sums()
     if len(constant):
-        zero = select(forward(torch.zeros_like(x[:1])).expand(len(constant), -1), sample[constant]).double()
-        if sums is None:
-            sums = torch.zeros((b * kch, zero.shape[1]), dtype=torch.float64, device=zero.device)
-        sums.index_add_(0, constant.to(zero.device), zero * n)  # N identical steps
+        zero = select(forward(torch.zeros_like(x[:1])).expand(len(constant), -1), sample[constant])
+        batches.add_scores(constant, zero.double() * n)  # N identical steps
+    sums = batches.sums()
     if sums is None:  # no channel at all
         return torch.zeros((b, kch, 1), dtype=torch.float32, device=a.device)
     return (sums / n).float().reshape(b, kch, -1).softmax(dim=1)

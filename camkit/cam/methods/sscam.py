@@ -84,11 +84,15 @@ class MaskedBatches:
         if not self.fill:
             return
         rows = torch.cat(self.rows) if len(self.rows) > 1 else self.rows[0]
-        vals = self.select(self.forward(self.buffer[: self.fill]), self.sample[rows]).double()
-        if self.total is None:
-            self.total = torch.zeros((len(self.sample), vals.shape[1]), dtype=torch.float64, device=vals.device)
-        self.total.index_add_(0, rows.to(vals.device), vals)
+        self.add_scores(rows, self.select(self.forward(self.buffer[: self.fill]), self.sample[rows]))
         self.rows, self.fill = [], 0
+
+    def add_scores(self, rows: torch.Tensor, values: torch.Tensor) -> None:
+        """Add scores ``[len(rows), k]`` computed elsewhere to the rows' sums (e.g. one forward standing for many)."""
+        values = values.double()
+        if self.total is None:
+            self.total = torch.zeros((len(self.sample), values.shape[1]), dtype=torch.float64, device=values.device)
+        self.total.index_add_(0, rows.to(values.device), values)
 
     def sums(self) -> torch.Tensor | None:
         """Forward what is queued; the summed scores ``[B*K, k]`` (float64), None if nothing was added."""
