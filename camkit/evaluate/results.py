@@ -15,8 +15,10 @@ key                 meaning
 ``topk``            the top-k predicted classes, descending score
 ``scores``          their softmax probabilities
 ``gt_boxes``        GT boxes on the input square, ``[n, 4]`` inclusive ``x0 y0 x1 y1`` (box datasets)
-``cvpr16_boxes``    CVPR16 boxes ``[1 + k, 4]``: GT class first, then the top-k classes
-``cvpr16_ious``     ``[1 + k]`` best IoU of each with any GT box
+``cvpr16_boxes``    CVPR16 boxes ``[2, 4]``: the GT class's, then the top-1 class's (runs written before
+                    this format carry ``[1 + k, 4]``, GT class then every top-k class; both read alike:
+                    the metrics use the GT class's box only)
+``cvpr16_ious``     best IoU of each with any GT box, aligned with ``cvpr16_boxes``
 ``v1``, ``v2``      ``[T]`` per-tau best IoU of wsolevaluation's V1 / V2 boxes (GT-class map)
 ``pxap``            ``{"fg": packed, "bg": packed}`` PxAP bin counts (mask datasets; ``pack_counts``)
 ``faith``           ``{"del", "ins", "y", "o"}``: deletion AUC, insertion AUC, the class probability

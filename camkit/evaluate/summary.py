@@ -69,8 +69,10 @@ def summarize(
         top = np.array([r.topk], dtype=np.int64)
         cls_acc.accumulate(gt, top)
         if r.boxes is not None:
-            ious = r.boxes.cvpr16_ious  # [GT class, top-1, ..., top-k]
-            loc_acc.accumulate(gt, top, np.array([ious[1:]]), np.array([ious[0]]))
+            # A top-k guess localizes only when its class is the GT class, whose box is the GT class's:
+            # every guess can carry the GT-class IoU (records keep other classes' boxes for display only)
+            gt_iou = r.boxes.cvpr16_ious[0]
+            loc_acc.accumulate(gt, top, np.full((1, top.shape[1]), gt_iou), np.array([gt_iou]))
             boxacc["v1"].accumulate_ious(np.asarray([r.boxes.v1], dtype=np.float64))
             boxacc["v2"].accumulate_ious(np.asarray([r.boxes.v2], dtype=np.float64))
         if r.pixels is not None:

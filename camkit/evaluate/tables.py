@@ -86,8 +86,8 @@ def write_per_image_csv(path: str | Path, records: Iterable[Record | dict], prot
                 row += [
                     _boxes(b.gt_boxes), _boxes(b.cvpr16_boxes[0]), f"{ious[0]:.6f}",
                     _boxes(b.cvpr16_boxes[1]), f"{ious[1]:.6f}",
-                    int(top[0] == gt and ious[1] >= 0.5),
-                    int(any(c == gt and ious[1 + k] >= 0.5 for k, c in enumerate(top))),
+                    int(top[0] == gt and ious[0] >= 0.5),  # a guess counts with the GT class's box
+                    int(gt in top and ious[0] >= 0.5),
                     f"{v1[j1]:.6f}", f"{taus[j1]:.4g}", f"{v2[j2]:.6f}", f"{taus[j2]:.4g}",
                 ]
             else:
