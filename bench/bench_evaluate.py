@@ -11,7 +11,7 @@
     ``--rounds`` for each, and the median over rounds of each round's ratio to the mean of the ready-tensor
     forwards run just before and after it (steadier when other jobs share the CPUs), with the load average.
 (b) Peak memory. ``evaluate`` on 100 and on 1000 images, each in a fresh subprocess; peak RSS of the
-    main process (``ru_maxrss``) and of the largest DataLoader worker (``RUSAGE_CHILDREN``).
+    main process (``ru_maxrss``) and, with ``--workers`` > 0, of the largest DataLoader worker (``RUSAGE_CHILDREN``).
 
 Prints a Markdown table. Usage: ``python bench/bench_evaluate.py [--repeat 20] [--rounds 3] [--skip-memory]``.
 """
@@ -189,12 +189,17 @@ def rss_child(n: int, workers: int) -> None:
 
 
 def peak_memory(args) -> list[str]:
-    rows = ["| images | peak RSS main (MB) | peak RSS largest worker (MB) | seconds |", "|---|---|---|---|"]
+    # RUSAGE_CHILDREN covers every child, not only DataLoader workers: torch's CUDA library finder forks
+    # `ldconfig -p` at import (a momentary copy of the process), so without workers that column means nothing
+    workers = args.workers > 0
+    rows = [f"| images | peak RSS main (MB) |{' peak RSS largest worker (MB) |' if workers else ''} seconds |",
+            f"|---|---|{'---|' if workers else ''}---|"]
     for n in (100, 1000):
         out = subprocess.run([sys.executable, __file__, "--rss-child", str(n), "--workers", str(args.workers)],
                              capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        rows.append(f"| {n} | {r['main_mb']:.0f} | {r['worker_mb']:.0f} | {r['seconds']:.1f} |")
+        worker = f" {r['worker_mb']:.0f} |" if workers else ""
+        rows.append(f"| {n} | {r['main_mb']:.0f} |{worker} {r['seconds']:.1f} |")
     return rows
 
 
