@@ -145,9 +145,11 @@ def run_batches(
     try:
         for batch in it:
             m = _batch_maps(batch, samples, todo, protocol, map_source, options)
-            if isinstance(it, _HelperReader):
-                it.read_ahead()  # the helpers read the next batch beside this one's boxes
             jobs = [helpers.submit(_image, samples[i], i, b, m, protocol, options) for b, i in enumerate(m.indices)]
+            if isinstance(it, _HelperReader):
+                # queued after the boxes: the helpers go on reading the next batch while this thread writes
+                # the records
+                it.read_ahead()
             images = [job.result() for job in jobs]
             failed: list[Record] = [FailedImage(i, samples[i].image_id, message) for i, message in m.failed]
             out = sorted([*failed, *images], key=lambda r: r.index)
