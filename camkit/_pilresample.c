@@ -262,12 +262,15 @@ AVX2_INLINE __m256i finish32(__m256i v) {
     return _mm256_srai_epi32(_mm256_add_epi32(v, _mm256_set1_epi32(ROUND_HALF)), PRECISION_BITS);
 }
 
-/* the sums of four output pixels p, q, r, s (as h_dot gives them) -> their 12 RGB bytes at out */
-AVX2_INLINE void store4(__m256i p, __m256i q, __m256i r, __m256i s, uint8_t *out) {
-    const __m256i pq = finish32(_mm256_add_epi32(_mm256_permute2x128_si256(p, q, 0x20), _mm256_permute2x128_si256(p, q, 0x31)));
-    const __m256i rs = finish32(_mm256_add_epi32(_mm256_permute2x128_si256(r, s, 0x20), _mm256_permute2x128_si256(r, s, 0x31)));
+/* the sums of output pixels p and q (as h_dot gives them) -> [p's R, G, B, 0 | q's R, G, B, 0] */
+AVX2_INLINE __m256i halves(__m256i p, __m256i q) {
+    return _mm256_add_epi32(_mm256_permute2x128_si256(p, q, 0x20), _mm256_permute2x128_si256(p, q, 0x31));
+}
+
+/* the sums of four output pixels, [p | q] and [r | s] as halves gives them -> their 12 RGB bytes at out */
+AVX2_INLINE void store4(__m256i pq, __m256i rs, uint8_t *out) {
     /* packs: [p r | q s] as int16; packus: dwords p r . . | q s . . as RGBX bytes */
-    const __m256i bytes = _mm256_packus_epi16(_mm256_packs_epi32(pq, rs), _mm256_setzero_si256());
+    const __m256i bytes = _mm256_packus_epi16(_mm256_packs_epi32(finish32(pq), finish32(rs)), _mm256_setzero_si256());
     const __m128i rgbx = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 0, 0, 0, 0)));
     const __m128i rgb = _mm_shuffle_epi8(rgbx, _mm_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1));
     _mm_storel_epi64((__m128i *)out, rgb);
@@ -292,14 +295,16 @@ AVX2_INLINE void h_rows(const uint8_t *ra, const uint8_t *rb, uint8_t *oa, uint8
     const size_t step = (size_t)groups * 16;
     const int16_t *hi = s->hi, *lo = s->lo;
     int x = 0;
-    __m256i a0, a1, a2, a3, b0 = _mm256_setzero_si256(), b1 = b0, b2 = b0, b3 = b0;
+    __m256i a0, a1, b0 = _mm256_setzero_si256(), b1 = b0;
     for (; x + 4 <= out_w; x += 4, hi += 4 * step, lo += 4 * step) {
+        /* pairs of pixels summed as soon as they are done: fewer live registers */
         h_dot(ra + off[x], rb + off[x], hi, lo, groups, px, two, &a0, &b0);
         h_dot(ra + off[x + 1], rb + off[x + 1], hi + step, lo + step, groups, px, two, &a1, &b1);
-        h_dot(ra + off[x + 2], rb + off[x + 2], hi + 2 * step, lo + 2 * step, groups, px, two, &a2, &b2);
-        h_dot(ra + off[x + 3], rb + off[x + 3], hi + 3 * step, lo + 3 * step, groups, px, two, &a3, &b3);
-        store4(a0, a1, a2, a3, oa + 3 * x);
-        if (two) store4(b0, b1, b2, b3, ob + 3 * x);
+        const __m256i a01 = halves(a0, a1), b01 = two ? halves(b0, b1) : a01;
+        h_dot(ra + off[x + 2], rb + off[x + 2], hi + 2 * step, lo + 2 * step, groups, px, two, &a0, &b0);
+        h_dot(ra + off[x + 3], rb + off[x + 3], hi + 3 * step, lo + 3 * step, groups, px, two, &a1, &b1);
+        store4(a01, halves(a0, a1), oa + 3 * x);
+        if (two) store4(b01, halves(b0, b1), ob + 3 * x);
     }
     for (; x < out_w; x++, hi += step, lo += step) {
         h_dot(ra + off[x], rb + off[x], hi, lo, groups, px, two, &a0, &b0);
