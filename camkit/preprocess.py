@@ -8,8 +8,9 @@ Two ways to make the network input from a photo:
 - ``squash`` (the WSOL benchmark protocol, wsolevaluation and the CAM paper): resize the whole
   photo to ``crop x crop`` ignoring the aspect ratio.
 
-Both resize with PIL (``Image.resize`` with the named filter), which is what torchvision's
-transforms do for PIL input, so camkit's tensors equal torchvision's ``weights.transforms()``.
+Both resize with PIL's filters (``Image.resize`` with the named filter, or its bit-exact compiled twin
+:func:`camkit.pil_resize.resize_rgb`), which is what torchvision's transforms do for PIL input, so
+camkit's tensors equal torchvision's ``weights.transforms()``.
 
 Coordinates: pixel ``i`` covers the continuous interval ``[i, i+1)``; boxes are x0,y0,x1,y1
 inclusive pixel indices.
@@ -26,6 +27,7 @@ from PIL import Image
 
 from .choices import one_of
 from .errors import ParameterError
+from .pil_resize import resize_rgb
 
 if TYPE_CHECKING:
     import torch
@@ -51,9 +53,6 @@ def rgb_triple(values: Iterable[float]) -> tuple[float, float, float]:
 def interpolation_of(name: str) -> Interpolation:
     """``name`` checked to be one of :data:`INTERPOLATIONS` (raises :class:`~camkit.errors.ParameterError`)."""
     return one_of("interpolation", name, INTERPOLATIONS, "a supported interpolation")
-
-
-_PIL_FILTERS = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 
 @dataclass(frozen=True)
@@ -178,8 +177,7 @@ class Preprocess:
         """Resize and crop an RGB PIL image; returns (float32 array [3, crop, crop] normalised, geometry)."""
         geo = self.geometry(image.width, image.height, mode)
         rw, rh = self.resized_size(geo)
-        resized = image.resize((rw, rh), _PIL_FILTERS[self.interpolation])
-        arr = np.asarray(resized, dtype=np.float32)
+        arr = resize_rgb(image, (rw, rh), self.interpolation).astype(np.float32)  # Pillow's pixels (see resize_rgb)
         if arr.ndim == 2:
             arr = np.repeat(arr[:, :, None], 3, axis=2)
         out: np.ndarray = np.zeros((self.crop, self.crop, 3), dtype=np.float32)

@@ -5,8 +5,8 @@
     python3 tools/dev.py test   # ruff and mypy (pyproject.toml's config), then the test suite: what CI runs
     python3 tools/dev.py bench  # the speed benchmarks under bench/
 
-Each creates ./.venv (and installs camkit with its dev extras, building the C sweep kernel) when
-missing or when pyproject.toml, setup.py or the kernel's source changed since the last install.
+Each creates ./.venv (and installs camkit with its dev extras, building the C kernels) when
+missing or when pyproject.toml, setup.py or a kernel's source changed since the last install.
 Pass extra arguments after the command (e.g. `test -k lite0`).
 """
 
@@ -29,7 +29,7 @@ STAMP = VENV / ".camkit-install-stamp"
 def _stamp() -> str:
     # what the install depends on: a change to any of these reinstalls (and rebuilds the C kernel)
     h = hashlib.sha256()
-    for path in ("pyproject.toml", "setup.py", "tools/constraints.txt", "camkit/localize/_components.c"):
+    for path in ("pyproject.toml", "setup.py", "tools/constraints.txt", "camkit/localize/_components.c", "camkit/_pilresample.c"):
         h.update((ROOT / path).read_bytes())
     return h.hexdigest()
 

@@ -17,13 +17,13 @@ from typing import Any
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from camkit.cam.sources import MapSource
 from camkit.datasets.sample import LocDataset
 from camkit.evaluate.faithfulness import faithfulness_results
 from camkit.evaluate.protocol import Protocol, image_record, rescale_gt_boxes
 from camkit.evaluate.results import FailedImage, ImageRecord, Record
+from camkit.pil_resize import resize_rgb
 
 #: ``progress(done, total)``: images with a record so far (resumed ones included) and in all.
 Progress = Callable[[int, int], None]
@@ -58,7 +58,7 @@ class SquashTransform:
         size = p.resized_size(p.geometry(image.width, image.height, "squash"))
         if size != (p.crop, p.crop):
             return p.to_array(image, "squash")[0]
-        pixels = np.asarray(image.resize(size, Image.Resampling[p.interpolation.upper()]))  # [S, S, 3] uint8
+        pixels = resize_rgb(image, size, p.interpolation)  # [S, S, 3] uint8, Pillow's pixels
         out = np.empty((3, p.crop, p.crop), dtype=np.float32)
         # cv2.LUT reads the table (any depth) per uint8 pixel into out: ~3x faster than np.take
         for c, plane in enumerate(cv2.split(pixels)):
