@@ -175,7 +175,7 @@ def _from_path(path: Path, max_pixels: int | None) -> tuple[Image.Image, ImageIn
                 )
             _check_size(img.size, str(path), max_pixels)
             _decode(img, str(path))
-            return _finish(img, str(path), str(path), img.format)
+            return _finish(img, str(path), str(path), img.format, own=True)
     except PermissionError:
         raise ImageError(f"{path}: permission denied; check the file's permissions") from None
     except ImageError:
@@ -319,15 +319,16 @@ def _from_pil(
 
 
 def _finish(
-    img: Image.Image, name: str, source_label: str, fmt: str | None
+    img: Image.Image, name: str, source_label: str, fmt: str | None, own: bool = False
 ) -> tuple[Image.Image, ImageInfo]:
-    """EXIF-orient, then convert to RGB; ``img`` is decoded and left unmodified."""
+    """EXIF-orient, then convert to RGB; ``img`` is decoded and left unmodified unless ``own`` (camkit
+    opened it from a file: an upright RGB image is then handed back as it is, without a copy)."""
     original_size, mode = img.size, img.mode
     orientation = _orientation(img)
     # exif_transpose also deletes the tag from its result, so nothing downstream rotates twice.
     upright = ImageOps.exif_transpose(img) if orientation != 1 else img
     rgb = _to_rgb(upright, name)
-    if rgb is img:  # already upright RGB: still hand back a new image, never the caller's or the file's
+    if rgb is img and not own:  # already upright RGB: still hand back a new image, never the caller's
         rgb = img.copy()
     info = ImageInfo(
         source=source_label,
