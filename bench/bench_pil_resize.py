@@ -18,9 +18,7 @@ Pillow's first.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,26 +27,13 @@ import skimage.data
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import markdown_table  # noqa: E402
+from _timing import interleaved, markdown_table  # noqa: E402
 
 from camkit import pil_resize  # noqa: E402
 from camkit.pil_resize import _FILTER_CODES, _kernel_resize, _pass_order, fast_path_available, kernel_simd, resize_rgb  # noqa: E402
 
 SIZES = [(303, 227), (500, 375), (1024, 768)]
 OUT = (224, 224)
-
-
-def per_call_ms(fns: dict[str, Callable[[], object]], rounds: int, calls: int) -> dict[str, float]:
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            times[name].append((time.perf_counter() - t0) / calls * 1e3)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main() -> None:
@@ -78,7 +63,7 @@ def main() -> None:
             expected = fns["pillow"]()
             for variant, fn in fns.items():
                 assert np.array_equal(fn(), expected), f"{variant} differs from Pillow at {w}x{h} {name}"
-            ms = per_call_ms(fns, args.rounds, args.calls)
+            ms = {k: 1e3 * v for k, v in interleaved(fns, args.rounds, calls=args.calls).items()}
             rows.append(
                 [f"{w}x{h} -> 224x224", name]
                 + [f"{ms[k]:.3f}" for k in fns]
