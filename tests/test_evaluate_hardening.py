@@ -181,12 +181,31 @@ def test_per_image_csv_neutralises_formula_cells(tmp_path):
     assert rows[0]["gt_known_iou"] == "1.000000"  # numbers are left alone
 
 
+def _repeated_kaggle_layout(sample: Path, root: Path, copies: int) -> int:
+    """The sample's photos ``copies`` times over in Kaggle's ILSVRC layout under ``root`` (symlinks, new ids)."""
+    (root / "val").mkdir(parents=True)
+    (root / "LOC_synset_mapping.txt").write_text((sample / "LOC_synset_mapping.txt").read_text())
+    rows = (sample / "LOC_val_solution.csv").read_text().splitlines()
+    out = [rows[0]]
+    for _ in range(copies):
+        for row in rows[1:]:
+            image_id, boxes = row.split(",", 1)
+            new_id = f"ILSVRC2012_val_{len(out):08d}"
+            (root / "val" / f"{new_id}.JPEG").symlink_to(sample / "val" / f"{image_id}.JPEG")
+            out.append(f"{new_id},{boxes}")
+    (root / "LOC_val_solution.csv").write_text("\n".join(out) + "\n")
+    return len(out) - 1
+
+
 @pytest.mark.slow
 def test_sigint_exits_130_in_one_line_and_the_run_resumes(tmp_path, ilsvrc_sample):
+    # enough images that the interrupt lands in the batch loop however fast the machine (with 6, a fast
+    # one finished the run between the second record and the signal)
+    n = _repeated_kaggle_layout(ilsvrc_sample, tmp_path / "data", 5)
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    args = CAMKIT + ["evaluate", "--dataset", "ilsvrc", "--root", str(ilsvrc_sample), "--out", str(out),
-                     "--no-progress", "--limit", "6", "--batch-size", "1", "--workers", "2", "--tau-step", "0.05"]
+    args = CAMKIT + ["evaluate", "--dataset", "ilsvrc", "--root", str(tmp_path / "data"), "--out", str(out),
+                     "--no-progress", "--batch-size", "1", "--workers", "2", "--tau-step", "0.05"]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     records = out / "records.jsonl"
     try:
@@ -208,7 +227,7 @@ def test_sigint_exits_130_in_one_line_and_the_run_resumes(tmp_path, ilsvrc_sampl
     assert "--resume" in err
     done = subprocess.run(args + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert json.loads((out / "summary.json").read_text())["n_images"] == 6
+    assert json.loads((out / "summary.json").read_text())["n_images"] == n
 
 
 def _summary_for(dataset_name: str) -> dict:
