@@ -547,6 +547,34 @@ def test_localization_images_survive_unreadable_images(cub_root):
     assert only_bad["failed"] == [(2, failed["error"])]
 
 
+def test_a_batch_read_into_one_tensor_equals_the_stacked_batch(cub_root):
+    torch = pytest.importorskip("torch")
+    from camkit.datasets.torch_dataset import LocalizationImages, collate_localization
+    from camkit.evaluate.loop import SquashTransform
+    from camkit.preprocess import Preprocess
+
+    ds = read_cub(cub_root, "all")
+    broken = ds[1].image_path
+
+    def load(path: Path) -> Image.Image:
+        if path == broken:
+            raise ImageError(f"{path} is truncated")
+        with Image.open(path) as im:
+            return im.convert(("L" if path == ds[3].image_path else "RGB"))  # one takes the general path
+
+    images = LocalizationImages(ds, SquashTransform(Preprocess().with_input_size(64)), load=load)
+    stacked = collate_localization([images[i] for i in range(5)])
+    rows = torch.full((5, 3, 64, 64), float("nan"))
+    items = [images.read(i, rows[i]) for i in range(5)]
+    assert items[0]["image"].data_ptr() == rows[0].data_ptr()  # written in place, not copied
+    into = collate_localization(items, rows)
+    assert into["indices"].tolist() == stacked["indices"].tolist() == [0, 2, 3, 4]
+    assert into["failed"] == stacked["failed"] and len(into["failed"]) == 1
+    assert torch.equal(into["images"], stacked["images"])  # the good rows only, bit for bit
+    whole = collate_localization(items[:1], rows[:1])
+    assert whole["images"].data_ptr() == rows.data_ptr()  # all good: the tensor itself
+
+
 def test_localization_images_catch_any_loader_error(tmp_path):
     pytest.importorskip("torch")
     from camkit.datasets.torch_dataset import LocalizationImages

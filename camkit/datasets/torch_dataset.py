@@ -52,11 +52,17 @@ class LocalizationImages(torch.utils.data.Dataset):
         return len(self.dataset.samples)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.read(i)
+
+    def read(self, i: int, out: torch.Tensor | None = None) -> dict[str, Any]:
+        """``self[i]``; with ``out``, the transform writes the image into that tensor (it must take
+        ``transform(image, out)``, as :class:`camkit.evaluate.loop.SquashTransform` does) and the item's
+        ``image`` is ``out``: a batch read this way into the rows of one tensor needs no stacking."""
         sample = self.dataset.samples[i]
         try:
             image = self.load(sample.image_path)
             width, height = image.size
-            tensor = self.transform(image)
+            tensor = self.transform(image) if out is None else self.transform(image, out)  # type: ignore[call-arg]
         except CamkitError as e:
             return self._failed(i, str(e))
         except Exception as e:  # noqa: BLE001 - a worker must survive any bad file or custom loader
@@ -77,18 +83,28 @@ class LocalizationImages(torch.utils.data.Dataset):
         return {"index": i, "image": None, "error": one_line, "width": sample.width, "height": sample.height, "mask": None}
 
 
-def collate_localization(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def collate_localization(batch: Sequence[dict[str, Any]], images: torch.Tensor | None = None) -> dict[str, Any]:
     """Stack the good items of a batch and pass the failed ones through.
 
     Returns ``indices`` (int64 tensor [B_ok]), ``images`` (tensor [B_ok, ...] or None when every item
     failed), ``widths``/``heights``/``masks`` (lists, B_ok long, aligned with ``indices``; masks are
     None without a mask loader) and ``failed`` (list of ``(index, message)`` for the items whose
-    image or mask could not be read).
+    image or mask could not be read). ``images``: the tensor ``[B, ...]`` the items were read into, row b
+    holding ``batch[b]`` (:meth:`LocalizationImages.read` with ``out=images[b]``): used as it is when every
+    item is good, else its good rows, instead of stacking.
     """
     good = [item for item in batch if item["image"] is not None]
+    if not good:
+        stacked = None
+    elif images is None:
+        stacked = torch.stack([item["image"] for item in good])
+    elif len(good) == len(batch):
+        stacked = images
+    else:
+        stacked = images[[b for b, item in enumerate(batch) if item["image"] is not None]]
     return {
         "indices": torch.tensor([item["index"] for item in good], dtype=torch.int64),
-        "images": torch.stack([item["image"] for item in good]) if good else None,
+        "images": stacked,
         "widths": [item["width"] for item in good],
         "heights": [item["height"] for item in good],
         "masks": [item.get("mask") for item in good],

@@ -9,12 +9,13 @@ from __future__ import annotations
 import numpy as np
 
 from camkit.localize.cvpr16 import cvpr16_box
-from camkit.localize.sweep import resolve_backend, sweep_boxes_pair
+from camkit.localize.sweep import native_map_ious, resolve_backend, sweep_boxes_pair
 from camkit.localize.wsol import level_boxes, threshold_levels, unit_map_to_uint8
 from camkit.metrics.boxacc import best_iou_per_tau
 from camkit.metrics.iou import box_iou_inclusive
+from camkit.normalize import normalize_maps
 
-__all__ = ["box_iou_inclusive", "cvpr16_box", "wsol_best_ious"]
+__all__ = ["box_iou_inclusive", "cvpr16_box", "wsol_best_ious", "wsol_map_ious"]
 
 
 def wsol_best_ious(
@@ -43,3 +44,23 @@ def wsol_best_ious(
     best = box_iou_inclusive(np.concatenate([b for b, _ in per_level]), gt_boxes).max(axis=1)
     tau_level = tau_level.reshape(-1)
     return best[largest][tau_level], np.maximum.reduceat(best, start)[tau_level]
+
+
+def wsol_map_ious(
+    cam: np.ndarray, taus: np.ndarray, gt_boxes: np.ndarray, backend: str = "auto", want_unit: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """:func:`wsol_best_ious` of the min-max normalised ``cam``: ``(v1 [T], v2 [T], unit)``.
+
+    ``cam``: the raw GT-class map at input size, float ``[H, W]``; ``unit``: its min-max normalised map
+    (float, ``[H, W]``) when ``want_unit``, else None. With the native backend a float32 map, float64 taus
+    and integer boxes take one kernel call (:func:`camkit.localize.sweep.native_map_ious`: the same
+    arithmetic with the GIL released, so the evaluator's helper threads run side by side); anything else
+    takes :func:`camkit.normalize.normalize_maps` and :func:`wsol_best_ious`. Same numbers either way.
+    """
+    if resolve_backend(backend, np.shape(cam)) == "native":
+        fused = native_map_ious(cam, taus, gt_boxes, want_unit)
+        if fused is not None:
+            return fused
+    unit = normalize_maps(np.asarray(cam), "minmax")
+    v1, v2 = wsol_best_ious(unit, taus, gt_boxes, backend)
+    return v1, v2, unit if want_unit else None

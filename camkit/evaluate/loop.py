@@ -45,21 +45,36 @@ class SquashTransform:
             ((levels / 255.0 - np.asarray(preprocess.mean, np.float32)) / np.asarray(preprocess.std, np.float32)).T
         )[:, None, :]  # [3, 1, 256]: one cv2.LUT table per channel
 
-    def __call__(self, image):
+    def __call__(self, image, out=None):
+        """The tensor ``[3, S, S]``; with ``out`` (a float32 C-contiguous CPU tensor of that shape, e.g. a
+        row of a batch), written into it and ``out`` returned."""
         import torch
 
-        return torch.from_numpy(self.array(image))
+        if out is None:
+            return torch.from_numpy(self.array(image))
+        self.array(image, out.numpy())
+        return out
 
-    def array(self, image) -> np.ndarray:
-        """float32 ``[3, S, S]``, C-contiguous (see the class docstring)."""
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The output's shape, ``(3, S, S)``."""
+        return (3, self.preprocess.crop, self.preprocess.crop)
+
+    def array(self, image, out: np.ndarray | None = None) -> np.ndarray:
+        """float32 ``[3, S, S]``, C-contiguous (see the class docstring), in ``out`` when given."""
         p = self.preprocess
-        if image.mode != "RGB":  # load_image always gives RGB; anything else takes the general path
-            return p.to_array(image, "squash")[0]
         size = p.resized_size(p.geometry(image.width, image.height, "squash"))
-        if size != (p.crop, p.crop):
-            return p.to_array(image, "squash")[0]
+        # load_image always gives RGB; anything else (or a model whose resize is not the crop) takes the
+        # general path
+        if image.mode != "RGB" or size != (p.crop, p.crop):
+            general = p.to_array(image, "squash")[0]
+            if out is None:
+                return general
+            out[...] = general
+            return out
         pixels = resize_rgb(image, size, p.interpolation)  # [S, S, 3] uint8, Pillow's pixels
-        out = np.empty((3, p.crop, p.crop), dtype=np.float32)
+        if out is None:
+            out = np.empty(self.shape, dtype=np.float32)
         # cv2.LUT reads the table (any depth) per uint8 pixel into out: ~3x faster than np.take
         for c, plane in enumerate(cv2.split(pixels)):
             cv2.LUT(plane, self._table[c], dst=out[c])
@@ -136,7 +151,7 @@ def run_batches(
     if options.workers:
         loader = torch.utils.data.DataLoader(items, batch_sampler=parts, num_workers=options.workers,
                                              collate_fn=collate_localization)
-    it = iter(loader) if loader is not None else _HelperReader(helpers, items, parts, collate_localization)
+    it = iter(loader) if loader is not None else _HelperReader(helpers, items, parts)
     done = n_done
     # OpenCV's own thread pool would split each map resize across cores, for maps too small to gain
     # from it; the helpers already use every core (the pixels are the same)
@@ -169,30 +184,41 @@ def run_batches(
 
 
 class _HelperReader:
-    """The collated batches of ``batches``, each image read on the ``helpers`` threads. The first batch is
-    read at once; each later one when :meth:`read_ahead` is called (after the previous batch's forward), so
-    the reading runs beside the box work, not beside the forward."""
+    """The collated batches of ``batches`` (``items``: a :class:`LocalizationImages` with the squash
+    transform), each image read on the ``helpers`` threads straight into its row of the batch tensor, so
+    nothing is stacked on the calling thread. The first batch is read at once; each later one when
+    :meth:`read_ahead` is called (after the previous batch's forward), so the reading runs beside the box
+    work, not beside the forward."""
 
-    def __init__(self, helpers: ThreadPoolExecutor, items, batches: list[list[int]], collate) -> None:
-        self.helpers, self.items, self.batches, self.collate = helpers, items, batches, collate
+    def __init__(self, helpers: ThreadPoolExecutor, items, batches: list[list[int]]) -> None:
+        self.helpers, self.items, self.batches = helpers, items, batches
         self._next = 0
         self._pending: list = []
+        self._images: Any = None  # the batch tensor being read into
         self.read_ahead()
 
     def read_ahead(self) -> None:
         """Start reading the next batch's images (no-op when they are being read or none are left)."""
+        import torch
+
         if not self._pending and self._next < len(self.batches):
-            self._pending = [self.helpers.submit(self.items.__getitem__, i) for i in self.batches[self._next]]
+            indices = self.batches[self._next]
+            # a new tensor per batch: the previous one may still be referenced by its batch's records' work
+            images = torch.empty((len(indices), *self.items.transform.shape), dtype=torch.float32)
+            self._pending = [self.helpers.submit(self.items.read, i, images[b]) for b, i in enumerate(indices)]
+            self._images = images
 
     def __iter__(self) -> _HelperReader:
         return self
 
     def __next__(self) -> dict:
+        from camkit.datasets.torch_dataset import collate_localization
+
         if self._next >= len(self.batches):
             raise StopIteration
         self.read_ahead()
-        batch = self.collate([job.result() for job in self._pending])
-        self._pending = []
+        batch = collate_localization([job.result() for job in self._pending], self._images)
+        self._pending, self._images = [], None
         self._next += 1
         return batch
 

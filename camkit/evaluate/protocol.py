@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from camkit.evaluate.boxes import box_iou_inclusive, cvpr16_box, wsol_best_ious
+from camkit.evaluate.boxes import box_iou_inclusive, cvpr16_box, wsol_map_ious
 from camkit.evaluate.results import BoxResult, ImageRecord, PixelCounts
 from camkit.metrics.pxap import pxap_bin_counts, pxap_edges
 from camkit.normalize import normalize_maps
@@ -201,12 +201,14 @@ def image_record(
     size = protocol.input_size
     classes = np.asarray(classes, dtype=np.int64)
     boxes = None
+    unit = None
     if gt_boxes_input is None:
         unit = normalize_maps(resize_map_cubic(maps[0], size), "minmax")
     else:
-        boxes, unit = _box_result(protocol, maps, classes, gt_boxes_input, backend)
+        boxes, unit = _box_result(protocol, maps, classes, gt_boxes_input, backend, want_unit=mask is not None)
     pixels = None
     if mask is not None:
+        assert unit is not None  # asked for above
         if mask.shape != unit.shape:
             raise ValueError(f"mask {mask.shape} must be on the input, {unit.shape}")
         fg, bg = pxap_bin_counts(unit, mask, pxap_edges(protocol.taus))
@@ -217,8 +219,9 @@ def image_record(
     )
 
 
-def _box_result(protocol: Protocol, maps: np.ndarray, classes: np.ndarray, gt_boxes_input: np.ndarray, backend: str) -> tuple[BoxResult, np.ndarray]:
-    """The box values and the GT class's min-max normalised map at input size.
+def _box_result(protocol: Protocol, maps: np.ndarray, classes: np.ndarray, gt_boxes_input: np.ndarray, backend: str,
+                want_unit: bool = False) -> tuple[BoxResult, np.ndarray | None]:
+    """The box values and, with ``want_unit``, the GT class's min-max normalised map at input size (else None).
 
     CVPR16 boxes are made for the GT class and the top-1 class only. Every localization metric reads
     the GT class's box alone: a top-k guess counts only when its class is the GT class, whose map (the
@@ -231,8 +234,7 @@ def _box_result(protocol: Protocol, maps: np.ndarray, classes: np.ndarray, gt_bo
     top1_box = gt_box if classes[1] == classes[0] else cvpr16_box(resize_map_cubic(maps[1], size), protocol.cvpr16_tau)
     cvpr_boxes = np.stack([gt_box, top1_box]).astype(np.int64)
     cvpr_ious = box_iou_inclusive(cvpr_boxes, gt_boxes_input).max(axis=1)
-    unit = normalize_maps(gt_up, "minmax")
-    v1, v2 = wsol_best_ious(unit, protocol.taus, gt_boxes_input, backend)
+    v1, v2, unit = wsol_map_ious(gt_up, protocol.taus, gt_boxes_input, backend, want_unit)
     result = BoxResult(gt_boxes=gt_boxes_input.tolist(), cvpr16_boxes=cvpr_boxes.tolist(),
                        cvpr16_ious=_round(cvpr_ious), v1=_round(v1), v2=_round(v2))
     return result, unit

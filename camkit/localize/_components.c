@@ -1135,6 +1135,222 @@ static PyObject *sweep_pair(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* ---------------------------------------------------------------- one map's per-tau IoUs for the evaluator
+
+ * wsol_ious(m, h, w, taus, gt_boxes, exact_pass_levels, strategy, want_unit) -> None or
+ * (v1, v2, open, u, unit): what camkit.evaluate.boxes.wsol_map_ious computes from a raw float32 map
+ * m [h * w] in numpy steps (normalize_maps "minmax", unit_map_to_uint8, threshold_levels + np.unique,
+ * sweep_pair, box_iou_inclusive, best_iou_per_tau), in one call with the GIL released, so the
+ * evaluator's helper threads do not queue for it between a dozen small numpy calls.
+ *
+ * Every step is the numpy step's arithmetic: lo, hi = min, max (float32); unit = (m - lo) / (hi - lo)
+ * in float32 (all zeros when hi - lo is not > 0); u = (uint8)(unit * 255.0f) (float32 product,
+ * truncation); k = trunc(tau * max(u)) in double, clipped to [-1, 255]; the IoU of inclusive integer
+ * boxes is inter / (area_a + area_b - inter) on exact integers in double, so the quotient is the same
+ * correctly rounded double. v1, v2: bytes of float64 [T], the best IoU per tau of V1's and V2's boxes
+ * with any GT box. open: [(level, [tau indices])] for V1 ties the kernel leaves to the caller (v1 holds
+ * NaN there); u: the uint8 map's bytes when open is not empty (the caller needs it to settle them), else
+ * None; unit: the float32 unit map's bytes when want_unit, else None. None instead of the tuple when the
+ * map holds a non-finite value, a tau is not finite or |tau| > 1e15, or a GT box has x1 < x0 or y1 < y0:
+ * the caller then takes the numpy steps (which give zeros, or raise the error that names the problem). */
+static inline double iou_incl(const int32_t *a, const int64_t *b) {
+    const double iw = (double)((a[2] < b[2] ? a[2] : b[2]) - (a[0] > b[0] ? a[0] : b[0]) + 1);
+    const double ih = (double)((a[3] < b[3] ? a[3] : b[3]) - (a[1] > b[1] ? a[1] : b[1]) + 1);
+    const double inter = (iw > 0 ? iw : 0) * (ih > 0 ? ih : 0);
+    const double area_a = (double)(a[2] - a[0] + 1) * (double)(a[3] - a[1] + 1);
+    const double area_b = (double)(b[2] - b[0] + 1) * (double)(b[3] - b[1] + 1);
+    return inter / (area_a + area_b - inter);
+}
+
+/* best IoU of rows [begin, end) with any of the n GT boxes; rows must not be empty */
+static double best_iou(const Rows *rows, int32_t begin, int32_t end, const int64_t *gt, Py_ssize_t n) {
+    double best = -1.0;
+    for (int32_t r = begin; r < end; r++)
+        for (Py_ssize_t g = 0; g < n; g++) {
+            const double v = iou_incl(&rows->data[r].x0, gt + 4 * g);
+            if (v > best) best = v;
+        }
+    return best;
+}
+
+static PyObject *wsol_ious(PyObject *self, PyObject *args) {
+    Py_buffer mbuf, tbuf, gbuf;
+    Py_ssize_t h, w;
+    int exact_pass_levels, strategy, want_unit;
+    if (!PyArg_ParseTuple(args, "y*nny*y*iip", &mbuf, &h, &w, &tbuf, &gbuf, &exact_pass_levels, &strategy, &want_unit))
+        return NULL;
+    PyObject *result = NULL, *v1_bytes = NULL, *v2_bytes = NULL, *open_list = NULL, *u_bytes = NULL, *unit_bytes = NULL;
+    Rows v1 = {0}, v2 = {0}, undecided = {0};
+    int32_t *start1 = NULL, *start2 = NULL, *tau_col = NULL;
+    uint8_t *u = NULL;
+    float *unit = NULL;
+    const Py_ssize_t T = tbuf.len / (Py_ssize_t)sizeof(double), G = gbuf.len / (Py_ssize_t)(4 * sizeof(int64_t));
+    const float *m = (const float *)mbuf.buf;
+    const double *taus = (const double *)tbuf.buf;
+    const int64_t *gt = (const int64_t *)gbuf.buf;
+    if (check_strategy(strategy) < 0) goto done;
+    if (h < 1 || w < 1 || h >= (1 << 15) || w >= (1 << 15) || mbuf.len != h * w * (Py_ssize_t)sizeof(float) || T < 1 ||
+        tbuf.len != T * (Py_ssize_t)sizeof(double) || G < 1 || gbuf.len != G * 4 * (Py_ssize_t)sizeof(int64_t)) {
+        PyErr_SetString(PyExc_ValueError, "m must be float32 [h * w] (sides in [1, 32767]), taus float64 [T >= 1], "
+                                          "gt_boxes int64 [n >= 1, 4]");
+        goto done;
+    }
+    const Py_ssize_t n = h * w;
+    for (Py_ssize_t t = 0; t < T; t++)
+        if (!isfinite(taus[t]) || fabs(taus[t]) > 1e15) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+    for (Py_ssize_t g = 0; g < G; g++)
+        if (gt[4 * g + 2] < gt[4 * g] || gt[4 * g + 3] < gt[4 * g + 1]) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+    if (want_unit) {
+        if (!(unit_bytes = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(float)))) goto done;
+        unit = (float *)PyBytes_AS_STRING(unit_bytes);
+    } else if (!(unit = (float *)malloc((size_t)n * sizeof(float)))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    u = (uint8_t *)malloc((size_t)n);
+    tau_col = (int32_t *)malloc((size_t)T * sizeof(int32_t));
+    double *best1 = NULL, *best2 = NULL;
+    if (!(v1_bytes = PyBytes_FromStringAndSize(NULL, T * (Py_ssize_t)sizeof(double))) ||
+        !(v2_bytes = PyBytes_FromStringAndSize(NULL, T * (Py_ssize_t)sizeof(double))))
+        goto done;
+    if (!u || !tau_col) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    best1 = (double *)PyBytes_AS_STRING(v1_bytes);
+    best2 = (double *)PyBytes_AS_STRING(v2_bytes);
+    int32_t col_of_level[257], levels[257];
+    uint8_t want[257];
+    Py_ssize_t L = 0;
+    int rc = 0; /* 0 ok, 1 non-finite map, -1 out of memory */
+    Py_BEGIN_ALLOW_THREADS
+    float lo = m[0], hi = m[0];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const float v = m[i];
+        if (!isfinite(v)) {
+            rc = 1;
+            break;
+        }
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
+    const float span = hi - lo;
+    if (rc == 0 && !isfinite(span)) rc = 1; /* numpy's quotients would hold NaN: the caller's steps say so */
+    if (rc == 0) {
+        uint8_t top = 0;
+        if (span > 0) {
+            for (Py_ssize_t i = 0; i < n; i++) {
+                const float d = m[i] - lo;
+                unit[i] = d / span;
+            }
+        } else {
+            memset(unit, 0, (size_t)n * sizeof(float));
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            const float s = unit[i] * 255.0f;
+            u[i] = (uint8_t)s;
+            top = u[i] > top ? u[i] : top;
+        }
+        memset(want, 0, sizeof(want));
+        for (Py_ssize_t t = 0; t < T; t++) {
+            double k = trunc(taus[t] * (double)top);
+            k = k < -1 ? -1 : (k > 255 ? 255 : k);
+            tau_col[t] = (int32_t)k; /* the level for now; its column below */
+            want[tau_col[t] + 1] = 1;
+        }
+        for (int i = 0; i < 257; i++) {
+            col_of_level[i] = -1;
+            if (want[i]) {
+                col_of_level[i] = (int32_t)L;
+                levels[L++] = i - 1;
+            }
+        }
+        for (Py_ssize_t t = 0; t < T; t++) tau_col[t] = col_of_level[tau_col[t] + 1];
+        if (sweep_levels(u, (int32_t)h, (int32_t)w, levels, L, col_of_level, want, SWEEP_V1 | SWEEP_V2, exact_pass_levels,
+                         strategy, &v1, &undecided, &start1, &v2, &start2) < 0)
+            rc = -1;
+    }
+    if (rc == 0) {
+        double lv1[257], lv2[257];
+        for (Py_ssize_t j = 0; j < L; j++) {
+            lv1[j] = start1[j + 1] > start1[j] ? best_iou(&v1, start1[j], start1[j + 1], gt, G) : NAN;
+            lv2[j] = start2[j + 1] > start2[j] ? best_iou(&v2, start2[j], start2[j + 1], gt, G) : NAN;
+        }
+        for (Py_ssize_t k = 0; k < undecided.len; k++) lv1[undecided.data[k].col] = NAN;
+        for (Py_ssize_t t = 0; t < T; t++) {
+            best1[t] = lv1[tau_col[t]];
+            best2[t] = lv2[tau_col[t]];
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (rc == 1) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    if (rc < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    /* every level has a row in both (an empty set gets the box 0, 0, 0, 0): a level without one is a kernel bug */
+    for (Py_ssize_t j = 0; j < L; j++)
+        if (start1[j + 1] != start1[j] + 1 || start2[j + 1] <= start2[j]) {
+            PyErr_SetString(PyExc_RuntimeError, "sweep kernel: a level without its V1 row or any V2 row");
+            goto done;
+        }
+    if (!(open_list = PyList_New(0))) goto done;
+    for (Py_ssize_t k = 0; k < undecided.len; k++) {
+        const int32_t col = undecided.data[k].col;
+        PyObject *idx = PyList_New(0), *item = NULL;
+        if (!idx) goto done;
+        for (Py_ssize_t t = 0; t < T; t++) {
+            if (tau_col[t] != col) continue;
+            PyObject *i = PyLong_FromSsize_t(t);
+            if (!i || PyList_Append(idx, i) < 0) {
+                Py_XDECREF(i);
+                Py_DECREF(idx);
+                goto done;
+            }
+            Py_DECREF(i);
+        }
+        item = Py_BuildValue("(iN)", levels[col], idx);
+        if (!item || PyList_Append(open_list, item) < 0) {
+            Py_XDECREF(item);
+            goto done;
+        }
+        Py_DECREF(item);
+    }
+    if (undecided.len) {
+        if (!(u_bytes = PyBytes_FromStringAndSize((const char *)u, n))) goto done;
+    } else {
+        u_bytes = Py_NewRef(Py_None);
+    }
+    result = PyTuple_Pack(5, v1_bytes, v2_bytes, open_list, u_bytes, unit_bytes ? unit_bytes : Py_None);
+done:
+    Py_XDECREF(v1_bytes);
+    Py_XDECREF(v2_bytes);
+    Py_XDECREF(open_list);
+    Py_XDECREF(u_bytes);
+    if (unit_bytes) Py_DECREF(unit_bytes);
+    else free(unit);
+    free(u);
+    free(tau_col);
+    free(v1.data);
+    free(v2.data);
+    free(undecided.data);
+    free(start1);
+    free(start2);
+    PyBuffer_Release(&mbuf);
+    PyBuffer_Release(&tbuf);
+    PyBuffer_Release(&gbuf);
+    return result;
+}
+
 /* ---------------------------------------------------------------- the CVPR16 box
 
  * Zhou et al.'s rule on one float map m (float32 or float64, raster order): keep the pixels with
@@ -1528,6 +1744,8 @@ static PyMethodDef methods[] = {
      "sweep_pair(u, h, w, levels, exact_pass_levels[, strategy]) -> (boxes_v1, level_start_v1, undecided_v1, boxes_v2, level_start_v2)"},
     {"sweep_strategy", sweep_strategy, METH_VARARGS,
      "sweep_strategy(u, h, w, levels) -> 1 (per level) or 2 (sorted pixels), the kernel's choice for strategy 0"},
+    {"wsol_ious", wsol_ious, METH_VARARGS,
+     "wsol_ious(m, h, w, taus, gt_boxes, exact_pass_levels, strategy, want_unit) -> None or (v1, v2, open, u, unit)"},
     {"cvpr16", cvpr16, METH_VARARGS, "cvpr16(m, h, w, is_double, tau) -> (status, x0, y0, x1, y1); status 1: NaN, 2: max <= 0, 3: max is +inf"},
     {NULL, NULL, 0, NULL},
 };

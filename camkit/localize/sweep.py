@@ -593,6 +593,47 @@ def sweep_boxes_pair(
             SweepResult(boxes=v2_boxes, level_start=v2_start, tau_level=tau_level, levels=levels))
 
 
+def native_map_ious(
+    cam: np.ndarray, taus: np.ndarray, gt_boxes: np.ndarray, want_unit: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+    """The evaluator's per-tau best IoUs of one raw map in one kernel call, or None where it does not apply.
+
+    ``cam``: float32 ``[H, W]`` (a raw map, not yet normalised); ``taus``: float64 ``[T]``; ``gt_boxes``:
+    integer ``[n >= 1, 4]`` inclusive boxes on the map's grid. Returns ``(v1 [T], v2 [T], unit)`` equal to
+    ``normalize_maps(cam, "minmax")`` followed by :func:`sweep_boxes_pair` and the best inclusive IoU with
+    any GT box per tau (``unit``, float32 ``[H, W]``, only with ``want_unit``; arrays may be read-only).
+    None when the kernel is not built, the dtypes differ from those (the numpy steps keep float32 taus
+    float32, so another dtype could round differently), a side is >= 32768, or the kernel declines
+    (non-finite values, a malformed box): the caller then takes the numpy steps, which give the same
+    numbers or raise the error that names the problem.
+    """
+    cam, taus, gt_boxes = np.asarray(cam), np.asarray(taus), np.asarray(gt_boxes)
+    if (_components is None or cam.dtype != np.float32 or cam.ndim != 2 or max(cam.shape) >= 1 << 15 or min(cam.shape) < 1
+            or taus.dtype != np.float64 or taus.ndim != 1 or taus.size == 0
+            or not np.issubdtype(gt_boxes.dtype, np.integer) or gt_boxes.ndim != 2 or gt_boxes.shape[1:] != (4,)
+            or gt_boxes.shape[0] == 0):
+        return None
+    h, w = cam.shape
+    gt = np.ascontiguousarray(gt_boxes, dtype=np.int64)
+    r = _components.wsol_ious(np.ascontiguousarray(cam), h, w, np.ascontiguousarray(taus), gt, _EXACT_PASS_LEVELS, 0,
+                              want_unit)
+    if r is None:
+        return None
+    v1_raw, v2_raw, open_levels, u_raw, unit_raw = r
+    v1 = np.frombuffer(v1_raw, dtype=np.float64)
+    if open_levels:
+        # V1 ties OpenCV's contour order decides (as in _settle_v1): the reference call at their level
+        from camkit.metrics.iou import box_iou_inclusive
+
+        v1 = v1.copy()
+        u = np.frombuffer(u_raw, dtype=np.uint8).reshape(h, w)
+        for level, tau_indices in open_levels:
+            box = _contour_boxes(u, int(level), False)[0]
+            v1[tau_indices] = box_iou_inclusive(box[None], gt).max()
+    unit = np.frombuffer(unit_raw, dtype=np.float32).reshape(h, w) if unit_raw is not None else None
+    return v1, np.frombuffer(v2_raw, dtype=np.float64), unit
+
+
 def sweep_boxes(
     cam_normalized: np.ndarray, taus: Iterable[float] | np.ndarray, multi_contour: bool = False, *, backend: str = "auto"
 ) -> list[np.ndarray]:
