@@ -4,6 +4,7 @@ errors, the pixel limit checked before decoding, and image discovery over files,
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -222,6 +223,15 @@ def test_loading_twice_gives_identical_arrays(valid, name):
     np.testing.assert_array_equal(rgb(valid[name]), rgb(valid[name]))
 
 
+@pytest.mark.parametrize("name", ["format_jpeg", "cmyk_jpeg", "png16", "exif6", "rgba", "animated_gif"])
+def test_streamed_and_whole_file_reads_give_identical_arrays(valid, name, monkeypatch):
+    import camkit.io.images as images
+
+    whole = rgb(valid[name])  # small files are read in one piece
+    monkeypatch.setattr(images, "_READ_WHOLE_BYTES", 0)  # as a file above the limit: Pillow reads the file itself
+    np.testing.assert_array_equal(rgb(valid[name]), whole)
+
+
 # ------------------------------------------------------------------------------------------------
 # PIL and numpy input
 
@@ -315,6 +325,16 @@ def test_bad_file_raises_one_line_image_error_naming_the_file(bad, name, monkeyp
     assert bad[name].name in message
     assert "\n" not in message
     assert "; " in message  # the "what to do" part
+
+
+@pytest.mark.parametrize("name", sorted(BAD_MESSAGES))
+def test_bad_files_streamed_get_the_same_one_line_errors(bad, name, monkeypatch):
+    import camkit.io.images as images
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", False)
+    monkeypatch.setattr(images, "_READ_WHOLE_BYTES", 0)
+    with pytest.raises(ImageError, match=re.escape(BAD_MESSAGES[name])):
+        load_image(bad[name])
 
 
 def test_permission_denied_is_reported(valid, monkeypatch):
