@@ -10,6 +10,9 @@
     warm-up, in one process with glibc told to keep freed memory (as the CLI does). Reported: the best of
     ``--rounds`` for each, and the median over rounds of each round's ratio to the mean of the ready-tensor
     forwards run just before and after it (steadier when other jobs share the CPUs), with the load average.
+    Also, from inside each evaluate run, the network's share of the loop's time (the map source is timed:
+    what is not network is the loop's own work) and the in-loop network's speed against the ready forward;
+    the share needs no reference run, so it holds when the machine's speed drifts between runs.
 (b) Peak memory. ``evaluate`` on 100 and on 1000 images, each in a fresh subprocess; peak RSS of the
     main process (``ru_maxrss``) and, with ``--workers`` > 0, of the largest DataLoader worker (``RUSAGE_CHILDREN``).
 
@@ -110,14 +113,28 @@ def ready_forward(model, batches: list) -> float:
     return time.perf_counter() - t
 
 
-def full_evaluate(model, dataset, batch_size: int, workers: int) -> tuple[float, float]:
+def full_evaluate(model, dataset, batch_size: int, workers: int) -> tuple[float, float, float]:
+    """Seconds of the loop, of the whole call, and of the network inside the loop (the map source's calls:
+    the forward, the top-k and the CAM einsum), measured in the same run."""
+    from camkit.cam.sources import make_map_source
     from camkit.evaluate import evaluate
+
+    source = make_map_source(model)
+    in_source = [0.0]
+
+    def timed_source(x, gt):
+        t = time.perf_counter()
+        try:
+            return source(x, gt)
+        finally:
+            in_source[0] += time.perf_counter() - t
 
     with tempfile.TemporaryDirectory() as d:
         t = time.perf_counter()
-        s = evaluate(dataset, model, batch_size=batch_size, workers=workers, out_dir=d, progress=False, gallery_size=0)
+        s = evaluate(dataset, model, batch_size=batch_size, workers=workers, out_dir=d, progress=False, gallery_size=0,
+                     map_source=timed_source)
         total = time.perf_counter() - t
-    return s["run"]["seconds"], total
+    return s["run"]["seconds"], total, in_source[0]
 
 
 def throughput(args) -> list[str]:
@@ -137,14 +154,16 @@ def throughput(args) -> list[str]:
     ready = ready_batches(model, ds, args.batch_size)
     ready_forward(model, ready)
     fwd, ready_fwd, ev, ev_total, loads = [], [], [], [], []
-    ratios: dict[str, list[float]] = {"fwd": [], "loop": [], "total": []}
+    ratios: dict[str, list[float]] = {"fwd": [], "loop": [], "total": [], "share": [], "inloop": []}
     for r in range(args.rounds):
         # the ready-tensor forward before and after the others: a round's ratios compare runs minutes apart
         # at most, which matters when other jobs share the machine
         before = ready_forward(model, ready)
         fwd.append(plain_forward(model, ds, args.batch_size, args.workers))
-        loop, total = full_evaluate(model, ds, args.batch_size, args.workers)
+        loop, total, network = full_evaluate(model, ds, args.batch_size, args.workers)
         after = ready_forward(model, ready)
+        ratios["share"].append(network / loop)
+        ratios["inloop"].append((before + after) / 2 / network)
         ready_fwd += [before, after]
         ev.append(loop)
         ev_total.append(total)
@@ -154,7 +173,8 @@ def throughput(args) -> list[str]:
             ratios[key].append(1 / seconds / ref)
         print(f"round {r + 1} (load {loads[-1]:.1f}): ready-tensor forward {n / before:.1f} / {n / after:.1f} img/s, "
               f"forward {n / fwd[-1]:.1f} img/s, evaluate loop {n / loop:.1f} img/s (with summary/CSV/curves {n / total:.1f} img/s); "
-              f"loop / ready {ratios['loop'][-1]:.2f}, run / ready {ratios['total'][-1]:.2f}", file=sys.stderr)
+              f"loop / ready {ratios['loop'][-1]:.2f}, run / ready {ratios['total'][-1]:.2f}; network share of the loop "
+              f"{ratios['share'][-1]:.3f}, in-loop network / ready forward speed {ratios['inloop'][-1]:.3f}", file=sys.stderr)
     rf, f, e, t = n / min(ready_fwd), n / min(fwd), n / min(ev), n / min(ev_total)
     med = {k: statistics.median(v) for k, v in ratios.items()}
     return [
@@ -169,6 +189,11 @@ def throughput(args) -> list[str]:
         "",
         f"{args.rounds} rounds; 1-minute load average during the rounds {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} CPUs "
         "(each round's ratios use the mean of the ready-tensor forwards run just before and after it).",
+        "",
+        "Within each evaluate run (no reference run at another time, so machine drift cancels): the network's share "
+        f"of the loop's time (the map source's calls / loop seconds) median {med['share']:.3f} "
+        f"(rounds {', '.join(f'{v:.3f}' for v in ratios['share'])}); the network inside the loop ran at "
+        f"{med['inloop']:.3f}x the ready-tensor forward's speed (median; rounds {', '.join(f'{v:.3f}' for v in ratios['inloop'])}).",
     ]
 
 
