@@ -560,7 +560,7 @@ def test_a_batch_read_into_one_tensor_equals_the_stacked_batch(cub_root):
         if path == broken:
             raise ImageError(f"{path} is truncated")
         with Image.open(path) as im:
-            return im.convert(("L" if path == ds[3].image_path else "RGB"))  # one takes the general path
+            return im.convert("L" if path == ds[3].image_path else "RGB")  # one takes the general path
 
     images = LocalizationImages(ds, SquashTransform(Preprocess().with_input_size(64)), load=load)
     stacked = collate_localization([images[i] for i in range(5)])
