@@ -507,18 +507,25 @@ def test_csv_header_must_name_the_columns(tmp_path):
 # torch Dataset
 
 
+def _loader_failing_on(broken: Path, gray: Path | None = None):
+    """A loader that raises a two-line ImageError for ``broken`` and reads ``gray`` as mode L, the rest as RGB."""
+
+    def load(path: Path) -> Image.Image:
+        if path == broken:
+            raise ImageError(f"{path} is truncated\nre-download it")
+        with Image.open(path) as im:
+            return im.convert("L" if path == gray else "RGB")
+
+    return load
+
+
 def test_localization_images_survive_unreadable_images(cub_root):
     torch = pytest.importorskip("torch")
     from camkit.datasets.torch_dataset import LocalizationImages, collate_localization
 
     ds = read_cub(cub_root, "all")
     broken = ds[2].image_path
-
-    def load(path: Path) -> Image.Image:
-        if path == broken:
-            raise ImageError(f"{path} is truncated\nre-download it")
-        with Image.open(path) as im:
-            return im.convert("RGB")
+    load = _loader_failing_on(broken)
 
     def transform(image: Image.Image) -> torch.Tensor:
         arr = np.asarray(image.resize((32, 32), Image.BILINEAR), dtype=np.float32) / 255.0
@@ -554,14 +561,7 @@ def test_a_batch_read_into_one_tensor_equals_the_stacked_batch(cub_root):
     from camkit.preprocess import Preprocess
 
     ds = read_cub(cub_root, "all")
-    broken = ds[1].image_path
-
-    def load(path: Path) -> Image.Image:
-        if path == broken:
-            raise ImageError(f"{path} is truncated")
-        with Image.open(path) as im:
-            return im.convert("L" if path == ds[3].image_path else "RGB")  # one takes the general path
-
+    load = _loader_failing_on(ds[1].image_path, gray=ds[3].image_path)  # the gray one takes the general path
     images = LocalizationImages(ds, SquashTransform(Preprocess().with_input_size(64)), load=load)
     stacked = collate_localization([images[i] for i in range(5)])
     rows = torch.full((5, 3, 64, 64), float("nan"))
