@@ -99,3 +99,18 @@ def test_it_declines_what_the_numpy_steps_treat_specially():
     assert not zeros[2].any() and np.array_equal(zeros[0], wsol_best_ious(np.zeros_like(cam), taus, gt, "numpy")[0])
     with pytest.raises(ValueError, match="x1 >= x0"):
         wsol_map_ious(cam, taus, np.array([[5, 5, 4, 9]]), "auto")
+
+
+def test_the_kernel_refuses_buffers_that_do_not_fit_its_shapes():
+    k = sweep_module._components
+    cam, taus, gt = np.zeros((4, 5), np.float32), np.arange(0, 1, 0.1), np.array([[0, 0, 2, 2]], np.int64)
+    for args in [
+        (cam, 5, 5, taus, gt, 8, 0, False),  # h * w does not match the map
+        (cam, 4, 5, taus[:0], gt, 8, 0, False),  # no taus
+        (cam, 4, 5, taus, gt[:0], 8, 0, False),  # no GT box
+        (cam, 4, 5, taus, gt.ravel()[:3], 8, 0, False),  # not n x 4
+    ]:
+        with pytest.raises(ValueError, match="float32"):
+            k.wsol_ious(*args)
+    with pytest.raises(ValueError, match="strategy"):
+        k.wsol_ious(cam, 4, 5, taus, gt, 8, 7, False)
