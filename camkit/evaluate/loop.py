@@ -10,8 +10,11 @@ batch composition).
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,7 +149,7 @@ def run_batches(
                                load_mask=MaskLoader(protocol.input_size) if options.masks else None)
     parts = [list(b) for b in batches]
     n_helpers = options.helpers if options.helpers is not None else torch.get_num_threads()
-    helpers = ThreadPoolExecutor(max(1, n_helpers), thread_name_prefix="camkit-helper")
+    helpers = ThreadPoolExecutor(max(1, n_helpers), thread_name_prefix="camkit-helper", initializer=_one_cpu_each())
     loader = None
     if options.workers:
         loader = torch.utils.data.DataLoader(items, batch_sampler=parts, num_workers=options.workers,
@@ -165,7 +168,7 @@ def run_batches(
                 # queued after the boxes: the helpers go on reading the next batch while this thread writes
                 # the records
                 it.read_ahead()
-            images = [job.result() for job in jobs]
+            images = _results(jobs)
             failed: list[Record] = [FailedImage(i, samples[i].image_id, message) for i, message in m.failed]
             out = sorted([*failed, *images], key=lambda r: r.index)
             sink(out)
@@ -181,6 +184,33 @@ def run_batches(
         shutdown = getattr(it, "_shutdown_workers", None)
         if shutdown is not None:  # stop the workers now, not when the iterator is collected
             shutdown()
+
+
+def _one_cpu_each() -> Callable[[], None]:
+    """A thread-pool initializer that pins each new thread to the next CPU this process may use (round robin).
+
+    The helpers are woken together after each forward while libgomp's worker still spins for a few ms on one
+    core, so Linux queues them all on the other, and as they never sleep it leaves them there (tasks that
+    just ran count as cache-hot and are not moved to a core gone idle): ``perf sched timehist`` showed one
+    core idle for ~10 ms per batch while both helpers and the main thread shared the other. One CPU per
+    helper keeps both cores working. Only the helper threads are pinned, for their lifetime (they end with
+    the loop); a no-op where the OS has no ``sched_setaffinity``."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    counter = itertools.count()
+
+    def pin() -> None:
+        if cpus:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, {cpus[next(counter) % len(cpus)]})
+
+    return pin
+
+
+def _results(jobs: list) -> list:
+    """The jobs' results in order, waking the calling thread once when all are done: waiting on each in turn
+    would wake it (and take the GIL and a helper's core for a moment) after every job."""
+    wait(jobs)
+    return [job.result() for job in jobs]
 
 
 class _HelperReader:
@@ -217,7 +247,7 @@ class _HelperReader:
         if self._next >= len(self.batches):
             raise StopIteration
         self.read_ahead()
-        batch = collate_localization([job.result() for job in self._pending], self._images)
+        batch = collate_localization(_results(self._pending), self._images)
         self._pending, self._images = [], None
         self._next += 1
         return batch
