@@ -163,3 +163,21 @@ def test_each_helper_runs_on_its_own_cpu_and_the_caller_is_left_alone(lite0, ils
     if len(seen) > 1:  # CPUs handed out in turn: helpers that ran hold different ones
         assert len({min(c) for c in seen.values()}) == len(seen)
     assert sorted(os.sched_getaffinity(0)) == allowed  # the calling thread (and torch's) keep theirs
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity on this OS")
+def test_helpers_of_a_multi_process_job_are_not_pinned(lite0, ilsvrc_sample, monkeypatch):
+    # torchrun's ranks on one node share its CPUs: pinning each rank's helpers to the first CPUs would pile them up
+    samples = read_ilsvrc(ilsvrc_sample).samples[:2]
+    seen = []
+    real = loop.image_record
+
+    def spy(*args, **kwargs):
+        seen.append(os.sched_getaffinity(0))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "image_record", spy)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    run_batches(samples, batch_partition(2, 2), set(range(2)), Protocol(), make_map_source(lite0),
+                lite0.preprocess.with_input_size(224), lambda records: None, LoopOptions(helpers=2))
+    assert len(seen) == 2 and all(cpus == os.sched_getaffinity(0) for cpus in seen)

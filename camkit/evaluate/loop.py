@@ -149,7 +149,8 @@ def run_batches(
                                load_mask=MaskLoader(protocol.input_size) if options.masks else None)
     parts = [list(b) for b in batches]
     n_helpers = options.helpers if options.helpers is not None else torch.get_num_threads()
-    helpers = ThreadPoolExecutor(max(1, n_helpers), thread_name_prefix="camkit-helper", initializer=_one_cpu_each())
+    helpers = ThreadPoolExecutor(max(1, n_helpers), thread_name_prefix="camkit-helper",
+                                 initializer=None if _one_of_several_processes() else _one_cpu_each())
     loader = None
     if options.workers:
         loader = torch.utils.data.DataLoader(items, batch_sampler=parts, num_workers=options.workers,
@@ -186,6 +187,17 @@ def run_batches(
             shutdown()
 
 
+def _one_of_several_processes() -> bool:
+    """True in a multi-process job (torchrun's ``WORLD_SIZE`` > 1, or an initialised process group of more than
+    one): the ranks on a node share its CPUs, so pinning every rank's helpers to the same first CPUs would
+    pile them up; the helpers are then left to the scheduler."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        return True
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 def _one_cpu_each() -> Callable[[], None]:
     """A thread-pool initializer that pins each new thread to the next CPU this process may use (round robin).
 
@@ -194,7 +206,8 @@ def _one_cpu_each() -> Callable[[], None]:
     just ran count as cache-hot and are not moved to a core gone idle): ``perf sched timehist`` showed one
     core idle for ~10 ms per batch while both helpers and the main thread shared the other. One CPU per
     helper keeps both cores working. Only the helper threads are pinned, for their lifetime (they end with
-    the loop); a no-op where the OS has no ``sched_setaffinity``."""
+    the loop), and only in a one-process job (:func:`_one_of_several_processes`); a no-op where the OS has no
+    ``sched_setaffinity``."""
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     counter = itertools.count()
 
