@@ -5,7 +5,6 @@ the sink and no helper thread behind."""
 
 from __future__ import annotations
 
-import os
 import threading
 
 import numpy as np
@@ -141,43 +140,3 @@ def test_box_work_runs_on_the_helpers_with_single_threaded_opencv(lite0, ilsvrc_
     assert len(seen) == 4 and all(name.startswith("camkit-helper") and threads == 1 for name, threads in seen)
     assert cv2.getNumThreads() == before and not _helper_threads()
 
-
-@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity on this OS")
-def test_each_helper_runs_on_its_own_cpu_and_the_caller_is_left_alone(lite0, ilsvrc_sample, monkeypatch):
-    samples = read_ilsvrc(ilsvrc_sample).samples[:4]
-    allowed = sorted(os.sched_getaffinity(0))
-    seen = {}
-    real = loop.image_record
-
-    def spy(*args, **kwargs):
-        seen[threading.current_thread().name] = os.sched_getaffinity(0)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "image_record", spy)
-    # one batch of 4 images and as many helpers as CPUs (at most 4): every helper gets a box job once the
-    # first ones wait for the second
-    helpers = min(len(allowed), 4)
-    run_batches(samples, batch_partition(4, 4), set(range(4)), Protocol(), make_map_source(lite0),
-                lite0.preprocess.with_input_size(224), lambda records: None, LoopOptions(helpers=helpers))
-    assert seen and all(len(cpus) == 1 and cpus <= set(allowed) for cpus in seen.values())
-    if len(seen) > 1:  # CPUs handed out in turn: helpers that ran hold different ones
-        assert len({min(c) for c in seen.values()}) == len(seen)
-    assert sorted(os.sched_getaffinity(0)) == allowed  # the calling thread (and torch's) keep theirs
-
-
-@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity on this OS")
-def test_helpers_of_a_multi_process_job_are_not_pinned(lite0, ilsvrc_sample, monkeypatch):
-    # torchrun's ranks on one node share its CPUs: pinning each rank's helpers to the first CPUs would pile them up
-    samples = read_ilsvrc(ilsvrc_sample).samples[:2]
-    seen = []
-    real = loop.image_record
-
-    def spy(*args, **kwargs):
-        seen.append(os.sched_getaffinity(0))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "image_record", spy)
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    run_batches(samples, batch_partition(2, 2), set(range(2)), Protocol(), make_map_source(lite0),
-                lite0.preprocess.with_input_size(224), lambda records: None, LoopOptions(helpers=2))
-    assert len(seen) == 2 and all(cpus == os.sched_getaffinity(0) for cpus in seen)

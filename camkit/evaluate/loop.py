@@ -10,9 +10,6 @@ batch composition).
 
 from __future__ import annotations
 
-import contextlib
-import itertools
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -149,8 +146,7 @@ def run_batches(
                                load_mask=MaskLoader(protocol.input_size) if options.masks else None)
     parts = [list(b) for b in batches]
     n_helpers = options.helpers if options.helpers is not None else torch.get_num_threads()
-    helpers = ThreadPoolExecutor(max(1, n_helpers), thread_name_prefix="camkit-helper",
-                                 initializer=None if _one_of_several_processes() else _one_cpu_each())
+    helpers = ThreadPoolExecutor(max(1, n_helpers), thread_name_prefix="camkit-helper")
     loader = None
     if options.workers:
         loader = torch.utils.data.DataLoader(items, batch_sampler=parts, num_workers=options.workers,
@@ -185,38 +181,6 @@ def run_batches(
         shutdown = getattr(it, "_shutdown_workers", None)
         if shutdown is not None:  # stop the workers now, not when the iterator is collected
             shutdown()
-
-
-def _one_of_several_processes() -> bool:
-    """True in a multi-process job (torchrun's ``WORLD_SIZE`` > 1, or an initialised process group of more than
-    one): the ranks on a node share its CPUs, so pinning every rank's helpers to the same first CPUs would
-    pile them up; the helpers are then left to the scheduler."""
-    import torch.distributed as dist
-
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
-        return True
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def _one_cpu_each() -> Callable[[], None]:
-    """A thread-pool initializer that pins each new thread to the next CPU this process may use (round robin).
-
-    The helpers are woken together after each forward while libgomp's worker still spins for a few ms on one
-    core, so Linux queues them all on the other, and as they never sleep it leaves them there (tasks that
-    just ran count as cache-hot and are not moved to a core gone idle): ``perf sched timehist`` showed one
-    core idle for ~10 ms per batch while both helpers and the main thread shared the other. One CPU per
-    helper keeps both cores working. Only the helper threads are pinned, for their lifetime (they end with
-    the loop), and only in a one-process job (:func:`_one_of_several_processes`); a no-op where the OS has no
-    ``sched_setaffinity``."""
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    counter = itertools.count()
-
-    def pin() -> None:
-        if cpus:
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(0, {cpus[next(counter) % len(cpus)]})
-
-    return pin
 
 
 def _results(jobs: list) -> list:
