@@ -7,7 +7,8 @@
     LocalizationImages with the squash transform, batch 32, ``--workers`` processes); against both, the
     whole ``camkit.evaluate.evaluate`` loop (maps, upsampling, CVPR16 boxes, the wsolevaluation tau sweep,
     fsync'd records) and the call including the summary and output files. Runs are interleaved after a
-    warm-up, in one process with glibc told to keep freed memory (as the CLI does). Reported: the best of
+    warm-up, in one process with glibc told to keep freed memory and libgomp's idle spin shortened (as the CLI
+    does: ``camkit.malloc_tuning``, ``camkit.openmp_tuning``; ``--no-openmp-tuning`` keeps libgomp's default). Reported: the best of
     ``--rounds`` for each, and the median over rounds of each round's ratio to the mean of the ready-tensor
     forwards run just before and after it (steadier when other jobs share the CPUs), with the load average.
     Also, from inside each evaluate run, the network's share of the loop's time (the map source is timed:
@@ -238,7 +239,12 @@ def main() -> None:
     p.add_argument("--image-size", type=int, default=0, help="resize the photos to this short side first (0: as they are)")
     p.add_argument("--rss-child", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--no-openmp-tuning", action="store_true", help="keep libgomp's default spin count (camkit.openmp_tuning)")
     args = p.parse_args()
+    from camkit.openmp_tuning import apply_openmp_tuning
+
+    if not args.no_openmp_tuning:
+        apply_openmp_tuning()  # as the CLI does, before torch is imported
     if not (SAMPLE / "val").is_dir():
         sys.exit(f"the ILSVRC sample is not at {SAMPLE}")
     if args.rss_child is not None:

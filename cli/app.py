@@ -34,8 +34,11 @@ app.command("view")(view_command)
 
 
 def main() -> None:
+    from camkit.openmp_tuning import apply_openmp_tuning
+
     from .common import keep_allocator_memory
 
+    apply_openmp_tuning()  # before anything imports torch: libgomp reads it once, when it loads
     keep_allocator_memory()
     app()
 
