@@ -627,6 +627,85 @@ static PyObject *py_resize(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* resample() into a scratch buffer, then each channel through its 256-entry float table into the planes of
+ * dst (float32 [3, out_h, out_w]): the lookup reads every result the per-channel arithmetic can give. */
+static int resample_planar(const uint8_t *src, size_t src_len, int in_w, int in_h, int px, const float *table,
+                           float *dst, int out_w, int out_h, int filter, int order, int use_simd) {
+    const size_t n = (size_t)out_w * out_h;
+    uint8_t *rgb = (uint8_t *)malloc(3 * n);
+    if (!rgb) return -1;
+    int rc = resample(src, src_len, in_w, in_h, px, rgb, out_w, out_h, filter, order, use_simd);
+    if (rc == 0) {
+        float *r = dst, *g = dst + n, *b = dst + 2 * n;
+        const float *tr = table, *tg = table + 256, *tb = table + 512;
+        for (size_t i = 0; i < n; i++) {
+            r[i] = tr[rgb[3 * i]];
+            g[i] = tg[rgb[3 * i + 1]];
+            b[i] = tb[rgb[3 * i + 2]];
+        }
+    }
+    free(rgb);
+    return rc;
+}
+
+static PyObject *py_resize_planar(PyObject *self, PyObject *args) {
+    PyObject *src_obj;
+    Py_buffer sbuf = {0}, tbuf, dbuf;
+    Py_ssize_t in_w, in_h, out_w, out_h;
+    int filter, order;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Onny*w*nnii", &src_obj, &in_w, &in_h, &tbuf, &dbuf, &out_w, &out_h, &filter, &order))
+        return NULL;
+    const char *error = NULL;
+    if (in_w < 1 || in_h < 1 || out_w < 1 || out_h < 1 || in_w > INT_MAX / 4 || in_h > INT_MAX / 4 ||
+        out_w > INT_MAX / 4 || out_h > INT_MAX / 4)
+        error = "sizes must be positive and below 2**29";
+    else if (filter != FILTER_BILINEAR && filter != FILTER_BICUBIC)
+        error = "filter must be 0 (bilinear) or 1 (bicubic)";
+    else if (order != ORDER_HORIZONTAL_FIRST && order != ORDER_PILLOW13)
+        error = "order must be 0 (horizontal pass first, Pillow <= 12) or 1 (Pillow 13's choice)";
+    else if (tbuf.len != 3 * 256 * (Py_ssize_t)sizeof(float))
+        error = "table must hold 3 * 256 float32 values";
+    else if (dbuf.len / (Py_ssize_t)(3 * sizeof(float)) / out_w != out_h ||
+             dbuf.len != (Py_ssize_t)(3 * sizeof(float)) * out_w * out_h)
+        error = "dst does not hold 3 * out_h * out_w float32 values";
+    if (error) {
+        PyBuffer_Release(&tbuf);
+        PyBuffer_Release(&dbuf);
+        PyErr_SetString(PyExc_ValueError, error);
+        return NULL;
+    }
+    const uint8_t *src;
+    size_t src_len;
+    int px;
+    if (PyTuple_Check(src_obj)) {
+        src = arrow_rgbx(src_obj, in_w, in_h);
+        src_len = 4 * (size_t)in_w * in_h;
+        px = 4;
+    } else {
+        src = PyObject_GetBuffer(src_obj, &sbuf, PyBUF_SIMPLE) == 0 ? (const uint8_t *)sbuf.buf : NULL;
+        if (src && (sbuf.len / 3 / in_w != in_h || sbuf.len != 3 * in_w * in_h)) {
+            PyErr_SetString(PyExc_ValueError, "src does not hold in_h * in_w * 3 bytes");
+            src = NULL;
+        }
+        src_len = (size_t)sbuf.len;
+        px = 3;
+    }
+    int rc = -2;
+    if (src) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = resample_planar(src, src_len, (int)in_w, (int)in_h, px, (const float *)tbuf.buf, (float *)dbuf.buf,
+                             (int)out_w, (int)out_h, filter, order, cpu_has_avx2);
+        Py_END_ALLOW_THREADS
+    }
+    if (sbuf.obj) PyBuffer_Release(&sbuf);
+    PyBuffer_Release(&tbuf);
+    PyBuffer_Release(&dbuf);
+    if (rc == -2) return NULL;
+    if (rc < 0) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_simd(PyObject *self, PyObject *args) {
     (void)self;
     (void)args;
@@ -639,6 +718,10 @@ static PyMethodDef methods[] = {
      "image into dst (a writable uint8 buffer of out_h * out_w * 3 bytes). src: a C-contiguous buffer of in_h * "
      "in_w * 3 bytes, or the (schema, array) capsules of a Pillow RGB image's __arrow_c_array__(). filter: 0 "
      "bilinear, 1 bicubic. order: 0 horizontal pass first (Pillow <= 12), 1 Pillow 13's choice of the first pass."},
+    {"resize_planar", py_resize_planar, METH_VARARGS,
+     "resize_planar(src, in_w, in_h, table, dst, out_w, out_h, filter, order, /): resize(...) of the same arguments, "
+     "then channel c of each pixel through table[c] (float32 [3, 256]) into plane c of dst (float32 [3, out_h, "
+     "out_w]); the GIL is released throughout."},
     {"simd", py_simd, METH_NOARGS, "simd(): the vector path resize takes on this CPU, 'avx2' or 'scalar'."},
     {NULL, NULL, 0, NULL},
 };

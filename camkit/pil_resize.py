@@ -33,7 +33,7 @@ try:  # setup.py builds it when a C compiler is present
 except ImportError:  # pragma: no cover - exercised by installs without a compiler
     _kernel = None
 
-__all__ = ["fast_path_available", "kernel_simd", "resize_rgb"]
+__all__ = ["fast_path_available", "kernel_simd", "resize_rgb", "resize_rgb_planar"]
 
 # the kernel's filter codes and pass orders (see _pilresample.c)
 _FILTER_CODES = {Image.Resampling.BILINEAR: 0, Image.Resampling.BICUBIC: 1}
@@ -69,6 +69,37 @@ def resize_rgb(image: Image.Image | np.ndarray, size: tuple[int, int], interpola
     if code is None or order is None or not _is_rgb(image):
         return _pillow_resize(image, (width, height), resample)
     return _kernel_resize(image, (width, height), code, order, scalar=False)
+
+
+def resize_rgb_planar(image: Image.Image | np.ndarray, size: tuple[int, int], interpolation: str, table: np.ndarray,
+                      out: np.ndarray) -> bool:
+    """:func:`resize_rgb` with each channel then read through its table, straight into planes: one kernel call.
+
+    ``table``: float32 ``[3, 256]`` (C-contiguous), ``table[c][v]`` the value for level ``v`` of channel ``c``;
+    ``out``: float32 ``[3, height, width]``, C-contiguous, for ``size = (width, height)``. On return True,
+    ``out[c] == table[c][resize_rgb(image, size, interpolation)[..., c]]`` exactly, computed with the GIL
+    released. Returns False, leaving ``out`` alone, where :func:`resize_rgb` would not take the compiled
+    kernel (another filter or mode, no kernel) or the arrays are not as above: the caller then resizes
+    with :func:`resize_rgb` and looks up itself.
+    """
+    width, height = _checked_size(size)
+    code = _FILTER_CODES.get(_resampling(interpolation))
+    order = _pass_order()
+    if code is None or order is None or not isinstance(image, Image.Image | np.ndarray) or not _is_rgb(image):
+        return False
+    if (table.dtype != np.float32 or table.shape != (3, 256) or not table.flags.c_contiguous or out.dtype != np.float32
+            or out.shape != (3, height, width) or not out.flags.c_contiguous or not out.flags.writeable):
+        return False
+    assert _kernel is not None  # _pass_order() found it
+    if isinstance(image, Image.Image):
+        try:  # Pillow's own RGBX memory, no copy
+            _kernel.resize_planar(image.__arrow_c_array__(), image.width, image.height, table, out, width, height, code, order)
+            return True
+        except (AttributeError, ValueError):  # Pillow < 11.2, or an image kept in several blocks
+            image = np.asarray(image)
+    src = np.ascontiguousarray(image)
+    _kernel.resize_planar(src, src.shape[1], src.shape[0], table, out, width, height, code, order)
+    return True
 
 
 def fast_path_available() -> bool:

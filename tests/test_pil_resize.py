@@ -22,7 +22,15 @@ from PIL import Image
 
 from camkit import pil_resize
 from camkit.errors import ParameterError
-from camkit.pil_resize import _FILTER_CODES, _kernel_resize, _pass_order, fast_path_available, kernel_simd, resize_rgb
+from camkit.pil_resize import (
+    _FILTER_CODES,
+    _kernel_resize,
+    _pass_order,
+    fast_path_available,
+    kernel_simd,
+    resize_rgb,
+    resize_rgb_planar,
+)
 
 needs_kernel = pytest.mark.skipif(
     pil_resize._kernel is None, reason="the compiled kernel camkit._pilresample is not built (python setup.py build_ext --inplace)"
@@ -259,3 +267,61 @@ def test_the_kernel_checks_its_buffers():
         k.resize(np.zeros((5, 5, 3), np.uint8), 5, 5, out, 4, 4, 2, 1)
     with pytest.raises(ValueError, match="Arrow export"):  # an L image's export is not 4 bytes a pixel
         k.resize(Image.new("L", (5, 5)).__arrow_c_array__(), 5, 5, out, 4, 4, 1, 1)
+
+
+def _planes_by_lookup(pixels: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """The independent answer: numpy's own indexing of each channel's table."""
+    return np.stack([table[c][pixels[..., c]] for c in range(3)])
+
+
+@needs_kernel
+def test_planar_lookup_equals_resize_then_table():
+    rng = np.random.default_rng(6)
+    table = rng.standard_normal((3, 256)).astype(np.float32)  # every entry distinct: a swapped channel shows
+    photo = np.ascontiguousarray(skimage.data.coffee())
+    big = Image.fromarray(np.repeat(np.repeat(rng.integers(0, 256, (75, 70, 3), dtype=np.uint8), 30, 0), 30, 1))
+    images = [photo, Image.fromarray(photo), photo[::2, ::-3], Image.fromarray(content(rng, 9, 13, 1)), big]
+    for image in images:
+        for interpolation in FILTERS:
+            for size in [(224, 224), (5, 300), (1, 1)]:
+                out = np.full((3, size[1], size[0]), np.nan, np.float32)
+                assert resize_rgb_planar(image, size, interpolation, table, out)
+                want = _planes_by_lookup(resize_rgb(image, size, interpolation), table)
+                assert np.array_equal(out, want), (type(image).__name__, interpolation, size)
+
+
+def test_planar_lookup_declines_what_the_kernel_does_not_take(monkeypatch):
+    table = np.zeros((3, 256), np.float32)
+    rgb = Image.new("RGB", (20, 10))
+    out = np.zeros((3, 8, 8), np.float32)
+    declined = [
+        (rgb, "nearest", table, out),  # Pillow's filter, not the kernel's
+        (Image.new("L", (20, 10)), "bicubic", table, out),
+        (rgb, "bicubic", table.astype(np.float64), out),
+        (rgb, "bicubic", table[:, :128], out),
+        (rgb, "bicubic", table, out.astype(np.float64)),
+        (rgb, "bicubic", table, np.zeros((3, 8, 9), np.float32)),  # not the size asked for
+        (rgb, "bicubic", table, np.zeros((3, 8, 16), np.float32)[:, :, ::2]),  # not contiguous
+    ]
+    for image, interpolation, t, o in declined:
+        before = o.copy()
+        assert resize_rgb_planar(image, (8, 8), interpolation, t, o) is False
+        assert np.array_equal(o, before)
+    monkeypatch.setattr(pil_resize, "_pass_order", lambda: None)  # no kernel
+    assert resize_rgb_planar(rgb, (8, 8), "bicubic", table, out) is False
+
+
+@needs_kernel
+def test_the_planar_kernel_checks_its_buffers():
+    k = pil_resize._kernel
+    src, table, out = np.zeros((5, 5, 3), np.uint8), np.zeros((3, 256), np.float32), np.empty((3, 4, 4), np.float32)
+    with pytest.raises(ValueError, match="table must hold"):
+        k.resize_planar(src, 5, 5, table[:2], out, 4, 4, 1, 1)
+    with pytest.raises(ValueError, match="dst does not hold"):
+        k.resize_planar(src, 5, 5, table, out, 4, 5, 1, 1)
+    with pytest.raises(ValueError, match="src does not hold"):
+        k.resize_planar(src, 6, 5, table, out, 4, 4, 1, 1)
+    with pytest.raises(ValueError, match="filter must be"):
+        k.resize_planar(src, 5, 5, table, out, 4, 4, 2, 1)
+    with pytest.raises(TypeError):
+        k.resize_planar(src, 5, 5, table, np.empty((3, 4, 4), np.float32)[::-1], 4, 4, 1, 1)  # not writable contiguous

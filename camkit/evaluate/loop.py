@@ -23,7 +23,7 @@ from camkit.datasets.sample import LocDataset
 from camkit.evaluate.faithfulness import faithfulness_results
 from camkit.evaluate.protocol import Protocol, image_record, rescale_gt_boxes
 from camkit.evaluate.results import FailedImage, ImageRecord, Record
-from camkit.pil_resize import resize_rgb
+from camkit.pil_resize import resize_rgb, resize_rgb_planar
 
 #: ``progress(done, total)``: images with a record so far (resumed ones included) and in all.
 Progress = Callable[[int, int], None]
@@ -44,6 +44,7 @@ class SquashTransform:
         self._table = np.ascontiguousarray(
             ((levels / 255.0 - np.asarray(preprocess.mean, np.float32)) / np.asarray(preprocess.std, np.float32)).T
         )[:, None, :]  # [3, 1, 256]: one cv2.LUT table per channel
+        self._planes = self._table.reshape(3, 256)  # the same values, as the compiled kernel reads them
 
     def __call__(self, image, out=None):
         """The tensor ``[3, S, S]``; with ``out`` (a float32 C-contiguous CPU tensor of that shape, e.g. a
@@ -72,9 +73,11 @@ class SquashTransform:
                 return general
             out[...] = general
             return out
-        pixels = resize_rgb(image, size, p.interpolation)  # [S, S, 3] uint8, Pillow's pixels
         if out is None:
             out = np.empty(self.shape, dtype=np.float32)
+        if resize_rgb_planar(image, size, p.interpolation, self._planes, out):  # one call, GIL released
+            return out
+        pixels = resize_rgb(image, size, p.interpolation)  # [S, S, 3] uint8, Pillow's pixels
         # cv2.LUT reads the table (any depth) per uint8 pixel into out: ~3x faster than np.take
         for c, plane in enumerate(cv2.split(pixels)):
             cv2.LUT(plane, self._table[c], dst=out[c])
