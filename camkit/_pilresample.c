@@ -572,6 +572,37 @@ static const uint8_t *arrow_rgbx(PyObject *capsules, Py_ssize_t w, Py_ssize_t h)
 
 static int cpu_has_avx2 = 0;
 
+/* The argument checks resize and resize_planar share; NULL when they pass. */
+static const char *check_args(Py_ssize_t in_w, Py_ssize_t in_h, Py_ssize_t out_w, Py_ssize_t out_h, int filter,
+                              int order) {
+    if (in_w < 1 || in_h < 1 || out_w < 1 || out_h < 1 || in_w > INT_MAX / 4 || in_h > INT_MAX / 4 ||
+        out_w > INT_MAX / 4 || out_h > INT_MAX / 4)
+        return "sizes must be positive and below 2**29";
+    if (filter != FILTER_BILINEAR && filter != FILTER_BICUBIC) return "filter must be 0 (bilinear) or 1 (bicubic)";
+    if (order != ORDER_HORIZONTAL_FIRST && order != ORDER_PILLOW13)
+        return "order must be 0 (horizontal pass first, Pillow <= 12) or 1 (Pillow 13's choice)";
+    return NULL;
+}
+
+/* The source pixels: a Pillow image's Arrow capsules (RGBX, px 4) or a buffer of in_h * in_w * 3 bytes (px 3,
+ * held in sbuf until the caller releases it). NULL with an exception set when src_obj is neither. */
+static const uint8_t *source_pixels(PyObject *src_obj, Py_ssize_t in_w, Py_ssize_t in_h, Py_buffer *sbuf,
+                                    size_t *src_len, int *px) {
+    if (PyTuple_Check(src_obj)) {
+        *src_len = 4 * (size_t)in_w * in_h;
+        *px = 4;
+        return arrow_rgbx(src_obj, in_w, in_h);
+    }
+    if (PyObject_GetBuffer(src_obj, sbuf, PyBUF_SIMPLE) != 0) return NULL;
+    *src_len = (size_t)sbuf->len;
+    *px = 3;
+    if (sbuf->len / 3 / in_w != in_h || sbuf->len != 3 * in_w * in_h) {
+        PyErr_SetString(PyExc_ValueError, "src does not hold in_h * in_w * 3 bytes");
+        return NULL;
+    }
+    return (const uint8_t *)sbuf->buf;
+}
+
 static PyObject *py_resize(PyObject *self, PyObject *args) {
     PyObject *src_obj;
     Py_buffer sbuf = {0}, dbuf;
@@ -581,37 +612,17 @@ static PyObject *py_resize(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "Onnw*nnii|p", &src_obj, &in_w, &in_h, &dbuf, &out_w, &out_h, &filter, &order,
                           &force_scalar))
         return NULL;
-    const char *error = NULL;
-    if (in_w < 1 || in_h < 1 || out_w < 1 || out_h < 1 || in_w > INT_MAX / 4 || in_h > INT_MAX / 4 ||
-        out_w > INT_MAX / 4 || out_h > INT_MAX / 4)
-        error = "sizes must be positive and below 2**29";
-    else if (filter != FILTER_BILINEAR && filter != FILTER_BICUBIC)
-        error = "filter must be 0 (bilinear) or 1 (bicubic)";
-    else if (order != ORDER_HORIZONTAL_FIRST && order != ORDER_PILLOW13)
-        error = "order must be 0 (horizontal pass first, Pillow <= 12) or 1 (Pillow 13's choice)";
-    else if (dbuf.len / 3 / out_w != out_h || dbuf.len != 3 * out_w * out_h)
+    const char *error = check_args(in_w, in_h, out_w, out_h, filter, order);
+    if (!error && (dbuf.len / 3 / out_w != out_h || dbuf.len != 3 * out_w * out_h))
         error = "dst does not hold out_h * out_w * 3 bytes";
     if (error) {
         PyBuffer_Release(&dbuf);
         PyErr_SetString(PyExc_ValueError, error);
         return NULL;
     }
-    const uint8_t *src;
     size_t src_len;
     int px;
-    if (PyTuple_Check(src_obj)) {
-        src = arrow_rgbx(src_obj, in_w, in_h);
-        src_len = 4 * (size_t)in_w * in_h;
-        px = 4;
-    } else {
-        src = PyObject_GetBuffer(src_obj, &sbuf, PyBUF_SIMPLE) == 0 ? (const uint8_t *)sbuf.buf : NULL;
-        if (src && (sbuf.len / 3 / in_w != in_h || sbuf.len != 3 * in_w * in_h)) {
-            PyErr_SetString(PyExc_ValueError, "src does not hold in_h * in_w * 3 bytes");
-            src = NULL;
-        }
-        src_len = (size_t)sbuf.len;
-        px = 3;
-    }
+    const uint8_t *src = source_pixels(src_obj, in_w, in_h, &sbuf, &src_len, &px);
     int rc = -2;
     if (src) {
         const int use_simd = cpu_has_avx2 && !force_scalar;
@@ -656,18 +667,10 @@ static PyObject *py_resize_planar(PyObject *self, PyObject *args) {
     (void)self;
     if (!PyArg_ParseTuple(args, "Onny*w*nnii", &src_obj, &in_w, &in_h, &tbuf, &dbuf, &out_w, &out_h, &filter, &order))
         return NULL;
-    const char *error = NULL;
-    if (in_w < 1 || in_h < 1 || out_w < 1 || out_h < 1 || in_w > INT_MAX / 4 || in_h > INT_MAX / 4 ||
-        out_w > INT_MAX / 4 || out_h > INT_MAX / 4)
-        error = "sizes must be positive and below 2**29";
-    else if (filter != FILTER_BILINEAR && filter != FILTER_BICUBIC)
-        error = "filter must be 0 (bilinear) or 1 (bicubic)";
-    else if (order != ORDER_HORIZONTAL_FIRST && order != ORDER_PILLOW13)
-        error = "order must be 0 (horizontal pass first, Pillow <= 12) or 1 (Pillow 13's choice)";
-    else if (tbuf.len != 3 * 256 * (Py_ssize_t)sizeof(float))
-        error = "table must hold 3 * 256 float32 values";
-    else if (dbuf.len / (Py_ssize_t)(3 * sizeof(float)) / out_w != out_h ||
-             dbuf.len != (Py_ssize_t)(3 * sizeof(float)) * out_w * out_h)
+    const char *error = check_args(in_w, in_h, out_w, out_h, filter, order);
+    if (!error && tbuf.len != 3 * 256 * (Py_ssize_t)sizeof(float)) error = "table must hold 3 * 256 float32 values";
+    if (!error && (dbuf.len / (Py_ssize_t)(3 * sizeof(float)) / out_w != out_h ||
+                   dbuf.len != (Py_ssize_t)(3 * sizeof(float)) * out_w * out_h))
         error = "dst does not hold 3 * out_h * out_w float32 values";
     if (error) {
         PyBuffer_Release(&tbuf);
@@ -675,22 +678,9 @@ static PyObject *py_resize_planar(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, error);
         return NULL;
     }
-    const uint8_t *src;
     size_t src_len;
     int px;
-    if (PyTuple_Check(src_obj)) {
-        src = arrow_rgbx(src_obj, in_w, in_h);
-        src_len = 4 * (size_t)in_w * in_h;
-        px = 4;
-    } else {
-        src = PyObject_GetBuffer(src_obj, &sbuf, PyBUF_SIMPLE) == 0 ? (const uint8_t *)sbuf.buf : NULL;
-        if (src && (sbuf.len / 3 / in_w != in_h || sbuf.len != 3 * in_w * in_h)) {
-            PyErr_SetString(PyExc_ValueError, "src does not hold in_h * in_w * 3 bytes");
-            src = NULL;
-        }
-        src_len = (size_t)sbuf.len;
-        px = 3;
-    }
+    const uint8_t *src = source_pixels(src_obj, in_w, in_h, &sbuf, &src_len, &px);
     int rc = -2;
     if (src) {
         Py_BEGIN_ALLOW_THREADS
