@@ -603,41 +603,6 @@ static const uint8_t *source_pixels(PyObject *src_obj, Py_ssize_t in_w, Py_ssize
     return (const uint8_t *)sbuf->buf;
 }
 
-static PyObject *py_resize(PyObject *self, PyObject *args) {
-    PyObject *src_obj;
-    Py_buffer sbuf = {0}, dbuf;
-    Py_ssize_t in_w, in_h, out_w, out_h;
-    int filter, order, force_scalar = 0;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "Onnw*nnii|p", &src_obj, &in_w, &in_h, &dbuf, &out_w, &out_h, &filter, &order,
-                          &force_scalar))
-        return NULL;
-    const char *error = check_args(in_w, in_h, out_w, out_h, filter, order);
-    if (!error && (dbuf.len / 3 / out_w != out_h || dbuf.len != 3 * out_w * out_h))
-        error = "dst does not hold out_h * out_w * 3 bytes";
-    if (error) {
-        PyBuffer_Release(&dbuf);
-        PyErr_SetString(PyExc_ValueError, error);
-        return NULL;
-    }
-    size_t src_len;
-    int px;
-    const uint8_t *src = source_pixels(src_obj, in_w, in_h, &sbuf, &src_len, &px);
-    int rc = -2;
-    if (src) {
-        const int use_simd = cpu_has_avx2 && !force_scalar;
-        Py_BEGIN_ALLOW_THREADS
-        rc = resample(src, src_len, (int)in_w, (int)in_h, px, (uint8_t *)dbuf.buf, (int)out_w, (int)out_h, filter, order,
-                      use_simd);
-        Py_END_ALLOW_THREADS
-    }
-    if (sbuf.obj) PyBuffer_Release(&sbuf);
-    PyBuffer_Release(&dbuf);
-    if (rc == -2) return NULL;
-    if (rc < 0) return PyErr_NoMemory();
-    Py_RETURN_NONE;
-}
-
 /* resample() into a scratch buffer, then each channel through its 256-entry float table into the planes of
  * dst (float32 [3, out_h, out_w]): the lookup reads every result the per-channel arithmetic can give. */
 static int resample_planar(const uint8_t *src, size_t src_len, int in_w, int in_h, int px, const float *table,
@@ -659,9 +624,56 @@ static int resample_planar(const uint8_t *src, size_t src_len, int in_w, int in_
     return rc;
 }
 
+/* The pixels of src_obj (see source_pixels) resized into dst with the GIL released: uint8 [out_h, out_w, 3]
+ * when table is NULL, else through the table into float32 planes (resample_planar). None, or NULL with an
+ * exception set. */
+static PyObject *run_resize(PyObject *src_obj, Py_ssize_t in_w, Py_ssize_t in_h, const float *table, void *dst,
+                            Py_ssize_t out_w, Py_ssize_t out_h, int filter, int order, int use_simd) {
+    Py_buffer sbuf = {0};
+    size_t src_len;
+    int px;
+    const uint8_t *src = source_pixels(src_obj, in_w, in_h, &sbuf, &src_len, &px);
+    int rc = -2;
+    if (src) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = table ? resample_planar(src, src_len, (int)in_w, (int)in_h, px, table, (float *)dst, (int)out_w, (int)out_h,
+                                     filter, order, use_simd)
+                   : resample(src, src_len, (int)in_w, (int)in_h, px, (uint8_t *)dst, (int)out_w, (int)out_h, filter,
+                              order, use_simd);
+        Py_END_ALLOW_THREADS
+    }
+    if (sbuf.obj) PyBuffer_Release(&sbuf);
+    if (rc == -2) return NULL;
+    if (rc < 0) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_resize(PyObject *self, PyObject *args) {
+    PyObject *src_obj;
+    Py_buffer dbuf;
+    Py_ssize_t in_w, in_h, out_w, out_h;
+    int filter, order, force_scalar = 0;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Onnw*nnii|p", &src_obj, &in_w, &in_h, &dbuf, &out_w, &out_h, &filter, &order,
+                          &force_scalar))
+        return NULL;
+    const char *error = check_args(in_w, in_h, out_w, out_h, filter, order);
+    if (!error && (dbuf.len / 3 / out_w != out_h || dbuf.len != 3 * out_w * out_h))
+        error = "dst does not hold out_h * out_w * 3 bytes";
+    if (error) {
+        PyBuffer_Release(&dbuf);
+        PyErr_SetString(PyExc_ValueError, error);
+        return NULL;
+    }
+    PyObject *result = run_resize(src_obj, in_w, in_h, NULL, dbuf.buf, out_w, out_h, filter, order,
+                                  cpu_has_avx2 && !force_scalar);
+    PyBuffer_Release(&dbuf);
+    return result;
+}
+
 static PyObject *py_resize_planar(PyObject *self, PyObject *args) {
     PyObject *src_obj;
-    Py_buffer sbuf = {0}, tbuf, dbuf;
+    Py_buffer tbuf, dbuf;
     Py_ssize_t in_w, in_h, out_w, out_h;
     int filter, order;
     (void)self;
@@ -678,22 +690,11 @@ static PyObject *py_resize_planar(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, error);
         return NULL;
     }
-    size_t src_len;
-    int px;
-    const uint8_t *src = source_pixels(src_obj, in_w, in_h, &sbuf, &src_len, &px);
-    int rc = -2;
-    if (src) {
-        Py_BEGIN_ALLOW_THREADS
-        rc = resample_planar(src, src_len, (int)in_w, (int)in_h, px, (const float *)tbuf.buf, (float *)dbuf.buf,
-                             (int)out_w, (int)out_h, filter, order, cpu_has_avx2);
-        Py_END_ALLOW_THREADS
-    }
-    if (sbuf.obj) PyBuffer_Release(&sbuf);
+    PyObject *result = run_resize(src_obj, in_w, in_h, (const float *)tbuf.buf, dbuf.buf, out_w, out_h, filter, order,
+                                  cpu_has_avx2);
     PyBuffer_Release(&tbuf);
     PyBuffer_Release(&dbuf);
-    if (rc == -2) return NULL;
-    if (rc < 0) return PyErr_NoMemory();
-    Py_RETURN_NONE;
+    return result;
 }
 
 static PyObject *py_simd(PyObject *self, PyObject *args) {

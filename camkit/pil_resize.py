@@ -19,8 +19,10 @@ blocks) is copied out with ``tobytes`` first.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 from functools import cache
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -90,15 +92,9 @@ def resize_rgb_planar(image: Image.Image | np.ndarray, size: tuple[int, int], in
     if (table.dtype != np.float32 or table.shape != (3, 256) or not table.flags.c_contiguous or out.dtype != np.float32
             or out.shape != (3, height, width) or not out.flags.c_contiguous or not out.flags.writeable):
         return False
-    assert _kernel is not None  # _pass_order() found it
-    if isinstance(image, Image.Image):
-        try:  # Pillow's own RGBX memory, no copy
-            _kernel.resize_planar(image.__arrow_c_array__(), image.width, image.height, table, out, width, height, code, order)
-            return True
-        except (AttributeError, ValueError):  # Pillow < 11.2, or an image kept in several blocks
-            image = np.asarray(image)
-    src = np.ascontiguousarray(image)
-    _kernel.resize_planar(src, src.shape[1], src.shape[0], table, out, width, height, code, order)
+    kernel = _kernel
+    assert kernel is not None  # _pass_order() found it
+    _on_pixels(image, lambda src, w, h: kernel.resize_planar(src, w, h, table, out, width, height, code, order))
     return True
 
 
@@ -140,18 +136,25 @@ def _pillow_resize(image: Image.Image | np.ndarray, size: tuple[int, int], resam
 
 def _kernel_resize(image: Image.Image | np.ndarray, size: tuple[int, int], code: int, order: int, scalar: bool) -> np.ndarray:
     """The compiled kernel on an RGB image (``scalar``: its portable path even where AVX2 is present)."""
-    assert _kernel is not None
+    kernel = _kernel
+    assert kernel is not None
     width, height = size
     out = np.empty((height, width, 3), dtype=np.uint8)
+    _on_pixels(image, lambda src, w, h: kernel.resize(src, w, h, out, width, height, code, order, scalar))
+    return out
+
+
+def _on_pixels(image: Image.Image | np.ndarray, call: Callable[[Any, int, int], None]) -> None:
+    """``call(src, in_w, in_h)`` on the image's pixels: a PIL image's own RGBX memory through its Arrow export (no
+    copy), else (Pillow < 11.2, an image kept in several blocks, an array) a C-contiguous uint8 ``[h, w, 3]`` array."""
     if isinstance(image, Image.Image):
-        try:  # Pillow's own RGBX memory, no copy
-            _kernel.resize(image.__arrow_c_array__(), image.width, image.height, out, width, height, code, order, scalar)
-            return out
-        except (AttributeError, ValueError):  # Pillow < 11.2, or an image kept in several blocks
+        try:
+            call(image.__arrow_c_array__(), image.width, image.height)
+            return
+        except (AttributeError, ValueError):
             image = np.asarray(image)
     src = np.ascontiguousarray(image)
-    _kernel.resize(src, src.shape[1], src.shape[0], out, width, height, code, order, scalar)
-    return out
+    call(src, src.shape[1], src.shape[0])
 
 
 @cache
