@@ -206,7 +206,10 @@ def test_sigint_exits_130_in_one_line_and_the_run_resumes(tmp_path, ilsvrc_sampl
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = CAMKIT + ["evaluate", "--dataset", "ilsvrc", "--root", str(tmp_path / "data"), "--out", str(out),
                      "--no-progress", "--batch-size", "1", "--workers", "2", "--tau-step", "0.05"]
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # As from a terminal: a test run started in the background (`cmd &` in a script) hands its children SIGINT
+    # ignored, and Python then installs no KeyboardInterrupt handler, so the run would finish with exit 0.
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     records = out / "records.jsonl"
     try:
         deadline = time.monotonic() + 120
