@@ -71,7 +71,10 @@ def test_library_evaluate_refuses_a_folder_locked_by_another_process(tmp_path, l
 def test_two_concurrent_cli_runs_into_one_folder(tmp_path, ilsvrc_sample):
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    base = ["evaluate", "--dataset", "ilsvrc", "--root", str(ilsvrc_sample), "--out", str(out), "--no-progress"]
+    # 120 images, one per batch: the first run still holds the folder when the second has started up, even on a
+    # loaded machine (with the 12 photos alone it once finished while the second was importing torch)
+    _repeated_kaggle_layout(ilsvrc_sample, tmp_path / "data", 10)
+    base = ["evaluate", "--dataset", "ilsvrc", "--root", str(tmp_path / "data"), "--out", str(out), "--no-progress"]
     first = subprocess.Popen(CAMKIT + base + ["--batch-size", "1", "--workers", "0"], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
