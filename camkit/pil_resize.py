@@ -62,15 +62,10 @@ def resize_rgb(image: Image.Image | np.ndarray, size: tuple[int, int], interpola
         ParameterError: ``size`` is not two positive integers; ``interpolation`` names no Pillow filter;
             ``image`` is neither a PIL image nor a numpy array.
     """
-    width, height = _checked_size(size)
-    resample = _resampling(interpolation)
-    if not isinstance(image, Image.Image | np.ndarray):
-        raise ParameterError("image", type(image).__name__, "is not a PIL image or a numpy array")
-    code = _FILTER_CODES.get(resample)
-    order = _pass_order()
-    if code is None or order is None or not _is_rgb(image):
+    width, height, resample, plan = _route(image, size, interpolation)
+    if plan is None:
         return _pillow_resize(image, (width, height), resample)
-    return _kernel_resize(image, (width, height), code, order, scalar=False)
+    return _kernel_resize(image, (width, height), *plan, scalar=False)
 
 
 def resize_rgb_planar(image: Image.Image | np.ndarray, size: tuple[int, int], interpolation: str, table: np.ndarray,
@@ -83,19 +78,34 @@ def resize_rgb_planar(image: Image.Image | np.ndarray, size: tuple[int, int], in
     released. Returns False, leaving ``out`` alone, where :func:`resize_rgb` would not take the compiled
     kernel (another filter or mode, no kernel) or the arrays are not as above: the caller then resizes
     with :func:`resize_rgb` and looks up itself.
+
+    Raises:
+        ParameterError: as :func:`resize_rgb`.
     """
-    width, height = _checked_size(size)
-    code = _FILTER_CODES.get(_resampling(interpolation))
-    order = _pass_order()
-    if code is None or order is None or not isinstance(image, Image.Image | np.ndarray) or not _is_rgb(image):
+    width, height, _, plan = _route(image, size, interpolation)
+    if plan is None:
         return False
     if (table.dtype != np.float32 or table.shape != (3, 256) or not table.flags.c_contiguous or out.dtype != np.float32
             or out.shape != (3, height, width) or not out.flags.c_contiguous or not out.flags.writeable):
         return False
     kernel = _kernel
     assert kernel is not None  # _pass_order() found it
-    _on_pixels(image, lambda src, w, h: kernel.resize_planar(src, w, h, table, out, width, height, code, order))
+    _on_pixels(image, lambda src, w, h: kernel.resize_planar(src, w, h, table, out, width, height, *plan))
     return True
+
+
+def _route(image: Image.Image | np.ndarray, size: tuple[int, int],
+           interpolation: str) -> tuple[int, int, Image.Resampling, tuple[int, int] | None]:
+    """``(width, height, Pillow filter, plan)``: ``plan`` is the kernel's ``(filter code, pass order)``, or None
+    where the kernel does not take the image (another filter or mode, no kernel) and Pillow resizes it.
+    Raises the ParameterErrors :func:`resize_rgb` documents."""
+    width, height = _checked_size(size)
+    resample = _resampling(interpolation)
+    if not isinstance(image, Image.Image | np.ndarray):
+        raise ParameterError("image", type(image).__name__, "is not a PIL image or a numpy array")
+    code, order = _FILTER_CODES.get(resample), _pass_order()
+    plan = (code, order) if code is not None and order is not None and _is_rgb(image) else None
+    return width, height, resample, plan
 
 
 def fast_path_available() -> bool:
