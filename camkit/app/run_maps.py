@@ -2,9 +2,9 @@
 
 For an image of the run this repeats the evaluation protocol with public camkit calls: the photo
 squashed to the run's ``input_size`` (the model's own interpolation, mean and std), the ground-truth
-class's map by the run's method, resized with ``cv2.resize(INTER_CUBIC)`` to the input and min-max
-normalised; then the wsolevaluation boxes at every tau of the run's grid
-(:func:`camkit.localize.sweep_boxes`, V1 and V2). The viewer draws them on the squashed photo, the
+class's map by the run's method, resized to the input as the evaluator does
+(:func:`camkit.resample.resize_map_cubic`, OpenCV's INTER_CUBIC) and min-max normalised; then the
+wsolevaluation boxes at every tau of the run's grid (:func:`camkit.localize.sweep_boxes`, V1 and V2). The viewer draws them on the squashed photo, the
 coordinates the run's GT boxes are in.
 """
 
@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 
 from camkit.app.imaging import heat_layer, png_bytes
 from camkit.app.rundir import RunDir
 from camkit.errors import CamkitError, ModelError
 from camkit.localize import normalize_scoremap, sweep_boxes
+from camkit.resample import resize_map_cubic
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -114,7 +114,7 @@ class RunMaps:
 
             raw = compute_method_maps(model, xt, method, gt, self.run.protocol.get("layer")).maps[0, 0]
         raw_np = raw.float().cpu().numpy()
-        up = cv2.resize(np.ascontiguousarray(raw_np, dtype=np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+        up = resize_map_cubic(raw_np, size)  # the evaluator's resize, so the viewer shows the evaluated map
         photo = np.asarray(img.resize((size, size), resample=_pil_resample(prep)), dtype=np.uint8)
         return photo, normalize_scoremap(up), float(up.min()), float(up.max())
 
