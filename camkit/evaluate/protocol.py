@@ -142,7 +142,8 @@ def rescale_gt_boxes(boxes: np.ndarray, width: int, height: int, input_size: int
 
 
 def _round(values: np.ndarray) -> list[float]:
-    return [float(v) for v in np.round(np.asarray(values, dtype=np.float64), IOU_DECIMALS)]
+    """Python floats rounded to :data:`IOU_DECIMALS` (``tolist`` converts float64 exactly, ~10x faster than a loop)."""
+    return np.round(np.asarray(values, dtype=np.float64).reshape(-1), IOU_DECIMALS).tolist()
 
 
 def pack_counts(counts: np.ndarray) -> list[int]:
