@@ -111,6 +111,43 @@ def test_report_html_is_self_contained(run_dir: Path, tmp_path: Path) -> None:
     assert Path(proc.stdout.strip()) == (run_dir / "report.html").resolve()
 
 
+def test_report_thumbnails_show_the_squashed_photo_and_its_boxes(run_dir: Path, tmp_path: Path) -> None:
+    import base64
+
+    import cv2
+    from PIL import Image
+
+    from camkit.app.report_html import THUMB_SIDE, write_report_html
+
+    text = write_report_html(run_dir, tmp_path / "report.html").read_text()
+    thumbs = dict(re.findall(r'<img class="t" alt="(ILSVRC2012_val_\d+)" src="data:image/jpeg;base64,([^"]+)"', text))
+    records = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
+    root = shared_sample_or_skip()
+    s = THUMB_SIDE / 224
+    for rec in records[:4]:
+        thumb = cv2.cvtColor(cv2.imdecode(np.frombuffer(base64.b64decode(thumbs[rec["id"]]), np.uint8), cv2.IMREAD_COLOR),
+                             cv2.COLOR_BGR2RGB).astype(np.float64)
+        assert thumb.shape == (THUMB_SIDE, THUMB_SIDE, 3)
+        # independently: the whole photo decoded and squashed by Pillow
+        with Image.open(next((root / "val").glob(rec["id"] + ".*"))) as im:
+            ref = np.asarray(im.convert("RGB").resize((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR), np.float64)
+        lines = np.zeros((THUMB_SIDE, THUMB_SIDE), bool)
+        boxes = rec["gt_boxes"] + [rec["cvpr16_boxes"][0]]
+        for x0, y0, x1, y1 in boxes:
+            a0, b0, a1, b1 = (int(round(v * s)) for v in (x0, y0, x1 + 1, y1 + 1))
+            # the 2-px line and the JPEG blocks it rings in (one ring per box: the red box may enclose the green)
+            ring = np.zeros_like(lines)
+            ring[max(b0 - 9, 0):b1 + 9, max(a0 - 9, 0):a1 + 9] = True
+            ring[b0 + 9:max(b1 - 9, b0 + 9), a0 + 9:max(a1 - 9, a0 + 9)] = False
+            lines |= ring
+        # JPEG 80 alone costs 2-4 levels on these photos; a misplaced or mirrored photo costs tens
+        assert np.abs(thumb - ref)[~lines].mean() < 5.0, rec["id"]
+        # the GT box's top edge is drawn green (34, 197, 94)
+        x0, y0, x1, _ = (int(round(v * s)) for v in rec["gt_boxes"][0])
+        edge = thumb[max(y0, 1), x0 + 4:max(x1 - 3, x0 + 5)].mean(axis=0)
+        assert edge[1] > 150 and edge[0] < 110 and edge[2] < 140, (rec["id"], edge)
+
+
 def test_not_a_run_folder_is_one_line(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "camkit", "view", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2

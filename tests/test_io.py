@@ -562,3 +562,44 @@ def test_fifo_is_refused_without_blocking(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(ImageError, match=r"pipe\.jpg: not a regular file"):
         load_image(fifo)
+
+
+# ------------------------------------------------------------------------------------------------
+# reduce_to: JPEG previews decoded at a DCT scale (Image.draft)
+
+
+def _astronaut_jpeg(tmp_path: Path) -> Path:
+    from skimage import data
+
+    path = tmp_path / "astronaut.jpg"
+    Image.fromarray(data.astronaut()).save(path, quality=95)  # 512 x 512
+    return path
+
+
+@pytest.mark.parametrize("target, scale", [((160, 160), 2), ((100, 60), 4), ((64, 64), 8), ((300, 300), 1), ((600, 600), 1)])
+def test_reduce_to_decodes_jpeg_at_the_largest_scale_that_still_covers_it(tmp_path, target, scale):
+    path = _astronaut_jpeg(tmp_path)
+    img, info = load_image_with_info(path, reduce_to=target)
+    assert img.mode == "RGB" and img.size == (512 // scale, 512 // scale)
+    assert info.original_size == (512, 512) and info.size == img.size  # the stored size, not the decoded one
+    full = load_image(path)
+    if scale == 1:
+        np.testing.assert_array_equal(np.asarray(img), np.asarray(full))
+    else:  # libjpeg's scaled IDCT: close to averaging the full decode over scale x scale blocks
+        blocks = np.asarray(full, dtype=np.float64).reshape(512 // scale, scale, 512 // scale, scale, 3).mean(axis=(1, 3))
+        assert np.abs(np.asarray(img, dtype=np.float64) - blocks).mean() < 4.0
+
+
+def test_reduce_to_keeps_exif_orientation(tmp_path):
+    path = odd.write_exif_rotated_jpeg(tmp_path, 6)  # stored 96 x 64, shown 64 x 96
+    img, info = load_image_with_info(path, reduce_to=(30, 30))  # min(96 // 30, 64 // 30) = 2: half scale
+    assert img.size == (32, 48) and info.original_size == odd.EXIF_STORED_SIZE and info.orientation == 6
+    a = np.asarray(img)
+    m = odd.EXIF_MARKER // 2
+    corner = a[m // 2, -(m // 2)]  # the red marker, now at the top-right
+    assert corner[0] > 200 and corner[1] < 70 and corner[2] < 70, corner
+
+
+def test_reduce_to_leaves_other_formats_whole(valid):
+    for name in ("png16", "rgba"):
+        assert load_image(valid[name], reduce_to=(2, 2)).size == load_image(valid[name]).size

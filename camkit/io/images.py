@@ -119,6 +119,8 @@ class ImageInfo:
 def load_image(
     source: str | os.PathLike[str] | Image.Image | np.ndarray,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    *,
+    reduce_to: tuple[int, int] | None = None,
 ) -> Image.Image:
     """Load ``source`` as a fully decoded, EXIF-upright, 8-bit RGB PIL image (see the module docstring).
 
@@ -127,6 +129,9 @@ def load_image(
             numpy array ``HxW`` / ``HxWx{1,3,4}`` of uint8, bool or float in [0, 1].
         max_pixels: refuse images with more than this many pixels (width * height), checked before
             decoding; None for no limit.
+        reduce_to: ``(width, height)`` for previews: a JPEG file is decoded at the smallest of libjpeg's
+            1/2, 1/4, 1/8 scales that keeps it at least this large (``Image.draft``: a fraction of the
+            decoding work); other sources are decoded whole. Not for model input (other pixels).
 
     Returns:
         A new ``PIL.Image.Image`` in mode ``"RGB"``.
@@ -140,14 +145,17 @@ def load_image(
         >>> img.mode, img.size
         ('RGB', (3, 2))
     """
-    return load_image_with_info(source, max_pixels)[0]
+    return load_image_with_info(source, max_pixels, reduce_to=reduce_to)[0]
 
 
 def load_image_with_info(
     source: str | os.PathLike[str] | Image.Image | np.ndarray,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    *,
+    reduce_to: tuple[int, int] | None = None,
 ) -> tuple[Image.Image, ImageInfo]:
-    """Like :func:`load_image`, also returning an :class:`ImageInfo` (format, mode, pre-EXIF size, tag)."""
+    """Like :func:`load_image`, also returning an :class:`ImageInfo` (format, mode, pre-EXIF size, tag;
+    the size as stored in the file also when ``reduce_to`` decoded it smaller)."""
     if isinstance(source, Image.Image):
         name = getattr(source, "filename", "") or "<PIL image>"
         return _from_pil(source, str(name), max_pixels, fmt=source.format, source_label="<PIL image>")
@@ -155,7 +163,7 @@ def load_image_with_info(
         img, label = _array_to_pil(source)
         return _from_pil(img, label, max_pixels, fmt=None, source_label=label)
     if isinstance(source, (str, os.PathLike)):
-        return _from_path(Path(source), max_pixels)
+        return _from_path(Path(source), max_pixels, reduce_to)
     raise TypeError(
         f"load_image expects a path, a PIL image or a numpy array, not {type(source).__name__}"
     )
@@ -170,7 +178,7 @@ def load_image_with_info(
 _READ_WHOLE_BYTES = 32 << 20
 
 
-def _from_path(path: Path, max_pixels: int | None) -> tuple[Image.Image, ImageInfo]:
+def _from_path(path: Path, max_pixels: int | None, reduce_to: tuple[int, int] | None = None) -> tuple[Image.Image, ImageInfo]:
     size = _check_file(path)
     try:
         with _pillow_limit(max_pixels), open(path, "rb") as f:
@@ -184,8 +192,11 @@ def _from_path(path: Path, max_pixels: int | None) -> tuple[Image.Image, ImageIn
                     f"{path}: {img.format} images are not supported; convert it to JPEG or PNG"
                 )
             _check_size(img.size, str(path), max_pixels)
+            stored = img.size
+            if reduce_to is not None and img.format == "JPEG":
+                img.draft(None, reduce_to)  # mode None: only the scale changes
             _decode(img, str(path))
-            return _finish(img, str(path), str(path), img.format, own=True)
+            return _finish(img, str(path), str(path), img.format, own=True, stored_size=stored)
     except PermissionError:
         raise ImageError(f"{path}: permission denied; check the file's permissions") from None
     except ImageError:
@@ -330,11 +341,13 @@ def _from_pil(
 
 
 def _finish(
-    img: Image.Image, name: str, source_label: str, fmt: str | None, own: bool = False
+    img: Image.Image, name: str, source_label: str, fmt: str | None, own: bool = False,
+    stored_size: tuple[int, int] | None = None,
 ) -> tuple[Image.Image, ImageInfo]:
     """EXIF-orient, then convert to RGB; ``img`` is decoded and left unmodified unless ``own`` (camkit
-    opened it from a file: an upright RGB image is then handed back as it is, without a copy)."""
-    original_size, mode = img.size, img.mode
+    opened it from a file: an upright RGB image is then handed back as it is, without a copy).
+    ``stored_size``: the file's size when it was decoded at a reduced scale."""
+    original_size, mode = stored_size or img.size, img.mode
     orientation = _orientation(img)
     # exif_transpose also deletes the tag from its result, so nothing downstream rotates twice.
     upright = ImageOps.exif_transpose(img) if orientation != 1 else img
