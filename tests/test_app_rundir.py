@@ -120,7 +120,10 @@ def test_report_thumbnails_show_the_squashed_photo_and_its_boxes(run_dir: Path, 
     from camkit.app.report_html import THUMB_SIDE, write_report_html
 
     text = write_report_html(run_dir, tmp_path / "report.html").read_text()
-    thumbs = dict(re.findall(r'<img class="t" alt="(ILSVRC2012_val_\d+)" src="data:image/jpeg;base64,([^"]+)"', text))
+    pattern = r'<img class="t" alt="(ILSVRC2012_val_\d+)" src="data:image/jpeg;base64,([^"]+)"'
+    thumbs = dict(re.findall(pattern, text))
+    # evaluate made its report's thumbnails while it drew the figures: the same bytes
+    assert dict(re.findall(pattern, (run_dir / "report.html").read_text())) == thumbs and len(thumbs) == 12
     records = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
     root = shared_sample_or_skip()
     s = THUMB_SIDE / 224

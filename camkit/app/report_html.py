@@ -17,7 +17,8 @@ from __future__ import annotations
 import html
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -26,7 +27,7 @@ import numpy as np
 from camkit.app.imaging import data_uri, jpeg_bytes
 from camkit.app.rundir import RunDir, image_rows, read_run_dir
 
-__all__ = ["write_report_html", "REPORT_HTML_NAME"]
+__all__ = ["write_report_html", "start_thumbnails", "REPORT_HTML_NAME"]
 
 REPORT_HTML_NAME = "report.html"
 #: At most this many thumbnails are embedded (worst images first, then the best), ~8 KB each.
@@ -118,6 +119,19 @@ def _thumb(path: Path, size: int, row: dict) -> str | None:
     return data_uri(jpeg_bytes(out, 80), "image/jpeg")
 
 
+def thumbnail_threads() -> int:
+    """Threads for thumbnails: one per core (decoding, resizing and JPEG encoding release the GIL)."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def start_thumbnails(pool: Executor, items: Iterable[tuple[int, Path, dict]], input_size: int) -> dict[int, Future]:
+    """Start on ``pool`` the thumbnails of ``items``: (record index, photo path, row with the boxes on the
+    ``input_size`` square, ``gt_boxes`` and ``cvpr16_box``, as :func:`camkit.app.rundir.image_rows` gives
+    them). Returns record index -> future of the data URI (None when the photo cannot be read), for
+    :func:`write_report_html`'s ``thumbnails``: a caller starts them while it does other work."""
+    return {i: pool.submit(_thumb, path, input_size, row) for i, path, row in items}
+
+
 def _fmt(v, digits: int = 3) -> tuple[str, str]:
     """(shown text, sort value) of a cell."""
     if v is None:
@@ -129,7 +143,8 @@ def _fmt(v, digits: int = 3) -> tuple[str, str]:
     return html.escape(str(v)), html.escape(str(v))
 
 
-def write_report_html(run_dir: str | Path, out: str | Path | None = None, images: dict[str, Path] | None = None) -> Path:
+def write_report_html(run_dir: str | Path, out: str | Path | None = None, images: dict[str, Path] | None = None,
+                      thumbnails: Mapping[int, Future] | None = None) -> Path:
     """Write the self-contained report of a run folder; returns its path (default ``run_dir/report.html``).
 
     Args:
@@ -137,6 +152,8 @@ def write_report_html(run_dir: str | Path, out: str | Path | None = None, images
         out: where to write the file (default inside ``run_dir``).
         images: image id -> photo path; None finds the run's dataset from its summary (thumbnails are
             left out when it cannot be found).
+        thumbnails: record index -> future of its thumbnail, already started (:func:`start_thumbnails`);
+            the images the report shows without one here are made now.
     """
     run = run_dir if isinstance(run_dir, RunDir) else read_run_dir(run_dir)
     target = Path(out) if out is not None else run.path / REPORT_HTML_NAME
@@ -177,11 +194,11 @@ def write_report_html(run_dir: str | Path, out: str | Path | None = None, images
         head.append('<th class="n">PxAP</th>')
     if has_faith:
         head += ['<th class="n">deletion</th>', '<th class="n">insertion</th>']
-    wanted = [r for r in rows if r["i"] in chosen and str(r["id"]) in images]
-    # decoding, resizing and JPEG encoding release the GIL: one thread per core
-    with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
-        uris = dict(zip((r["i"] for r in wanted),
-                        pool.map(lambda r: _thumb(images[str(r["id"])], run.input_size, r), wanted), strict=True))
+    started = dict(thumbnails or {})
+    wanted = [r for r in rows if r["i"] in chosen and r["i"] not in started and str(r["id"]) in images]
+    with ThreadPoolExecutor(thumbnail_threads()) as pool:
+        now = start_thumbnails(pool, ((r["i"], images[str(r["id"])], r) for r in wanted), run.input_size)
+        uris = {i: f.result() for i, f in {**started, **now}.items() if i in chosen}
     body = []
     for r in rows:
         thumb = ""

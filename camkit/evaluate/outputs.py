@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from camkit.app.report_html import write_report_html
@@ -21,7 +22,7 @@ from camkit.errors import DatasetError
 from camkit.evaluate.faithfulness import summarize_faithfulness
 from camkit.evaluate.gallery import GalleryMaps, gallery_panels, select_extremes
 from camkit.evaluate.protocol import Protocol
-from camkit.evaluate.results import FailedImage, Record, as_record
+from camkit.evaluate.results import FailedImage, ImageRecord, Record, as_record
 from camkit.evaluate.summary import summarize
 
 SUMMARY_NAME = "summary.json"
@@ -89,6 +90,34 @@ def write_outputs(
     """Write every output of the run into ``out``; ``records()`` streams the records (called several
     times). Gallery images whose map ``gallery_maps`` kept from the loop are not computed again. Adds
     ``summary["run"]["files"]`` and returns it."""
+    from camkit.app.report_html import thumbnail_threads
+
+    # the report's thumbnails are made on other threads while this one draws the figures
+    pool = ThreadPoolExecutor(thumbnail_threads(), thread_name_prefix="camkit-thumbnail")
+    try:
+        thumbnails = _start_thumbnails(pool, records, samples, protocol.input_size)
+        return _write_files(out, summary, records, samples, source, preprocess, protocol, class_names, gallery_size,
+                            gallery_maps, thumbnails)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _start_thumbnails(pool: ThreadPoolExecutor, records: Callable[[], Iterator[Record | dict]], samples: Sequence,
+                      input_size: int) -> dict:
+    """The report's thumbnails, started: every image with box values when the report shows them all."""
+    from camkit.app.report_html import MAX_THUMBNAILS, start_thumbnails
+
+    recs = [r for r in map(as_record, records()) if isinstance(r, ImageRecord) and r.boxes is not None]
+    if len(recs) > MAX_THUMBNAILS:  # the report picks the worst and best by the run's best tau itself
+        return {}
+    items = ((r.index, Path(samples[r.index].image_path),
+              {"gt_boxes": r.boxes.gt_boxes, "cvpr16_box": r.boxes.cvpr16_boxes[0]}) for r in recs if r.boxes)
+    return start_thumbnails(pool, items, input_size)
+
+
+def _write_files(out: Path, summary: dict, records: Callable[[], Iterator[Record | dict]], samples: Sequence,
+                 source: MapSource, preprocess, protocol: Protocol, class_names: Sequence[str] | None, gallery_size: int,
+                 gallery_maps: GalleryMaps | None, thumbnails: dict) -> dict[str, str]:
     from camkit.evaluate import plots, report
     from camkit.evaluate.tables import write_per_image_csv
 
@@ -114,5 +143,5 @@ def write_outputs(
     tmp.replace(out / SUMMARY_NAME)
     (out / REPORT_NAME).write_text(report.markdown_report(summary, files), encoding="utf-8")
     # Last: it reads the run's own files (summary, per_image.csv, figures) and embeds the thumbnails.
-    write_report_html(out)
+    write_report_html(out, thumbnails=thumbnails)
     return files
