@@ -6,7 +6,8 @@
     beforehand and fed as every batch, so only the network runs), and the same forward fed by the DataLoader (camkit's
     LocalizationImages with the squash transform, batch 32, ``--workers`` processes); against both, the
     whole ``camkit.evaluate.evaluate`` loop (maps, upsampling, CVPR16 boxes, the wsolevaluation tau sweep,
-    fsync'd records) and the call including the summary and output files. Runs are interleaved after a
+    fsync'd records), the call including the summary and output files, and a whole ``python -m camkit evaluate``
+    process on the same photos in Kaggle's layout (spawn to exit: imports, model, every output file). Runs are interleaved after a
     warm-up, in one process with glibc told to keep freed memory and libgomp's idle spin shortened (as the CLI
     does: ``camkit.malloc_tuning``, ``camkit.openmp_tuning``; ``--no-openmp-tuning`` keeps libgomp's default). Reported: the best of
     ``--rounds`` for each, and the median over rounds of each round's ratio to the mean of the ready-tensor
@@ -68,6 +69,32 @@ def repeated_dataset(n: int):
         for k, s in ((k, base[k % len(base)]) for k in range(n))
     ]
     return LocDataset("ILSVRC sample, repeated", samples, source=f"{SAMPLE} x{n}")
+
+
+def kaggle_layout(dataset, root: Path) -> Path:
+    """``dataset``'s photos (symlinks) and boxes written in Kaggle's ILSVRC layout under ``root``, for a
+    ``camkit evaluate`` process (``LOC_val_solution.csv``: ``synset x0 y0 x1 y1 ...`` per image)."""
+    synsets = [line.split()[0] for line in (SAMPLE / "LOC_synset_mapping.txt").read_text().splitlines()]
+    (root / "val").mkdir(parents=True)
+    (root / "LOC_synset_mapping.txt").write_text((SAMPLE / "LOC_synset_mapping.txt").read_text())
+    rows = ["ImageId,PredictionString"]
+    for k, s in enumerate(dataset.samples):
+        image_id = f"ILSVRC2012_val_{k + 1:08d}"
+        (root / "val" / f"{image_id}.JPEG").symlink_to(Path(s.image_path).resolve())
+        rows.append(image_id + "," + " ".join(f"{synsets[s.class_index]} {' '.join(str(int(v)) for v in b)}" for b in s.boxes))
+    (root / "LOC_val_solution.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def cli_process(root: Path, batch_size: int, workers: int) -> float:
+    """Wall seconds of one ``python -m camkit evaluate`` process on ``root``, from spawn to exit (imports, model,
+    loop, summary, CSV, figures, galleries, report.html), with the CLI's defaults otherwise."""
+    with tempfile.TemporaryDirectory() as d:
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "camkit", "evaluate", "--dataset", "ilsvrc", "--root", str(root), "--out",
+                        str(Path(d) / "run"), "--no-progress", "--batch-size", str(batch_size), "--workers", str(workers)],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return time.perf_counter() - t
 
 
 def plain_forward(model, dataset, batch_size: int, workers: int) -> float:
@@ -154,14 +181,16 @@ def throughput(args) -> list[str]:
     plain_forward(model, repeated_dataset(64), args.batch_size, args.workers)  # warm-up
     ready = ready_batches(model, ds, args.batch_size)
     ready_forward(model, ready)
-    fwd, ready_fwd, ev, ev_total, loads = [], [], [], [], []
-    ratios: dict[str, list[float]] = {"fwd": [], "loop": [], "total": [], "share": [], "inloop": []}
+    layout = kaggle_layout(ds, Path(tempfile.mkdtemp(prefix="camkit-bench-layout-")) / "ilsvrc")
+    fwd, ready_fwd, ev, ev_total, procs, loads = [], [], [], [], [], []
+    ratios: dict[str, list[float]] = {"fwd": [], "loop": [], "total": [], "process": [], "share": [], "inloop": []}
     for r in range(args.rounds):
         # the ready-tensor forward before and after the others: a round's ratios compare runs minutes apart
         # at most, which matters when other jobs share the machine
         before = ready_forward(model, ready)
         fwd.append(plain_forward(model, ds, args.batch_size, args.workers))
         loop, total, network = full_evaluate(model, ds, args.batch_size, args.workers)
+        procs.append(cli_process(layout, args.batch_size, args.workers))
         after = ready_forward(model, ready)
         ratios["share"].append(network / loop)
         ratios["inloop"].append((before + after) / 2 / network)
@@ -170,13 +199,14 @@ def throughput(args) -> list[str]:
         ev_total.append(total)
         loads.append(os.getloadavg()[0])
         ref = 2 / (before + after)  # ready-tensor rounds per second, the mean of the two
-        for key, seconds in (("fwd", fwd[-1]), ("loop", loop), ("total", total)):
+        for key, seconds in (("fwd", fwd[-1]), ("loop", loop), ("total", total), ("process", procs[-1])):
             ratios[key].append(1 / seconds / ref)
         print(f"round {r + 1} (load {loads[-1]:.1f}): ready-tensor forward {n / before:.1f} / {n / after:.1f} img/s, "
               f"forward {n / fwd[-1]:.1f} img/s, evaluate loop {n / loop:.1f} img/s (with summary/CSV/curves {n / total:.1f} img/s); "
-              f"loop / ready {ratios['loop'][-1]:.2f}, run / ready {ratios['total'][-1]:.2f}; network share of the loop "
+              f"loop / ready {ratios['loop'][-1]:.2f}, run / ready {ratios['total'][-1]:.2f}, process {n / procs[-1]:.1f} img/s "
+              f"({procs[-1]:.1f} s, / ready {ratios['process'][-1]:.2f}); network share of the loop "
               f"{ratios['share'][-1]:.3f}, in-loop network / ready forward speed {ratios['inloop'][-1]:.3f}", file=sys.stderr)
-    rf, f, e, t = n / min(ready_fwd), n / min(fwd), n / min(ev), n / min(ev_total)
+    rf, f, e, t, pr = n / min(ready_fwd), n / min(fwd), n / min(ev), n / min(ev_total), n / min(procs)
     med = {k: statistics.median(v) for k, v in ratios.items()}
     return [
         (f"| throughput, {n} images{f' (short side {args.image_size} px)' if args.image_size else ''}, batch {args.batch_size}, "
@@ -187,6 +217,8 @@ def throughput(args) -> list[str]:
         f"| plain forward (same loader) | {f:.1f} | 1.00 | {f / rf:.2f} | {med['fwd']:.2f} |",
         f"| camkit evaluate loop (maps, boxes, 100-tau sweep V1+V2, fsync'd records) | {e:.1f} | {e / f:.2f} | {e / rf:.2f} | {med['loop']:.2f} |",
         f"| camkit evaluate incl. summary, per_image.csv, curves PNG | {t:.1f} | {t / f:.2f} | {t / rf:.2f} | {med['total']:.2f} |",
+        (f"| `python -m camkit evaluate` process, spawn to exit (imports, model, loop, outputs, galleries, report.html) "
+         f"| {pr:.1f} | {pr / f:.2f} | {pr / rf:.2f} | {med['process']:.2f} |"),
         "",
         f"{args.rounds} rounds; 1-minute load average during the rounds {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} CPUs "
         "(each round's ratios use the mean of the ready-tensor forwards run just before and after it).",
