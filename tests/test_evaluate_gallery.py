@@ -87,3 +87,31 @@ def test_gallery_panels_use_kept_maps_and_compute_the_rest(lite0, ilsvrc_sample)
     assert np.allclose(panels[1]["cam"], 3.0)  # the kept map, resized
     again = gallery_panels(chosen, samples, source, pre, Protocol(), None)
     assert calls == [2, 3] and np.array_equal(panels[0]["image"], again[0]["image"])
+
+
+def test_gallery_boxes_sit_on_the_boxes_pixel_edges(tmp_path):
+    """Panels are drawn as one picture: a box on inclusive input pixels x0..x1 spans the pixels' outer edges
+    x0 - 0.5 .. x1 + 0.5, scaled to the panel (GT solid green, predicted dashed red); the PNG is RGB."""
+    from PIL import Image
+
+    from camkit.evaluate import plots
+
+    grey = np.full((224, 224, 3), 128, np.uint8)
+    panel = {"image": grey, "cam": np.zeros((224, 224), np.float32), "gt_boxes": [[10, 20, 100, 150]],
+             "pred_box": [120, 30, 200, 210], "title": "x"}
+    pic = plots._panel_picture(panel).astype(int)
+    s = plots._PANEL_PX / 224
+    green = (pic[..., 1] - pic[..., 0] > 60) & (pic[..., 1] - pic[..., 2] > 60)
+    red = (pic[..., 0] - pic[..., 1] > 60) & (pic[..., 0] - pic[..., 2] > 60)
+    mid_y = int(85 * s)
+    cols = np.flatnonzero(green[mid_y])
+    assert abs(cols.min() - 9.5 * s) <= 1.5 and abs(cols.max() - 100.5 * s) <= 1.5, cols
+    rows = np.flatnonzero(green[:, int(55 * s)])
+    assert abs(rows.min() - 19.5 * s) <= 1.5 and abs(rows.max() - 150.5 * s) <= 1.5, rows
+    # the predicted box's top edge is dashed: red runs with gaps between them, along its whole length
+    top = red[int(round(29.5 * s)) - 1 : int(round(29.5 * s)) + 2].any(axis=0)[int(120 * s) : int(200 * s)]
+    runs = np.diff(np.concatenate([[0], top.astype(int), [0]]))
+    assert (runs == 1).sum() >= 6 and 0.4 < top.mean() < 0.85, top.mean()
+    plots.plot_gallery([panel] * 4, tmp_path / "g.png", "title")
+    with Image.open(tmp_path / "g.png") as im:
+        assert im.mode == "RGB" and im.size == (3 * plots._COLUMN_PX, plots._HEAD_PX + 2 * plots._ROW_PX + plots._FOOT_PX)

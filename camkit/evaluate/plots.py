@@ -92,31 +92,84 @@ def plot_pxap_curve(summary: dict, path: str | Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def plot_gallery(panels: list[dict], path: str | Path, title: str, columns: int = 3) -> None:
-    """A grid of panels (``image`` uint8 [S,S,3], ``cam`` [S,S], ``gt_boxes``, ``pred_box``, ``title``)."""
-    from matplotlib.patches import Patch, Rectangle
+#: Gallery layout at the figure's 100 dpi: a column is 330 px wide, a panel's picture 300 px square under its
+#: two-line title; the figure's title above the rows and the legend below them.
+_COLUMN_PX, _ROW_PX, _PANEL_PX, _TITLE_PX, _HEAD_PX, _FOOT_PX = 330, 380, 300, 40, 34, 40
 
-    from camkit.viz import heatmap_rgb
+
+def plot_gallery(panels: list[dict], path: str | Path, title: str, columns: int = 3) -> None:
+    """A grid of panels (``image`` uint8 [S,S,3], ``cam`` [S,S], ``gt_boxes``, ``pred_box``, ``title``).
+
+    The pictures (photo and heatmap blended half and half, boxes drawn on them) are composed into one
+    image and matplotlib draws only the text around it: an Axes per panel costs ~25 ms to create.
+    """
+    from matplotlib.patches import Patch
 
     cols = max(1, min(columns, len(panels)))
     rows = (len(panels) + cols - 1) // cols
-    fig = _figure(figsize=(3.3 * cols, 3.9 * rows + 0.5))
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, p in zip(axes.ravel(), panels, strict=False):  # the last row may have empty cells
-        img = p["image"].astype(np.float32)
-        heat = heatmap_rgb(p["cam"]).astype(np.float32)
-        ax.imshow((0.5 * img + 0.5 * heat).astype(np.uint8))
-        for b in p["gt_boxes"]:
-            x0, y0, x1, y1 = b
-            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, ec=GT_COLOUR, lw=2))
-        x0, y0, x1, y1 = p["pred_box"]
-        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, ec=PRED_COLOUR, lw=2, ls="--"))
-        ax.set_title(p["title"], fontsize=8)
+    width, height = _COLUMN_PX * cols, _HEAD_PX + _ROW_PX * rows + _FOOT_PX * (1 if cols > 1 else 2)
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    fig = _figure(figsize=(width / 100, height / 100), dpi=100)
+    for k, p in enumerate(panels):
+        r, c = divmod(k, cols)
+        x = c * _COLUMN_PX + (_COLUMN_PX - _PANEL_PX) // 2
+        y = _HEAD_PX + r * _ROW_PX + _TITLE_PX
+        canvas[y : y + _PANEL_PX, x : x + _PANEL_PX] = _panel_picture(p)
+        fig.text((x + _PANEL_PX / 2) / width, 1 - (y - 4) / height, p["title"], ha="center", va="bottom", fontsize=8)
+    fig.figimage(canvas, 0, 0, origin="upper")
     fig.legend(handles=[Patch(ec=GT_COLOUR, fc="none", label="ground truth"),
                         Patch(ec=PRED_COLOUR, fc="none", ls="--", label="predicted (CVPR16, GT class)")],
-               loc="lower center", ncol=2, fontsize=8, frameon=False)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(path, dpi=100)
+               loc="lower center", ncol=2 if cols > 1 else 1, fontsize=8, frameon=False)  # one column is too narrow
+    fig.suptitle(title, fontsize=10, y=1 - 8 / height, va="top")
+    _save_rgb_png(fig, path)
+
+
+def _save_rgb_png(fig, path: str | Path) -> None:
+    """The figure as an RGB PNG (its background is opaque, so alpha carries nothing) at zlib level 3: a
+    quarter of ``savefig``'s RGBA level-6 encoding time for a photo gallery, the same file size."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    agg = FigureCanvasAgg(fig)
+    agg.draw()
+    rgb = np.ascontiguousarray(np.asarray(agg.buffer_rgba())[..., :3])
+    Image.fromarray(rgb).save(path, format="PNG", compress_level=3)
+
+
+def _panel_picture(p: dict) -> np.ndarray:
+    """uint8 ``[P, P, 3]``: the photo blended with the JET heatmap of ``p["cam"]``, upscaled, boxes on top
+    (GT solid green, predicted dashed red; inclusive input pixels, so a box spans ``x0 - 0.5 .. x1 + 0.5``)."""
+    import cv2
+
+    from camkit.viz import heatmap_rgb
+
+    size = p["image"].shape[0]
+    blend = (0.5 * p["image"].astype(np.float32) + 0.5 * heatmap_rgb(p["cam"]).astype(np.float32)).astype(np.uint8)
+    out = np.ascontiguousarray(cv2.resize(blend, (_PANEL_PX, _PANEL_PX), interpolation=cv2.INTER_LINEAR))
+    scale = _PANEL_PX / size
+    for b in p["gt_boxes"]:
+        _rectangle(out, b, scale, _rgb(GT_COLOUR), dashed=False)
+    _rectangle(out, p["pred_box"], scale, _rgb(PRED_COLOUR), dashed=True)
+    return out
+
+
+def _rgb(colour: str) -> tuple[int, int, int]:
+    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
+
+
+def _rectangle(img: np.ndarray, box, scale: float, colour: tuple[int, int, int], dashed: bool) -> None:
+    """Draw inclusive-pixel ``box`` (input coordinates) scaled by ``scale``, 2 px wide, anti-aliased."""
+    import cv2
+
+    ax, ay = (box[0] - 0.5) * scale, (box[1] - 0.5) * scale  # outer edges of the box's pixels
+    bx, by = (box[2] + 0.5) * scale, (box[3] + 0.5) * scale
+    corners = [(ax, ay), (bx, ay), (bx, by), (ax, by), (ax, ay)]
+    for (px, py), (qx, qy) in zip(corners[:-1], corners[1:], strict=False):
+        length = max(abs(qx - px), abs(qy - py), 1e-9)
+        # a dash every 13 px, ~8 px long once the 2-px line's round caps are drawn: matplotlib's "--" look
+        spans = [(t / length, min(t + 6, length) / length) for t in np.arange(0, length, 13)] if dashed else [(0.0, 1.0)]
+        for a, b in spans:
+            # 4 fractional bits: sub-pixel end points
+            p0 = (round((px + a * (qx - px)) * 16), round((py + a * (qy - py)) * 16))
+            p1 = (round((px + b * (qx - px)) * 16), round((py + b * (qy - py)) * 16))
+            cv2.line(img, p0, p1, colour, 2, cv2.LINE_AA, 4)
