@@ -599,7 +599,9 @@ def test_dff_updates_equal_scikit_learn_multiplicative_updates(lite0, chelsea_x)
     w0, h0 = random_init(v, 4)
     w, h, it = nmf(v, w0, h0)
     ref = sklearn_nmf(n_components=4, init="custom", solver="mu", max_iter=200, tol=1e-4)
-    wr = ref.fit_transform(v.numpy(), W=w0.numpy().copy(), H=h0.numpy().copy())
+    with warnings.catch_warnings():  # both may stop at the 200-iteration cap: sklearn warns, the test compares
+        warnings.simplefilter("ignore", category=UserWarning)  # ConvergenceWarning is a UserWarning
+        wr = ref.fit_transform(v.numpy(), W=w0.numpy().copy(), H=h0.numpy().copy())
     assert it == ref.n_iter_
     assert np.abs(wr - w.numpy()).max() <= 1e-10 and np.abs(ref.components_ - h.numpy()).max() <= 1e-10
     # On the photo: the tabby's map is the heatmap of the concept the classifier scores highest for 'tabby'.
