@@ -140,3 +140,35 @@ def test_box_work_runs_on_the_helpers_with_single_threaded_opencv(lite0, ilsvrc_
     assert len(seen) == 4 and all(name.startswith("camkit-helper") and threads == 1 for name, threads in seen)
     assert cv2.getNumThreads() == before and not _helper_threads()
 
+
+
+def test_evaluate_freezes_the_objects_alive_at_its_start_and_unfreezes_them(lite0, ilsvrc_sample, tmp_path):
+    """The collector's full passes skip the model and modules during a run (gc.freeze), and afterwards the
+    collector is as before; a caller's own freeze is left alone."""
+    import gc
+
+    from camkit.evaluate import evaluate
+
+    ds = read_ilsvrc(ilsvrc_sample)
+    source = make_map_source(lite0)
+    during: list[int] = []
+
+    def watched(x, gt):
+        during.append(gc.get_freeze_count())
+        return source(x, gt)
+
+    assert gc.get_freeze_count() == 0
+    first = evaluate(ds, lite0, limit=4, batch_size=2, map_source=watched, out_dir=tmp_path / "a", gallery_size=0)
+    assert during and min(during) > 1000 and gc.get_freeze_count() == 0
+    del first["run"]
+    gc.freeze()  # the caller's: evaluate neither adds to it nor unfreezes it
+    try:
+        mine = gc.get_freeze_count()
+        during.clear()
+        again = evaluate(ds, lite0, limit=4, batch_size=2, map_source=watched, out_dir=tmp_path / "b", gallery_size=0)
+        # the count only drops by frozen objects freed meanwhile (refcount); no unfreeze, no new freeze
+        assert all(mine - 100 <= d <= mine for d in during) and mine - 100 <= gc.get_freeze_count() <= mine
+    finally:
+        gc.unfreeze()
+    del again["run"]
+    assert again == first

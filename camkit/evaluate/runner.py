@@ -18,9 +18,11 @@ summary. A failure on any rank is raised on every rank (:meth:`camkit.distribute
 
 from __future__ import annotations
 
+import gc
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -194,53 +196,69 @@ def evaluate(
     gallery_maps = GalleryMaps(gallery_size) if out_dir is not None and gallery_size > 0 else None
     options = LoopOptions(workers=workers, boxes=has_boxes, masks=has_masks, backend=sweep_backend, model=model,
                           keep_map=gallery_maps.offer if gallery_maps is not None else None)
-    partition = batch_partition(len(samples), batch_size)
+    with _long_lived_objects_frozen():
+        partition = batch_partition(len(samples), batch_size)
 
-    group = current()
-    if not group.is_main:
-        progress = None  # rank 0 reports everyone's progress
-    if group.device != "cpu":  # a CUDA process group: this rank computes on its own GPU (cuda:LOCAL_RANK)
-        model.to(group.device)
-        source = _inputs_to(source, group.device)
+        group = current()
+        if not group.is_main:
+            progress = None  # rank 0 reports everyone's progress
+        if group.device != "cpu":  # a CUDA process group: this rank computes on its own GPU (cuda:LOCAL_RANK)
+            model.to(group.device)
+            source = _inputs_to(source, group.device)
 
-    def run(todo: set[int], sink, n_done: int, report: Progress | None) -> None:
-        batches = group.share([partition[b] for b in batches_needing(partition, todo)])
-        run_batches(samples, batches, todo, protocol, source, preprocess, sink, options, report, n_done)
+        def run(todo: set[int], sink, n_done: int, report: Progress | None) -> None:
+            batches = group.share([partition[b] for b in batches_needing(partition, todo)])
+            run_batches(samples, batches, todo, protocol, source, preprocess, sink, options, report, n_done)
 
-    t0 = time.perf_counter()
-    finish_args = (samples, protocol, model_info, dataset_info, sweep_backend, t0)
-    outputs_args = (source, preprocess, dataset, model, gallery_size, group.world_size)
-    if out_dir is None:
-        memory: list[Record] = []
-        group.run(lambda: run(set(range(len(samples))), memory.extend, 0, progress))
-        if group.distributed:
-            memory = sorted((r for part in group.all_gather(memory) for r in part), key=lambda r: r.index)
-        return finish_run(None, memory.__iter__, *finish_args, 0, *outputs_args, gallery_maps=gallery_maps)
-    rundir = RunDirectory(out_dir, run_fingerprint(protocol, model_info, dataset_info, batch_size), resume,
-                          world_size=group.world_size)
-    group.on_main(rundir.open)
+        t0 = time.perf_counter()
+        finish_args = (samples, protocol, model_info, dataset_info, sweep_backend, t0)
+        outputs_args = (source, preprocess, dataset, model, gallery_size, group.world_size)
+        if out_dir is None:
+            memory: list[Record] = []
+            group.run(lambda: run(set(range(len(samples))), memory.extend, 0, progress))
+            if group.distributed:
+                memory = sorted((r for part in group.all_gather(memory) for r in part), key=lambda r: r.index)
+            return finish_run(None, memory.__iter__, *finish_args, 0, *outputs_args, gallery_maps=gallery_maps)
+        rundir = RunDirectory(out_dir, run_fingerprint(protocol, model_info, dataset_info, batch_size), resume,
+                              world_size=group.world_size)
+        group.on_main(rundir.open)
+        try:
+            done = set(group.on_main(lambda: sorted(rundir.done_indices())))
+            group.run(lambda: _check_visible(rundir, group))
+            todo = set(range(len(samples))) - done
+
+            # Rank 0's count of everyone's records runs until every rank has finished (the gather in group.run).
+            with RunProgress(progress, rundir, len(samples), group) as report:
+
+                def work() -> None:
+                    with rundir.writer(group.rank) as writer:
+                        run(todo, lambda recs: writer.write(r.to_dict() for r in recs), len(done), report)
+
+                group.run(work)
+
+            def finish() -> dict:
+                rundir.merge()
+                return finish_run(Path(out_dir), rundir.records, *finish_args, len(done), *outputs_args, gallery_maps=gallery_maps)
+
+            return group.on_main(finish)
+        finally:
+            if group.is_main:
+                rundir.close()
+
+
+@contextmanager
+def _long_lived_objects_frozen() -> Iterator[None]:
+    """``gc.freeze()`` for the run: the objects alive when it starts (modules, the model, ~200,000 of them) are
+    left out of the collector's full passes, which a long run triggers every few seconds (0.1 s each here);
+    unfrozen after, so they are collected as before. Left alone when the caller has frozen objects itself."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
     try:
-        done = set(group.on_main(lambda: sorted(rundir.done_indices())))
-        group.run(lambda: _check_visible(rundir, group))
-        todo = set(range(len(samples))) - done
-
-        # Rank 0's count of everyone's records runs until every rank has finished (the gather in group.run).
-        with RunProgress(progress, rundir, len(samples), group) as report:
-
-            def work() -> None:
-                with rundir.writer(group.rank) as writer:
-                    run(todo, lambda recs: writer.write(r.to_dict() for r in recs), len(done), report)
-
-            group.run(work)
-
-        def finish() -> dict:
-            rundir.merge()
-            return finish_run(Path(out_dir), rundir.records, *finish_args, len(done), *outputs_args, gallery_maps=gallery_maps)
-
-        return group.on_main(finish)
+        yield
     finally:
-        if group.is_main:
-            rundir.close()
+        gc.unfreeze()
 
 
 def _inputs_to(source: MapSource, device: str) -> MapSource:
