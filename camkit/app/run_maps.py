@@ -4,8 +4,8 @@ For an image of the run this repeats the evaluation protocol with public camkit 
 squashed to the run's ``input_size`` (the model's own interpolation, mean and std), the ground-truth
 class's map by the run's method, resized to the input as the evaluator does
 (:func:`camkit.resample.resize_map_cubic`, OpenCV's INTER_CUBIC) and min-max normalised; then the
-wsolevaluation boxes at every tau of the run's grid (:func:`camkit.localize.sweep_boxes`, V1 and V2). The viewer draws them on the squashed photo, the
-coordinates the run's GT boxes are in.
+wsolevaluation boxes at every tau of the run's grid (:func:`camkit.localize.sweep_boxes`, V1 and V2).
+The viewer draws them on the squashed photo, the coordinates the run's GT boxes are in.
 """
 
 from __future__ import annotations

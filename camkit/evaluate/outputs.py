@@ -107,11 +107,13 @@ def _start_thumbnails(pool: ThreadPoolExecutor, records: Callable[[], Iterator[R
     """The report's thumbnails, started: every image with box values when the report shows them all."""
     from camkit.app.report_html import MAX_THUMBNAILS, start_thumbnails
 
-    recs = [r for r in map(as_record, records()) if isinstance(r, ImageRecord) and r.boxes is not None]
-    if len(recs) > MAX_THUMBNAILS:  # the report picks the worst and best by the run's best tau itself
-        return {}
-    items = ((r.index, Path(samples[r.index].image_path),
-              {"gt_boxes": r.boxes.gt_boxes, "cvpr16_box": r.boxes.cvpr16_boxes[0]}) for r in recs if r.boxes)
+    items: list[tuple[int, Path, dict]] = []
+    for r in map(as_record, records()):
+        if isinstance(r, ImageRecord) and r.boxes is not None:
+            if len(items) == MAX_THUMBNAILS:  # more: the report picks the worst and best by the run's best tau
+                return {}
+            items.append((r.index, Path(samples[r.index].image_path),
+                          {"gt_boxes": r.boxes.gt_boxes, "cvpr16_box": r.boxes.cvpr16_boxes[0]}))
     return start_thumbnails(pool, items, input_size)
 
 
