@@ -7,7 +7,9 @@
     LocalizationImages with the squash transform, batch 32, ``--workers`` processes); against both, the
     whole ``camkit.evaluate.evaluate`` loop (maps, upsampling, CVPR16 boxes, the wsolevaluation tau sweep,
     fsync'd records), the call including the summary and output files, and a whole ``python -m camkit evaluate``
-    process on the same photos in Kaggle's layout (spawn to exit: imports, model, every output file). Runs are interleaved after a
+    process on the same photos in Kaggle's layout (spawn to exit: imports, model, every output file); and the
+    loop against the ready forward paired in chunks of ``--chunk-batches`` batches taken in turn, so the machine's
+    drift falls on both sides. Runs are interleaved after a
     warm-up, in one process with glibc told to keep freed memory and libgomp's idle spin shortened (as the CLI
     does: ``camkit.malloc_tuning``, ``camkit.openmp_tuning``; ``--no-openmp-tuning`` keeps libgomp's default). Reported: the best of
     ``--rounds`` for each, and the median over rounds of each round's ratio to the mean of the ready-tensor
@@ -141,6 +143,26 @@ def ready_forward(model, batches: list) -> float:
     return time.perf_counter() - t
 
 
+def paired_chunks(model, dataset, ready: list, batch_size: int, workers: int, chunk_batches: int) -> tuple[float, float]:
+    """Seconds of the ready-tensor forward and of the evaluate loop, summed over chunks of ``chunk_batches``
+    batches taken in turn (a ready forward of the chunk's batches, then ``evaluate`` of its images into a fresh
+    output folder, records fsync'd): each pair runs within a few seconds, so the machine's drift over a round
+    falls on both sides. Each chunk's loop time also carries the start of its helper threads and its first read."""
+    from camkit.datasets import LocDataset
+    from camkit.evaluate import evaluate
+
+    n, per = len(dataset.samples), chunk_batches * batch_size
+    fwd = loop = 0.0
+    for start in range(0, n, per):
+        part = LocDataset(dataset.name, dataset.samples[start : start + per], source=dataset.source)
+        first = start // batch_size
+        fwd += ready_forward(model, ready[first : first + (len(part.samples) + batch_size - 1) // batch_size])
+        with tempfile.TemporaryDirectory() as d:  # records written and fsync'd as in a real run
+            s = evaluate(part, model, batch_size=batch_size, workers=workers, out_dir=d, progress=False, gallery_size=0)
+        loop += s["run"]["seconds"]
+    return fwd, loop
+
+
 def full_evaluate(model, dataset, batch_size: int, workers: int) -> tuple[float, float, float]:
     """Seconds of the loop, of the whole call, and of the network inside the loop (the map source's calls:
     the forward, the top-k and the CAM einsum), measured in the same run."""
@@ -183,7 +205,8 @@ def throughput(args) -> list[str]:
     ready_forward(model, ready)
     layout = kaggle_layout(ds, Path(tempfile.mkdtemp(prefix="camkit-bench-layout-")) / "ilsvrc")
     fwd, ready_fwd, ev, ev_total, procs, loads = [], [], [], [], [], []
-    ratios: dict[str, list[float]] = {"fwd": [], "loop": [], "total": [], "process": [], "share": [], "inloop": []}
+    ratios: dict[str, list[float]] = {"fwd": [], "loop": [], "total": [], "process": [], "share": [], "inloop": [],
+                                      "paired": []}
     for r in range(args.rounds):
         # the ready-tensor forward before and after the others: a round's ratios compare runs minutes apart
         # at most, which matters when other jobs share the machine
@@ -191,6 +214,8 @@ def throughput(args) -> list[str]:
         fwd.append(plain_forward(model, ds, args.batch_size, args.workers))
         loop, total, network = full_evaluate(model, ds, args.batch_size, args.workers)
         procs.append(cli_process(layout, args.batch_size, args.workers))
+        paired_fwd, paired_loop = paired_chunks(model, ds, ready, args.batch_size, args.workers, args.chunk_batches)
+        ratios["paired"].append(paired_fwd / paired_loop)
         after = ready_forward(model, ready)
         ratios["share"].append(network / loop)
         ratios["inloop"].append((before + after) / 2 / network)
@@ -204,7 +229,8 @@ def throughput(args) -> list[str]:
         print(f"round {r + 1} (load {loads[-1]:.1f}): ready-tensor forward {n / before:.1f} / {n / after:.1f} img/s, "
               f"forward {n / fwd[-1]:.1f} img/s, evaluate loop {n / loop:.1f} img/s (with summary/CSV/curves {n / total:.1f} img/s); "
               f"loop / ready {ratios['loop'][-1]:.2f}, run / ready {ratios['total'][-1]:.2f}, process {n / procs[-1]:.1f} img/s "
-              f"({procs[-1]:.1f} s, / ready {ratios['process'][-1]:.2f}); network share of the loop "
+              f"({procs[-1]:.1f} s, / ready {ratios['process'][-1]:.2f}); loop / ready paired in chunks {ratios['paired'][-1]:.3f}; "
+              f"network share of the loop "
               f"{ratios['share'][-1]:.3f}, in-loop network / ready forward speed {ratios['inloop'][-1]:.3f}", file=sys.stderr)
     rf, f, e, t, pr = n / min(ready_fwd), n / min(fwd), n / min(ev), n / min(ev_total), n / min(procs)
     med = {k: statistics.median(v) for k, v in ratios.items()}
@@ -222,6 +248,10 @@ def throughput(args) -> list[str]:
         "",
         f"{args.rounds} rounds; 1-minute load average during the rounds {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} CPUs "
         "(each round's ratios use the mean of the ready-tensor forwards run just before and after it).",
+        "",
+        f"Paired in chunks of {args.chunk_batches} batches (a ready-tensor forward of the chunk's batches, then evaluate of its "
+        "images with records written, in turn; each chunk's loop time also carries its own first read): "
+        f"loop / ready forward median {med['paired']:.3f} (rounds {', '.join(f'{v:.3f}' for v in ratios['paired'])}).",
         "",
         "Within each evaluate run (no reference run at another time, so machine drift cancels): the network's share "
         f"of the loop's time (the map source's calls / loop seconds) median {med['share']:.3f} "
@@ -268,6 +298,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, default=0, help="DataLoader processes (0: camkit's default, images read on its helper threads; "
                    "the plain forward then reads them in the main process)")
+    p.add_argument("--chunk-batches", type=int, default=5, help="batches per chunk of the paired loop / forward measurement")
     p.add_argument("--image-size", type=int, default=0, help="resize the photos to this short side first (0: as they are)")
     p.add_argument("--rss-child", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--skip-memory", action="store_true")
