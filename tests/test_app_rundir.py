@@ -151,6 +151,21 @@ def test_report_thumbnails_show_the_squashed_photo_and_its_boxes(run_dir: Path, 
         assert edge[1] > 150 and edge[0] < 110 and edge[2] < 140, (rec["id"], edge)
 
 
+def test_records_hold_the_tau_curves_as_arrays_of_the_same_values(run_dir: Path) -> None:
+    from camkit.app.rundir import read_run_dir
+    from camkit.app.view_app import merged_rows
+
+    run = read_run_dir(run_dir)
+    raw = {json.loads(line)["i"]: json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()}
+    for rec in run.records:
+        for key in ("v1", "v2"):
+            assert isinstance(rec[key], np.ndarray) and rec[key].dtype == np.float64
+            assert rec[key].tolist() == raw[rec["i"]][key]  # the same floats, bit for bit
+    rows = merged_rows([run, run])
+    json.dumps(rows)  # what the viewer sends: plain lists again
+    assert rows[0]["v1"][0] == raw[rows[0]["i"]]["v1"]
+
+
 def test_not_a_run_folder_is_one_line(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "camkit", "view", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2

@@ -5,7 +5,9 @@ dataset), ``records.jsonl`` (one JSON line per image: ``i``, ``id``, ``w``, ``h`
 ``scores``; with boxes ``gt_boxes``, ``cvpr16_boxes``, ``cvpr16_ious``, ``v1``, ``v2`` per tau on the
 input square; optional ``pxap`` bin counts and ``faith``; failures ``{"i", "id", "error"}``) and
 ``per_image.csv`` (``gt_name``, per-image ``pxap``). Boxes are ``x0, y0, x1, y1`` inclusive pixels on the
-``input_size`` square the photo was squashed to, as the evaluation measured them.
+``input_size`` square the photo was squashed to, as the evaluation measured them. In :attr:`RunDir.records`
+the per-tau ``v1`` and ``v2`` are float64 numpy arrays (the same values: a list of 100 Python floats takes
+~3.3 KB, the array 0.9 KB, and a 50,000-image run holds 100,000 of them).
 
 Per image, "IoU at the best tau" is the image's V1 IoU (largest contour, wsolevaluation) at the run's
 MaxBoxAcc threshold (``summary.best_tau.v1["50"]``), and "correct" means that IoU is >= 0.5: the image
@@ -52,6 +54,9 @@ def _read_records(path: Path) -> list[dict]:
             try:
                 rec = json.loads(line)
                 i = int(rec["i"])
+                for key in ("v1", "v2"):
+                    if key in rec:
+                        rec[key] = np.asarray(rec[key], dtype=np.float64)
             except (ValueError, KeyError, TypeError):
                 raise RunDirectoryError(f"{path} line {no} is not a camkit record; is this an output folder of camkit evaluate?") from None
             seen.setdefault(i, rec)
@@ -208,7 +213,7 @@ def image_rows(run: RunDir) -> list[dict]:
             row.update({
                 "iou": float(v1[best]),
                 "correct": bool(v1[best] >= LOC_IOU),
-                "best_iou": float(max(v1)),
+                "best_iou": float(np.max(v1)),
                 "gt_known_iou": float(r["cvpr16_ious"][0]),
                 "gt_boxes": r["gt_boxes"],
                 "cvpr16_box": r["cvpr16_boxes"][0],

@@ -17,6 +17,7 @@ Nothing is written to the run folders.
 
 from __future__ import annotations
 
+import numpy as np
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -57,7 +58,7 @@ def run_docs(runs: list[RunDir]) -> list[dict]:
 def merged_rows(runs: list[RunDir]) -> list[dict]:
     """Rows of the first run's images, each with every run's row matched by image id."""
     per_run = [{row["id"]: row for row in image_rows(r)} for r in runs]
-    v1_by_run = [{str(rec.get("id")): rec.get("v1") for rec in r.records if "v1" in rec} for r in runs]
+    v1_by_run = [{str(rec.get("id")): np.asarray(rec["v1"]).tolist() for rec in r.records if "v1" in rec} for r in runs]
     out = []
     for row in image_rows(runs[0]):
         merged = dict(row)
