@@ -227,7 +227,7 @@ def throughput(args) -> list[str]:
         for key, seconds in (("fwd", fwd[-1]), ("loop", loop), ("total", total), ("process", procs[-1])):
             ratios[key].append(1 / seconds / ref)
         print(f"round {r + 1} (load {loads[-1]:.1f}): ready-tensor forward {n / before:.1f} / {n / after:.1f} img/s, "
-              f"forward {n / fwd[-1]:.1f} img/s, evaluate loop {n / loop:.1f} img/s (with summary/CSV/curves {n / total:.1f} img/s); "
+              f"forward {n / fwd[-1]:.1f} img/s, evaluate loop {n / loop:.1f} img/s (with summary/CSV/curves/report {n / total:.1f} img/s); "
               f"loop / ready {ratios['loop'][-1]:.2f}, run / ready {ratios['total'][-1]:.2f}, process {n / procs[-1]:.1f} img/s "
               f"({procs[-1]:.1f} s, / ready {ratios['process'][-1]:.2f}); loop / ready paired in chunks {ratios['paired'][-1]:.3f}; "
               f"network share of the loop "
@@ -242,7 +242,7 @@ def throughput(args) -> list[str]:
         f"| plain forward on ready tensors (one batch decoded beforehand) | {rf:.1f} | {rf / f:.2f} | 1.00 | 1.00 |",
         f"| plain forward (same loader) | {f:.1f} | 1.00 | {f / rf:.2f} | {med['fwd']:.2f} |",
         f"| camkit evaluate loop (maps, boxes, 100-tau sweep V1+V2, fsync'd records) | {e:.1f} | {e / f:.2f} | {e / rf:.2f} | {med['loop']:.2f} |",
-        f"| camkit evaluate incl. summary, per_image.csv, curves PNG | {t:.1f} | {t / f:.2f} | {t / rf:.2f} | {med['total']:.2f} |",
+        f"| camkit evaluate call incl. summary, per_image.csv, curves PNG, report.html (no galleries) | {t:.1f} | {t / f:.2f} | {t / rf:.2f} | {med['total']:.2f} |",
         (f"| `python -m camkit evaluate` process, spawn to exit (imports, model, loop, outputs, galleries, report.html) "
          f"| {pr:.1f} | {pr / f:.2f} | {pr / rf:.2f} | {med['process']:.2f} |"),
         "",
