@@ -170,3 +170,19 @@ def test_not_a_run_folder_is_one_line(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "camkit", "view", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "run.json" in proc.stderr
+
+
+def test_every_thumbnail_is_started_only_when_the_report_shows_every_image(monkeypatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from camkit.app import report_html
+
+    monkeypatch.setattr(report_html, "MAX_THUMBNAILS", 3)
+    made: list[int] = []
+    monkeypatch.setattr(report_html, "_thumb", lambda path, size, row: made.append(int(path.stem)) or f"uri{path.stem}")
+    boxes = [(i, [[0, 0, 1, 1]], [0, 0, 2, 2]) for i in range(4)]
+    with ThreadPoolExecutor(2) as pool:
+        assert report_html.start_every_thumbnail(pool, iter(boxes), lambda i: Path(f"{i}.jpg"), 224) == {}  # 4 > 3
+        started = report_html.start_every_thumbnail(pool, iter(boxes[:3]), lambda i: Path(f"{i}.jpg"), 224)
+        assert {i: f.result() for i, f in started.items()} == {0: "uri0", 1: "uri1", 2: "uri2"}
+    assert sorted(made) == [0, 1, 2]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import html
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,7 +27,7 @@ import numpy as np
 from camkit.app.imaging import data_uri, jpeg_bytes
 from camkit.app.rundir import RunDir, image_rows, read_run_dir
 
-__all__ = ["write_report_html", "start_thumbnails", "REPORT_HTML_NAME"]
+__all__ = ["write_report_html", "start_thumbnails", "start_every_thumbnail", "REPORT_HTML_NAME"]
 
 REPORT_HTML_NAME = "report.html"
 #: At most this many thumbnails are embedded (worst images first, then the best), ~8 KB each.
@@ -130,6 +130,20 @@ def start_thumbnails(pool: Executor, items: Iterable[tuple[int, Path, dict]], in
     them). Returns record index -> future of the data URI (None when the photo cannot be read), for
     :func:`write_report_html`'s ``thumbnails``: a caller starts them while it does other work."""
     return {i: pool.submit(_thumb, path, input_size, row) for i, path, row in items}
+
+
+def start_every_thumbnail(pool: Executor, boxes: Iterable[tuple[int, list, list]], photo: Callable[[int], Path],
+                          input_size: int) -> dict[int, Future]:
+    """Start the thumbnails of a run whose report shows every image: ``boxes`` yields, per image with box values,
+    (record index, GT boxes, the GT class's CVPR16 box) on the ``input_size`` square, and ``photo(index)`` gives
+    its file. More than :data:`MAX_THUMBNAILS` images: nothing is started ({}), since the report then shows the
+    worst and best by the run's best tau, known once the summary is written."""
+    items: list[tuple[int, Path, dict]] = []
+    for i, gt_boxes, cvpr16_box in boxes:
+        if len(items) == MAX_THUMBNAILS:
+            return {}
+        items.append((i, photo(i), {"gt_boxes": gt_boxes, "cvpr16_box": cvpr16_box}))
+    return start_thumbnails(pool, items, input_size)
 
 
 def _fmt(v, digits: int = 3) -> tuple[str, str]:

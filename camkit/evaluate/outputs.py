@@ -90,31 +90,18 @@ def write_outputs(
     """Write every output of the run into ``out``; ``records()`` streams the records (called several
     times). Gallery images whose map ``gallery_maps`` kept from the loop are not computed again. Adds
     ``summary["run"]["files"]`` and returns it."""
-    from camkit.app.report_html import thumbnail_threads
+    from camkit.app.report_html import start_every_thumbnail, thumbnail_threads
 
     # the report's thumbnails are made on other threads while this one draws the figures
     pool = ThreadPoolExecutor(thumbnail_threads(), thread_name_prefix="camkit-thumbnail")
     try:
-        thumbnails = _start_thumbnails(pool, records, samples, protocol.input_size)
+        boxes = ((r.index, r.boxes.gt_boxes, r.boxes.cvpr16_boxes[0]) for r in map(as_record, records())
+                 if isinstance(r, ImageRecord) and r.boxes is not None)
+        thumbnails = start_every_thumbnail(pool, boxes, lambda i: Path(samples[i].image_path), protocol.input_size)
         return _write_files(out, summary, records, samples, source, preprocess, protocol, class_names, gallery_size,
                             gallery_maps, thumbnails)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _start_thumbnails(pool: ThreadPoolExecutor, records: Callable[[], Iterator[Record | dict]], samples: Sequence,
-                      input_size: int) -> dict:
-    """The report's thumbnails, started: every image with box values when the report shows them all."""
-    from camkit.app.report_html import MAX_THUMBNAILS, start_thumbnails
-
-    items: list[tuple[int, Path, dict]] = []
-    for r in map(as_record, records()):
-        if isinstance(r, ImageRecord) and r.boxes is not None:
-            if len(items) == MAX_THUMBNAILS:  # more: the report picks the worst and best by the run's best tau
-                return {}
-            items.append((r.index, Path(samples[r.index].image_path),
-                          {"gt_boxes": r.boxes.gt_boxes, "cvpr16_box": r.boxes.cvpr16_boxes[0]}))
-    return start_thumbnails(pool, items, input_size)
 
 
 def _write_files(out: Path, summary: dict, records: Callable[[], Iterator[Record | dict]], samples: Sequence,
