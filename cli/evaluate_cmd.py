@@ -4,6 +4,7 @@ masks for PxAP) / a CSV of boxes."""
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -43,72 +44,79 @@ def evaluate_command(
     faithfulness_steps: int = typer.Option(224, "--faithfulness-steps", min=2, help="Deletion/insertion steps (RISE: 224)."),
 ) -> None:
     """Score CAM localization: MaxBoxAcc, MaxBoxAccV2, top-1/top-5/GT-known loc, PxAP on masks (wsolevaluation protocol)."""
-    from camkit.distributed import process_group
-    from camkit.evaluate import evaluate
-    from camkit.models import load_model
+    from camkit.evaluate.figure_process import discard_early, start_early
 
-    # Under torchrun (WORLD_SIZE > 1) every process runs this command: one process group, the batches
-    # dealt out to the ranks, rank 0 writing the outputs and printing (camkit.distributed).
-    with process_group() as group:
-        if dataset is None:
-            raise fail(f"--dataset is required: one of {', '.join(DATASET_KINDS)}")
-        if root is None:
-            raise fail("--root is required: the dataset folder (e.g. --root ILSVRC2012 holding val/ and the boxes)")
-        from camkit.datasets import read_layout
+    if os.environ.get("RANK", "0") in ("", "0"):  # the process that writes the outputs (rank 0 under torchrun)
+        start_early()  # the figure process does its imports while this one imports torch, below
+    try:
+        from camkit.distributed import process_group
+        from camkit.evaluate import evaluate
+        from camkit.models import load_model
 
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            ds = read_layout(dataset, root, annotations, split, mask_root)
-        for w in caught if group.is_main else ():
-            err_console.print(f"[yellow]warning:[/] {w.message}", soft_wrap=True)
-        from camkit.cam.methods import check_smooth, default_method, layer_spec, method_info
+        # Under torchrun (WORLD_SIZE > 1) every process runs this command: one process group, the batches
+        # dealt out to the ranks, rank 0 writing the outputs and printing (camkit.distributed).
+        with process_group() as group:
+            if dataset is None:
+                raise fail(f"--dataset is required: one of {', '.join(DATASET_KINDS)}")
+            if root is None:
+                raise fail("--root is required: the dataset folder (e.g. --root ILSVRC2012 holding val/ and the boxes)")
+            from camkit.datasets import read_layout
 
-        layers, smooth = layer_spec(layer), check_smooth(smooth)
-        if method is not None:
-            method = method_info(method).name  # an unknown method fails before any work
-        m = load_model(model, weights)
-        if method == "cam" and getattr(m, "cam_kind", "exact") == "gradient":
-            raise fail(f"{m.name} has no pool+linear head, so plain CAM does not apply; pass --method gradcam (or another method)")
-        method = method or default_method(m, layers)
-        from camkit.evaluate.rundir import ResumeError
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                ds = read_layout(dataset, root, annotations, split, mask_root)
+            for w in caught if group.is_main else ():
+                err_console.print(f"[yellow]warning:[/] {w.message}", soft_wrap=True)
+            from camkit.cam.methods import check_smooth, default_method, layer_spec, method_info
 
-        try:
-            with _progress_bar(progress and group.is_main) as report:
-                summary = evaluate(ds, m, input_size=input_size, batch_size=batch_size, workers=workers, tau_step=tau_step,
-                                   limit=limit, out_dir=out, resume=resume, progress=report, method=method, layer=layers,
-                                   smooth=smooth, seed=seed,
-                                   faithfulness=faithfulness, faithfulness_steps=faithfulness_steps)
-        except KeyboardInterrupt:
-            # Finished batches are on disk (fsync'd); the DataLoader's workers were shut down on the way out.
-            raise fail(f"interrupted; the images done so far are kept in {out}: run the same command with --resume to "
-                       "continue", 130) from None
-        except ResumeError as e:
-            if e.differs is None:
-                raise fail(f"{out} already holds results (records.jsonl); pass --resume to continue it, or another --out") from None
-            raise fail(f"--resume: {out} holds a run with a different {', '.join(e.differs)}; use the same dataset, model "
-                       "and options (--batch-size included), or another --out") from None
-        checked = _sanity_check(ds, m, method, layers, smooth, summary, out, sanity_images, seed, progress) if sanity and group.is_main else None
-        if checked is not None:
-            summary["sanity"] = {k: v for k, v in checked.to_dict().items() if k != "per_image"}
-        if not group.is_main:  # rank 0 prints; every rank exits with the same code
-            if summary["n_failed"]:
-                raise typer.Exit(1)
-            return
-        if as_json:
-            out_console.print_json(json.dumps({k: v for k, v in summary.items() if k not in ("curves", "pxap_curve")}))
-        else:
-            _print_summary(summary, out)
+            layers, smooth = layer_spec(layer), check_smooth(smooth)
+            if method is not None:
+                method = method_info(method).name  # an unknown method fails before any work
+            m = load_model(model, weights)
+            if method == "cam" and getattr(m, "cam_kind", "exact") == "gradient":
+                raise fail(f"{m.name} has no pool+linear head, so plain CAM does not apply; pass --method gradcam (or another method)")
+            method = method or default_method(m, layers)
+            from camkit.evaluate.rundir import ResumeError
+
+            try:
+                with _progress_bar(progress and group.is_main) as report:
+                    summary = evaluate(ds, m, input_size=input_size, batch_size=batch_size, workers=workers, tau_step=tau_step,
+                                       limit=limit, out_dir=out, resume=resume, progress=report, method=method, layer=layers,
+                                       smooth=smooth, seed=seed,
+                                       faithfulness=faithfulness, faithfulness_steps=faithfulness_steps)
+            except KeyboardInterrupt:
+                # Finished batches are on disk (fsync'd); the DataLoader's workers were shut down on the way out.
+                raise fail(f"interrupted; the images done so far are kept in {out}: run the same command with --resume to "
+                           "continue", 130) from None
+            except ResumeError as e:
+                if e.differs is None:
+                    raise fail(f"{out} already holds results (records.jsonl); pass --resume to continue it, or another --out") from None
+                raise fail(f"--resume: {out} holds a run with a different {', '.join(e.differs)}; use the same dataset, model "
+                           "and options (--batch-size included), or another --out") from None
+            checked = _sanity_check(ds, m, method, layers, smooth, summary, out, sanity_images, seed, progress) if sanity and group.is_main else None
             if checked is not None:
-                from .sanity_cmd import print_sanity_table
+                summary["sanity"] = {k: v for k, v in checked.to_dict().items() if k != "per_image"}
+            if not group.is_main:  # rank 0 prints; every rank exits with the same code
+                if summary["n_failed"]:
+                    raise typer.Exit(1)
+                return
+            if as_json:
+                out_console.print_json(json.dumps({k: v for k, v in summary.items() if k not in ("curves", "pxap_curve")}))
+            else:
+                _print_summary(summary, out)
+                if checked is not None:
+                    from .sanity_cmd import print_sanity_table
 
-                print_sanity_table(checked, out)
-        if summary["n_failed"]:
-            for f in summary["failed"]:
-                err_console.print(f"skipped {f['image_id']}: {f['error']}", markup=False, soft_wrap=True)
-            err_console.print(f"{summary['n_failed']} of {summary['n_failed'] + summary['n_images']} images could not be "
-                              "read (listed above); the summary leaves them out", soft_wrap=True)
-            raise typer.Exit(1)
+                    print_sanity_table(checked, out)
+            if summary["n_failed"]:
+                for f in summary["failed"]:
+                    err_console.print(f"skipped {f['image_id']}: {f['error']}", markup=False, soft_wrap=True)
+                err_console.print(f"{summary['n_failed']} of {summary['n_failed'] + summary['n_images']} images could not be "
+                                  "read (listed above); the summary leaves them out", soft_wrap=True)
+                raise typer.Exit(1)
 
+    finally:
+        discard_early()  # when the run ended before its outputs took it
 
 def _sanity_check(ds, model, method: str, layers, smooth: str | None, summary: dict, out: Path, n_images: int, seed: int, progress: bool):
     """The cascading model-randomization test of ``method`` on the first ``n_images`` images the run read,

@@ -293,6 +293,9 @@ def test_per_image_csv_report_and_curve(run):
     assert "Box metrics (top-k localization, MaxBoxAcc, MaxBoxAccV2) skipped" in report
     assert "OpenImages30k test | CAM VGG16, InceptionV3, ResNet50 | PxAP | see Choe et al. 2020" in report
     assert "MaxBoxAccV2 |" not in report and "pxap_pr_curve.png" in report
+    # report.html embeds the PxAP curve (it looked for another file name until the names were shared)
+    html = (out / "report.html").read_text()
+    assert '<h2>pxap_pr_curve.png</h2><img alt="pxap_pr_curve.png" src="data:image/png;base64,' in html
 
 
 def test_boxes_and_masks_get_both(run, lite0):

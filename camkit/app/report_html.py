@@ -26,10 +26,10 @@ import numpy as np
 
 from camkit.app.imaging import data_uri, jpeg_bytes
 from camkit.app.rundir import RunDir, image_rows, read_run_dir
+from camkit.evaluate.files import FIGURE_NAMES, REPORT_HTML_NAME
 
 __all__ = ["write_report_html", "start_thumbnails", "start_every_thumbnail", "REPORT_HTML_NAME"]
 
-REPORT_HTML_NAME = "report.html"
 #: At most this many thumbnails are embedded (worst images first, then the best), ~8 KB each.
 MAX_THUMBNAILS = 2000
 THUMB_SIDE = 160
@@ -158,7 +158,8 @@ def _fmt(v, digits: int = 3) -> tuple[str, str]:
 
 
 def write_report_html(run_dir: str | Path, out: str | Path | None = None, images: dict[str, Path] | None = None,
-                      thumbnails: Mapping[int, Future] | None = None) -> Path:
+                      thumbnails: Mapping[int, Future] | None = None,
+                      figures_ready: Callable[[], None] | None = None) -> Path:
     """Write the self-contained report of a run folder; returns its path (default ``run_dir/report.html``).
 
     Args:
@@ -168,6 +169,8 @@ def write_report_html(run_dir: str | Path, out: str | Path | None = None, images
             left out when it cannot be found).
         thumbnails: record index -> future of its thumbnail, already started (:func:`start_thumbnails`);
             the images the report shows without one here are made now.
+        figures_ready: called (and waited for) just before the run's figures are read from ``run_dir``, so
+            they can still be being drawn while the rest of the report is made.
     """
     run = run_dir if isinstance(run_dir, RunDir) else read_run_dir(run_dir)
     target = Path(out) if out is not None else run.path / REPORT_HTML_NAME
@@ -234,8 +237,10 @@ def write_report_html(run_dir: str | Path, out: str | Path | None = None, images
             cells.append(f'<td class="{cls}" data-v="{v}">{text}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
 
+    if figures_ready is not None:
+        figures_ready()
     figs = []
-    for name in ("boxacc_vs_tau.png", "pxap_curve.png", "gallery_worst.png", "gallery_best.png"):
+    for name in FIGURE_NAMES:
         p = run.path / name
         if p.is_file():
             figs.append(f'<h2>{html.escape(name)}</h2><img alt="{html.escape(name)}" src="{data_uri(p.read_bytes(), "image/png")}">')

@@ -2,9 +2,10 @@
 faithfulness, timing), then ``summary.json``, ``per_image.csv``, the BoxAcc curves, the PxAP
 precision-recall curve, best/worst galleries, ``report.md`` and ``report.html``.
 
-File names are the constants below; ``summary["run"]["files"]`` lists the ones a run wrote (key ->
-name: ``summary``, ``per_image``, ``curves``, ``pxap_curve``, ``gallery_best``, ``gallery_worst``,
-``report``). ``summary.json`` is written last but one (atomically), then the report.
+File names are the constants of :mod:`camkit.evaluate.files`; ``summary["run"]["files"]`` lists the ones a
+run wrote. The figures are drawn by the figure process when ``camkit evaluate`` started one
+(:mod:`camkit.evaluate.figure_process`), beside the rest. ``summary.json`` is written last but one
+(atomically), then the report.
 """
 
 from __future__ import annotations
@@ -20,19 +21,20 @@ from camkit.cam.sources import MapSource
 from camkit.datasets.sample import LocDataset
 from camkit.errors import DatasetError
 from camkit.evaluate.faithfulness import summarize_faithfulness
+from camkit.evaluate.files import (
+    CURVES_NAME,
+    GALLERY_BEST_NAME,
+    GALLERY_WORST_NAME,
+    PER_IMAGE_NAME,
+    PXAP_CURVE_NAME,
+    REPORT_HTML_NAME,
+    REPORT_NAME,
+    SUMMARY_NAME,
+)
 from camkit.evaluate.gallery import GalleryMaps, gallery_panels, select_extremes
 from camkit.evaluate.protocol import Protocol
 from camkit.evaluate.results import FailedImage, ImageRecord, Record, as_record
 from camkit.evaluate.summary import summarize
-
-SUMMARY_NAME = "summary.json"
-PER_IMAGE_NAME = "per_image.csv"
-CURVES_NAME = "boxacc_vs_tau.png"
-PXAP_CURVE_NAME = "pxap_pr_curve.png"
-GALLERY_BEST_NAME = "gallery_best.png"
-GALLERY_WORST_NAME = "gallery_worst.png"
-REPORT_NAME = "report.md"
-REPORT_HTML_NAME = "report.html"
 
 
 def finish_run(out: Path | None, records: Callable[[], Iterator[Record | dict]], samples: Sequence, protocol: Protocol,
@@ -107,30 +109,37 @@ def write_outputs(
 def _write_files(out: Path, summary: dict, records: Callable[[], Iterator[Record | dict]], samples: Sequence,
                  source: MapSource, preprocess, protocol: Protocol, class_names: Sequence[str] | None, gallery_size: int,
                  gallery_maps: GalleryMaps | None, thumbnails: dict) -> dict[str, str]:
-    from camkit.evaluate import plots, report
+    from camkit.evaluate import report
+    from camkit.evaluate.figure_process import FigureDrawer, take_early
     from camkit.evaluate.tables import write_per_image_csv
 
-    write_per_image_csv(out / PER_IMAGE_NAME, records(), protocol, class_names)
-    files = {"summary": SUMMARY_NAME, "per_image": PER_IMAGE_NAME}
-    if summary["n_box_images"]:
-        plots.plot_curves(summary, out / CURVES_NAME)
-        files["curves"] = CURVES_NAME
-    if summary["pxap"] is not None:
-        plots.plot_pxap_curve(summary, out / PXAP_CURVE_NAME)
-        files["pxap_curve"] = PXAP_CURVE_NAME
-    files["report"] = REPORT_NAME
-    files["report_html"] = REPORT_HTML_NAME
-    best, worst = select_extremes(records(), gallery_size)
-    for name, chosen, title in ((GALLERY_BEST_NAME, best, "best"), (GALLERY_WORST_NAME, worst, "worst")):
-        if chosen:
-            panels = gallery_panels(chosen, samples, source, preprocess, protocol, class_names, gallery_maps)
-            plots.plot_gallery(panels, out / name, f"{title} {len(panels)} by GT-known IoU (CVPR16 box)")
-            files[f"gallery_{title}"] = name
-    summary.setdefault("run", {})["files"] = files
-    tmp = out / (SUMMARY_NAME + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=1), encoding="utf-8")
-    tmp.replace(out / SUMMARY_NAME)
-    (out / REPORT_NAME).write_text(report.markdown_report(summary, files), encoding="utf-8")
-    # Last: it reads the run's own files (summary, per_image.csv, figures) and embeds the thumbnails.
-    write_report_html(out, thumbnails=thumbnails)
+    # The figures are handed out first: the figure process `camkit evaluate` started draws them while this
+    # thread writes the tables and the report (without one, each is drawn here, at once).
+    drawer = FigureDrawer(take_early())
+    try:
+        files = {"summary": SUMMARY_NAME, "per_image": PER_IMAGE_NAME}
+        if summary["n_box_images"]:
+            drawer.draw("plot_curves", summary, out / CURVES_NAME)
+            files["curves"] = CURVES_NAME
+        if summary["pxap"] is not None:
+            drawer.draw("plot_pxap_curve", summary, out / PXAP_CURVE_NAME)
+            files["pxap_curve"] = PXAP_CURVE_NAME
+        files["report"] = REPORT_NAME
+        files["report_html"] = REPORT_HTML_NAME
+        best, worst = select_extremes(records(), gallery_size)
+        for name, chosen, title in ((GALLERY_BEST_NAME, best, "best"), (GALLERY_WORST_NAME, worst, "worst")):
+            if chosen:
+                panels = gallery_panels(chosen, samples, source, preprocess, protocol, class_names, gallery_maps)
+                drawer.draw("plot_gallery", panels, out / name, f"{title} {len(panels)} by GT-known IoU (CVPR16 box)")
+                files[f"gallery_{title}"] = name
+        write_per_image_csv(out / PER_IMAGE_NAME, records(), protocol, class_names)
+        summary.setdefault("run", {})["files"] = files
+        tmp = out / (SUMMARY_NAME + ".tmp")
+        tmp.write_text(json.dumps(summary, indent=1), encoding="utf-8")
+        tmp.replace(out / SUMMARY_NAME)
+        (out / REPORT_NAME).write_text(report.markdown_report(summary, files), encoding="utf-8")
+        # Last: it reads the run's own files (summary, per_image.csv, figures) and embeds the thumbnails.
+        write_report_html(out, thumbnails=thumbnails, figures_ready=drawer.finish)
+    finally:
+        drawer.finish()  # (a no-op once the report has waited for it) every figure is drawn even if the report failed
     return files

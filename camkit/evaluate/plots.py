@@ -15,6 +15,20 @@ GT_COLOUR = "#00c000"
 PRED_COLOUR = "#ff2020"
 
 
+def preload() -> None:
+    """Import what drawing needs and load the text font (a process that draws later pays nothing then)."""
+    import cv2  # noqa: F401 - imported for its import time
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.patches import Patch  # noqa: F401
+    from PIL import Image  # noqa: F401
+
+    import camkit.viz  # noqa: F401
+
+    fig = _figure(figsize=(0.5, 0.5), dpi=10)
+    fig.text(0.5, 0.5, "0", fontsize=8)
+    FigureCanvasAgg(fig).draw()
+
+
 def _figure(**kwargs):
     # A bare Figure (Agg canvas), no pyplot: never touches the caller's backend or open figures.
     from matplotlib.figure import Figure

@@ -1,0 +1,205 @@
+"""A run's figures drawn by a second Python process while this one writes the rest of its outputs.
+
+Drawing the BoxAcc curves and the two galleries (matplotlib: one thread holding the GIL) takes ~0.5 s
+after the last forward, and importing matplotlib ~0.25 s more. ``camkit evaluate`` starts this process
+before it imports torch (:func:`start_early`): its imports run on the core that torch's single-threaded
+import leaves idle, it sleeps through the evaluation (blocked on a pipe, no CPU), and it draws while
+this process writes ``per_image.csv``, ``summary.json`` and the report.
+
+Anything going wrong over there (no interpreter, a crash, an error, no answer in time) costs only the
+overlap: :class:`FigureDrawer` draws here every figure the process did not confirm, exactly as without
+it, so an error surfaces here as it always did. Every wait is bounded (:data:`WAIT_S`).
+
+Protocol: pickles over the child's stdin / stdout, each framed by its 8-byte little-endian length;
+``(name, args)`` -> ``None`` when ``camkit.evaluate.plots.<name>(*args)`` drew it, else the error's
+``"Type: message"``. The child ends when its stdin closes, so it never outlives this process (a
+parent killed by SIGKILL closes it too).
+"""
+
+from __future__ import annotations
+
+import pickle
+import queue
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from typing import IO, Any
+
+__all__ = ["FIGURES", "FigureDrawer", "FigureProcess", "WAIT_S", "discard_early", "start_early", "take_early"]
+
+#: The functions of :mod:`camkit.evaluate.plots` the process may be asked to call.
+FIGURES = frozenset({"plot_curves", "plot_pxap_curve", "plot_gallery"})
+
+#: Longest wait for the process to finish the figures it was given (it normally needs well under 1 s); after
+#: it, the process is killed and the figures are drawn here.
+WAIT_S = 120.0
+
+_FRAME = struct.Struct("<Q")
+
+
+def write_frame(stream: IO[bytes], payload: bytes) -> None:
+    """One message: its length, then its bytes."""
+    stream.write(_FRAME.pack(len(payload)))
+    stream.write(payload)
+    stream.flush()
+
+
+def read_frame(stream: IO[bytes]) -> bytes | None:
+    """The next message, or None at the end of the stream (also when it ends inside a message)."""
+    head = stream.read(_FRAME.size)
+    if len(head) < _FRAME.size:
+        return None
+    (n,) = _FRAME.unpack(head)
+    payload = stream.read(n)
+    return payload if len(payload) == n else None
+
+
+class FigureProcess:
+    """The drawing process and the thread that talks to it (sends a job, reads its answer, in turn)."""
+
+    def __init__(self, popen: subprocess.Popen) -> None:
+        self._popen = popen
+        self._outbox: queue.Queue[bytes | None] = queue.Queue()
+        self._answers: list[str | None] = []  # per job sent, in order: None = drawn, else the error
+        self._thread = threading.Thread(target=self._talk, name="camkit-figures", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def start(cls, command: Sequence[str] | None = None) -> FigureProcess | None:
+        """Start the worker (:mod:`camkit.evaluate.figure_worker`), or ``command``; None when it cannot be started."""
+        # The child gets this process's sys.path, so it imports this camkit (installed or a source tree) and
+        # the same libraries.
+        bootstrap = f"import sys; sys.path[:] = {sys.path!r}; from camkit.evaluate.figure_worker import main; main()"
+        cmd = list(command) if command is not None else [sys.executable, "-c", bootstrap]
+        try:
+            popen = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        except (OSError, ValueError):  # no interpreter to run, a sandbox without fork/exec
+            return None
+        return cls(popen)
+
+    def send(self, name: str, args: tuple) -> None:
+        """Queue one figure. ``args`` are pickled now, so the caller may change them afterwards."""
+        self._outbox.put(pickle.dumps((name, args), protocol=pickle.HIGHEST_PROTOCOL))
+
+    def _talk(self) -> None:
+        stdin, stdout = self._popen.stdin, self._popen.stdout
+        assert stdin is not None and stdout is not None
+        try:
+            while (payload := self._outbox.get()) is not None:
+                write_frame(stdin, payload)
+                answer = read_frame(stdout)
+                if answer is None:
+                    return  # the process ended
+                self._answers.append(pickle.loads(answer))
+        except (OSError, ValueError, pickle.UnpicklingError, EOFError):
+            return  # a broken pipe or a closed stream: what was not answered is drawn by the caller
+        finally:
+            try:
+                stdin.close()  # the child's signal to end
+            except OSError:
+                pass
+
+    def finish(self, timeout: float = WAIT_S) -> list[str | None]:
+        """Wait (at most ``timeout`` s) for every figure sent; then the process ends (killed if need be).
+
+        Returns one entry per figure the process answered, in the order sent: None when it drew it,
+        else its error. Figures after the last entry were not answered.
+        """
+        self._outbox.put(None)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self.kill()  # unblocks the thread: its pipes break
+            self._thread.join(5.0)
+        try:
+            self._popen.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        if self._popen.stdout is not None:
+            self._popen.stdout.close()
+        return list(self._answers)
+
+    def kill(self) -> None:
+        """End the process now (no-op when it has ended)."""
+        if self._popen.poll() is None:
+            self._popen.kill()
+            try:
+                self._popen.wait(timeout=5.0)
+            except subprocess.TimeoutExpired:
+                pass
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+
+class FigureDrawer:
+    """Draws figures of :mod:`camkit.evaluate.plots` (by name) in ``process`` when given, else at once, here.
+
+    With a process, :meth:`draw` only queues the figure; :meth:`finish` waits for the process and draws
+    here every figure it did not draw (an error raised by that second attempt propagates as usual).
+    """
+
+    def __init__(self, process: FigureProcess | None, timeout: float = WAIT_S) -> None:
+        self._process, self._timeout = process, timeout
+        self._jobs: list[tuple[str, tuple]] = []
+
+    def draw(self, name: str, *args: Any) -> None:
+        if name not in FIGURES:
+            raise ValueError(f"unknown figure {name!r}; one of {sorted(FIGURES)}")
+        if self._process is None:
+            _draw_here(name, args)
+            return
+        self._jobs.append((name, args))
+        self._process.send(name, args)
+
+    def finish(self) -> None:
+        """Every figure is on disk when this returns (or its error has been raised)."""
+        if self._process is None:
+            return
+        process, self._process = self._process, None
+        answers = process.finish(self._timeout)
+        for k, (name, args) in enumerate(self._jobs):
+            if k >= len(answers) or answers[k] is not None:
+                _draw_here(name, args)
+
+    def close(self) -> None:
+        """Stop the process without waiting for it (after an error elsewhere); no-op without one."""
+        if self._process is not None:
+            self._process.kill()
+            self._process = None
+
+
+def _draw_here(name: str, args: tuple) -> None:
+    from camkit.evaluate import plots
+
+    getattr(plots, name)(*args)
+
+
+_early: FigureProcess | None = None
+_early_lock = threading.Lock()
+
+
+def start_early() -> None:
+    """Start the figure process now, so that its imports overlap this process's; the next run's outputs
+    take it (:func:`take_early`). No-op when one is waiting already."""
+    global _early
+    with _early_lock:
+        if _early is None:
+            _early = FigureProcess.start()
+
+
+def take_early() -> FigureProcess | None:
+    """The process :func:`start_early` started (the caller now owns it), or None."""
+    global _early
+    with _early_lock:
+        process, _early = _early, None
+    return process
+
+
+def discard_early() -> None:
+    """Stop a process :func:`start_early` started that no run took (e.g. the run failed before its outputs)."""
+    process = take_early()
+    if process is not None:
+        process.kill()
