@@ -88,15 +88,17 @@ def kaggle_layout(dataset, root: Path) -> Path:
     return root
 
 
-def cli_process(root: Path, batch_size: int, workers: int) -> float:
+def cli_process(root: Path, batch_size: int, workers: int) -> tuple[float, float]:
     """Wall seconds of one ``python -m camkit evaluate`` process on ``root``, from spawn to exit (imports, model,
-    loop, summary, CSV, figures, galleries, report.html), with the CLI's defaults otherwise."""
+    loop, summary, CSV, figures, galleries, report.html), with the CLI's defaults otherwise; and the seconds of
+    its loop (``summary["run"]["seconds"]``), so that the rest (the fixed cost) is known without a reference run."""
     with tempfile.TemporaryDirectory() as d:
         t = time.perf_counter()
         subprocess.run([sys.executable, "-m", "camkit", "evaluate", "--dataset", "ilsvrc", "--root", str(root), "--out",
                         str(Path(d) / "run"), "--no-progress", "--batch-size", str(batch_size), "--workers", str(workers)],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return time.perf_counter() - t
+        wall = time.perf_counter() - t
+        return wall, json.loads((Path(d) / "run" / "summary.json").read_text())["run"]["seconds"]
 
 
 def plain_forward(model, dataset, batch_size: int, workers: int) -> float:
@@ -204,7 +206,7 @@ def throughput(args) -> list[str]:
     ready = ready_batches(model, ds, args.batch_size)
     ready_forward(model, ready)
     layout = kaggle_layout(ds, Path(tempfile.mkdtemp(prefix="camkit-bench-layout-")) / "ilsvrc")
-    fwd, ready_fwd, ev, ev_total, procs, loads = [], [], [], [], [], []
+    fwd, ready_fwd, ev, ev_total, procs, fixed, loads = [], [], [], [], [], [], []
     ratios: dict[str, list[float]] = {"fwd": [], "loop": [], "total": [], "process": [], "share": [], "inloop": [],
                                       "paired": []}
     for r in range(args.rounds):
@@ -213,7 +215,9 @@ def throughput(args) -> list[str]:
         before = ready_forward(model, ready)
         fwd.append(plain_forward(model, ds, args.batch_size, args.workers))
         loop, total, network = full_evaluate(model, ds, args.batch_size, args.workers)
-        procs.append(cli_process(layout, args.batch_size, args.workers))
+        wall, process_loop = cli_process(layout, args.batch_size, args.workers)
+        procs.append(wall)
+        fixed.append(wall - process_loop)
         paired_fwd, paired_loop = paired_chunks(model, ds, ready, args.batch_size, args.workers, args.chunk_batches)
         ratios["paired"].append(paired_fwd / paired_loop)
         after = ready_forward(model, ready)
@@ -229,7 +233,7 @@ def throughput(args) -> list[str]:
         print(f"round {r + 1} (load {loads[-1]:.1f}): ready-tensor forward {n / before:.1f} / {n / after:.1f} img/s, "
               f"forward {n / fwd[-1]:.1f} img/s, evaluate loop {n / loop:.1f} img/s (with summary/CSV/curves/report {n / total:.1f} img/s); "
               f"loop / ready {ratios['loop'][-1]:.2f}, run / ready {ratios['total'][-1]:.2f}, process {n / procs[-1]:.1f} img/s "
-              f"({procs[-1]:.1f} s, / ready {ratios['process'][-1]:.2f}); loop / ready paired in chunks {ratios['paired'][-1]:.3f}; "
+              f"({procs[-1]:.1f} s, / ready {ratios['process'][-1]:.2f}; outside its loop {fixed[-1]:.2f} s); loop / ready paired in chunks {ratios['paired'][-1]:.3f}; "
               f"network share of the loop "
               f"{ratios['share'][-1]:.3f}, in-loop network / ready forward speed {ratios['inloop'][-1]:.3f}", file=sys.stderr)
     rf, f, e, t, pr = n / min(ready_fwd), n / min(fwd), n / min(ev), n / min(ev_total), n / min(procs)
@@ -252,6 +256,10 @@ def throughput(args) -> list[str]:
         f"Paired in chunks of {args.chunk_batches} batches (a ready-tensor forward of the chunk's batches, then evaluate of its "
         "images with records written, in turn; each chunk's loop time also carries its own first read): "
         f"loop / ready forward median {med['paired']:.3f} (rounds {', '.join(f'{v:.3f}' for v in ratios['paired'])}).",
+        "",
+        f"The `camkit evaluate` process spent outside its loop (spawn to exit minus the loop's seconds in its summary: "
+        f"interpreter, imports, model, run folder, outputs, exit) median {statistics.median(fixed):.2f} s "
+        f"(rounds {', '.join(f'{v:.2f}' for v in fixed)}).",
         "",
         "Within each evaluate run (no reference run at another time, so machine drift cancels): the network's share "
         f"of the loop's time (the map source's calls / loop seconds) median {med['share']:.3f} "
