@@ -194,3 +194,23 @@ def test_module_import_does_not_pull_timm_or_torchvision():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_embedded_model_is_built_without_a_random_init_and_equals_a_loaded_one():
+    """load_model builds on the meta device and takes the file's tensors (made dense): the same values, dense
+    parameters, the same logits bit for bit as a model initialised at random and then loaded."""
+    import torch
+
+    from camkit.models import load_model
+    from camkit.models.efficientnet_lite import EfficientNetLite0
+    from camkit.models.lite0_weights import load_lite0_imagenet
+
+    fast = load_model("efficientnet_lite0").net
+    copied = load_lite0_imagenet(EfficientNetLite0())
+    assert all(t.device.type == "cpu" and t.is_contiguous() for t in [*fast.parameters(), *fast.buffers()])
+    assert all(p.requires_grad for p in fast.parameters())  # fine-tuning still trains them
+    for (k, a), (k2, b) in zip(fast.state_dict().items(), copied.state_dict().items(), strict=True):
+        assert k == k2 and torch.equal(a, b) and a.stride() == b.stride(), k
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(fast(x), copied(x))

@@ -35,9 +35,15 @@ def _pretrained(name: str, weights: WeightsChoice) -> bool:
 def build_lite0(weights: WeightsChoice, num_classes: int | None = None, pool: PoolKind | None = None) -> CAMModel:
     """camkit's own EfficientNet-Lite0 (timm ``tf_efficientnet_lite0`` layout), embedded ImageNet weights."""
     pretrained = _pretrained("efficientnet_lite0", weights)
-    net = EfficientNetLite0(num_classes=1000)
     if pretrained:
-        load_lite0_imagenet(net)
+        import torch
+
+        # Built without storage and given the file's tensors (assign): no random initialisation to overwrite.
+        with torch.device("meta"):
+            net = EfficientNetLite0(num_classes=1000)
+        load_lite0_imagenet(net, assign=True)
+    else:
+        net = EfficientNetLite0(num_classes=1000)
     if num_classes not in (None, 1000):
         net.reset_classifier(int(num_classes))
     return CAMModel(

@@ -111,20 +111,23 @@ def lite0_state_dict_timm_naming() -> dict[str, Tensor]:
         raise WeightsError(f"{path} is not EfficientNet-Lite0 weights: {exc}; {_REINSTALL}") from None
 
 
-def load_lite0_imagenet(model: EfficientNetLite0 | None = None) -> EfficientNetLite0:
+def load_lite0_imagenet(model: EfficientNetLite0 | None = None, assign: bool = False) -> EfficientNetLite0:
     """Load the packaged ImageNet weights strictly into ``model`` (a new one if None); returns it.
 
-    The model is returned in eval mode on CPU. Raises WeightsError when keys or shapes do not fit
+    The model is returned in eval mode on CPU. ``assign``: the file's tensors become the model's (as
+    ``load_state_dict(assign=True)``), for a model built on the ``meta`` device. Raises WeightsError when keys or shapes do not fit
     (e.g. a model built with ``num_classes != 1000``).
     """
     from camkit.models.efficientnet_lite import EfficientNetLite0
 
     state_dict = lite0_state_dict_timm_naming()
+    if assign:  # the file keeps conv weights in TensorFlow's order (strided views): the model gets dense ones
+        state_dict = {k: v.contiguous() for k, v in state_dict.items()}
     given = model is not None
     if model is None:
         model = EfficientNetLite0()
     try:
-        model.load_state_dict(state_dict, strict=True)
+        model.load_state_dict(state_dict, strict=True, assign=assign)
     except RuntimeError as exc:
         # A caller's model built differently is their fix; a fresh model failing means a bad file.
         fix = "build the model as EfficientNetLite0() with 1000 classes" if given else _REINSTALL
