@@ -63,7 +63,7 @@ def test_the_process_draws_the_same_bytes_and_ends(tmp_path, drawn_here):
     process.send("plot_gallery", (_panels(), tmp_path / "gallery.png", "best 4"))
     assert process.finish(timeout=60) == [None, None]  # both drawn over there
     assert _bytes(tmp_path) == drawn_here and set(drawn_here) == {"curves.png", "gallery.png"}
-    assert process._popen.poll() is not None  # ended once its stdin closed
+    assert process._popen.wait(timeout=30) is not None  # ends by itself once its stdin is closed
 
 
 def test_an_error_over_there_is_raised_here(tmp_path):
@@ -97,7 +97,7 @@ def test_figures_are_drawn_here_when_the_process_fails(tmp_path, drawn_here, com
     _draw_all(drawer, tmp_path)
     assert time.perf_counter() - t < 30  # the hang cost at most the timeout (and the drawing)
     assert _bytes(tmp_path) == drawn_here
-    assert process._popen.poll() is not None  # killed, not left behind
+    assert process._popen.wait(timeout=30) is not None  # killed or ended, not left behind
 
 
 def test_no_interpreter_means_drawing_here(tmp_path, drawn_here):

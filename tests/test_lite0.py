@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +28,7 @@ from camkit.models.lite0_weights import (
 timm = pytest.importorskip("timm")
 skdata = pytest.importorskip("skimage.data")
 
+ROOT = Path(__file__).resolve().parents[1]
 SIZES = [(224, 224), (256, 320), (241, 197)]
 RTOL = 1e-5
 
@@ -214,3 +216,12 @@ def test_the_embedded_model_is_built_without_a_random_init_and_equals_a_loaded_o
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(fast(x), copied(x))
+
+
+def test_building_the_embedded_model_does_not_import_torch_dynamo():
+    """Random init on the meta device would run through torch._refs, which imports torch._dynamo (~1 s)."""
+    code = ("import sys, torch; from camkit.models import load_model; load_model('efficientnet_lite0'); "
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True,
+                         cwd=ROOT)
+    assert out.stdout.strip() == "False"

@@ -139,7 +139,8 @@ def _write_files(out: Path, summary: dict, records: Callable[[], Iterator[Record
         tmp.replace(out / SUMMARY_NAME)
         (out / REPORT_NAME).write_text(report.markdown_report(summary, files), encoding="utf-8")
         # Last: it reads the run's own files (summary, per_image.csv, figures) and embeds the thumbnails.
-        write_report_html(out, thumbnails=thumbnails, figures_ready=drawer.finish)
+        write_report_html(out, images={s.image_id: Path(s.image_path) for s in samples}, thumbnails=thumbnails,
+                          figures_ready=drawer.finish)
     finally:
         drawer.finish()  # (a no-op once the report has waited for it) every figure is drawn even if the report failed
     return files

@@ -180,6 +180,10 @@ class EfficientNetLite0(nn.Module):
 
     def _init_weights(self) -> None:
         # Only matters for training from scratch; the ImageNet weights overwrite all of it.
+        if self.classifier.weight.is_meta:
+            # Built on the meta device to receive a file's tensors: nothing to initialise (and normal_ there
+            # goes through torch._refs, which imports torch._dynamo: ~1 s).
+            return
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
