@@ -296,6 +296,9 @@ def test_per_image_csv_report_and_curve(run):
     # report.html embeds the PxAP curve (it looked for another file name until the names were shared)
     html = (out / "report.html").read_text()
     assert '<h2>pxap_pr_curve.png</h2><img alt="pxap_pr_curve.png" src="data:image/png;base64,' in html
+    # masks only: no box curve, best tau or box columns (they read 0 before), the photos ranked by PxAP instead
+    assert "BoxAcc against tau" not in html and "best tau (V1)" not in html and "IoU @tau*" not in html
+    assert "Masks, no boxes" in html and html.count('<img class="t"') == 4
 
 
 def test_boxes_and_masks_get_both(run, lite0):

@@ -98,6 +98,21 @@ def _svg_curves(run: RunDir) -> str:
     return "".join(parts)
 
 
+_BOX_LEGEND = ('<span class="legend"><i style="background:#22c55e"></i>ground truth<i style="background:#f43f5e"></i>'
+               'CVPR16 box (GT class)</span>')
+_PXAP_NOTE = ('<section><h2>Masks, no boxes</h2><p class="muted">This dataset has ground-truth masks and no boxes: '
+              'the box metrics (MaxBoxAcc, top-k localization) were not computed. "PxAP" is each image\'s pixel '
+              'average precision; the precision-recall curve of the whole run is at the end.</p></section>')
+
+
+def _box_section(run: RunDir) -> str:
+    """The BoxAcc-against-tau curve and what the table's box columns mean."""
+    return (f'<section><h2>BoxAcc against tau</h2>{_svg_curves(run)}\n<p class="muted">Per image, "IoU @tau*" is its '
+            'largest-contour (V1) IoU at the run\'s MaxBoxAcc threshold tau*; "correct" is IoU &gt;= 0.5 there.\n"best IoU" '
+            'is the image\'s own best over all thresholds; "CVPR16 IoU" is the CVPR16 box (tau 0.2 of the max) of the GT '
+            "class's map.</p></section>")
+
+
 def _thumb(path: Path, size: int, row: dict) -> str | None:
     """A data URI: the photo squashed to the thumbnail square, with the boxes (given on the ``size`` input
     square, the same squash) scaled to it: GT green, CVPR16 red."""
@@ -184,8 +199,11 @@ def write_report_html(run_dir: str | Path, out: str | Path | None = None, images
         except Exception as e:  # noqa: BLE001 - the report is still useful without thumbnails
             images = {}
             note = f"Thumbnails left out: {e}"
+    # A run on masks only (PxAP) has no boxes: no box columns, curve or best tau; its images are ranked by PxAP.
+    has_boxes = any("iou" in r for r in rows)
+    rank_key = "iou" if has_boxes else "pxap"
     # thumbnails for the worst and best images first when there are too many
-    scored = sorted((r for r in rows if "iou" in r), key=lambda r: r["iou"])
+    scored = sorted((r for r in rows if rank_key in r), key=lambda r: r[rank_key])
     chosen = {r["i"] for r in (scored if len(scored) <= MAX_THUMBNAILS else
                                scored[: MAX_THUMBNAILS // 2] + scored[-MAX_THUMBNAILS // 2:])}
     if len(scored) > MAX_THUMBNAILS:
@@ -202,11 +220,16 @@ def write_report_html(run_dir: str | Path, out: str | Path | None = None, images
         if v is not None:
             cards.append(f'<div class="num"><b>{v:.1f}</b><span>{label} %</span></div>')
     cards.append(f'<div class="num"><b>{len(rows)}</b><span>images ({nums.get("n_failed") or 0} failed)</span></div>')
-    b = run.best_tau_index("v1")
-    cards.append(f'<div class="num"><b>{run.taus[b]:.2f}</b><span>best tau (V1)</span></div>')
+    if has_boxes:
+        b = run.best_tau_index("v1")
+        cards.append(f'<div class="num"><b>{run.taus[b]:.2f}</b><span>best tau (V1)</span></div>')
 
-    head = ['<th>image</th>', '<th class="n">#</th>', "<th>image id</th>", "<th>class</th>", "<th>top-1</th>",
-            '<th class="n">IoU @tau*</th>', "<th>correct</th>", '<th class="n">best IoU</th>', '<th class="n">CVPR16 IoU</th>']
+    head = ['<th>image</th>', '<th class="n">#</th>', "<th>image id</th>", "<th>class</th>", "<th>top-1</th>"]
+    box_keys: tuple[str, ...] = ()
+    if has_boxes:
+        head += ['<th class="n">IoU @tau*</th>', "<th>correct</th>", '<th class="n">best IoU</th>',
+                 '<th class="n">CVPR16 IoU</th>']
+        box_keys = ("iou", "correct", "best_iou", "gt_known_iou")
     if has_pxap:
         head.append('<th class="n">PxAP</th>')
     if has_faith:
@@ -231,7 +254,7 @@ def write_report_html(run_dir: str | Path, out: str | Path | None = None, images
         cells = [f'<td data-v="">{thumb}</td>', f'<td class="n" data-v="{r["i"]}">{r["i"]}</td>',
                  f'<td data-v="{html.escape(r["id"])}">{html.escape(r["id"])}</td>', f'<td data-v="{cls_text}">{cls_text}</td>',
                  f'<td data-v="{1 if r.get("cls_correct") else 0}" class="{"good" if r.get("cls_correct") else "bad"}">{top1}</td>']
-        for key in ("iou", "correct", "best_iou", "gt_known_iou") + (("pxap",) if has_pxap else ()) + (("deletion", "insertion") if has_faith else ()):
+        for key in box_keys + (("pxap",) if has_pxap else ()) + (("deletion", "insertion") if has_faith else ()):
             text, v = _fmt(r.get(key), 1 if key == "pxap" else 3)
             cls = "n" if key != "correct" else ("good" if r.get("correct") else "bad")
             cells.append(f'<td class="{cls}" data-v="{v}">{text}</td>')
@@ -254,11 +277,9 @@ def write_report_html(run_dir: str | Path, out: str | Path | None = None, images
 <header><h1>{html.escape(title)}</h1><div class="sub">{html.escape(str(run.path))} · weights {html.escape(str(model.get('weights')))} ·
 input {run.input_size} · {len(run.taus)} thresholds</div></header>
 <section><h2>Summary</h2><div class="nums">{''.join(cards)}</div></section>
-<section><h2>BoxAcc against tau</h2>{_svg_curves(run)}
-<p class="muted">Per image, "IoU @tau*" is its largest-contour (V1) IoU at the run's MaxBoxAcc threshold tau*; "correct" is IoU &gt;= 0.5 there.
-"best IoU" is the image's own best over all thresholds; "CVPR16 IoU" is the CVPR16 box (tau 0.2 of the max) of the GT class's map.</p></section>
+{_box_section(run) if has_boxes else _PXAP_NOTE}
 <section><h2>Images ({len(rows)})</h2>
-<div style="margin-bottom:8px"><input id="q" placeholder="filter…"> <span class="legend"><i style="background:#22c55e"></i>ground truth<i style="background:#f43f5e"></i>CVPR16 box (GT class)</span>
+<div style="margin-bottom:8px"><input id="q" placeholder="filter…"> {_BOX_LEGEND if has_boxes else ""}
 <span class="muted">{html.escape(note)}</span> <span class="muted">Click a column to sort.</span></div>
 <table id="imgs"><thead><tr>{''.join(head)}</tr></thead><tbody>
 {chr(10).join(body)}
