@@ -186,3 +186,22 @@ def test_every_thumbnail_is_started_only_when_the_report_shows_every_image(monke
         started = report_html.start_every_thumbnail(pool, iter(boxes[:3]), lambda i: Path(f"{i}.jpg"), 224)
         assert {i: f.result() for i, f in started.items()} == {0: "uri0", 1: "uri1", 2: "uri2"}
     assert sorted(made) == [0, 1, 2]
+
+
+def test_photos_found_for_a_run_on_a_relative_root_from_another_folder(tmp_path: Path, monkeypatch, lite0) -> None:
+    """`camkit evaluate --root ../data` records where the photos are (absolute), so `camkit view` and report.html
+    find them from any working folder (the source text alone names only the relative path)."""
+    from camkit.app.dataset_locate import locate_images
+    from camkit.app.rundir import read_run_dir
+    from camkit.datasets import read_layout
+    from camkit.evaluate import evaluate
+
+    sample = shared_sample_or_skip()
+    monkeypatch.chdir(sample.parent)
+    ds = read_layout("ilsvrc", Path(sample.name), None, None, None)
+    summary = evaluate(ds, lite0, batch_size=12, out_dir=tmp_path / "run", progress=False, gallery_size=0, limit=3)
+    assert summary["dataset"]["root"] == str(sample.resolve()) and summary["dataset"]["kind"] == "ilsvrc"
+    assert "/" + sample.name not in summary["dataset"]["source"]  # relative: no absolute path to guess from
+    monkeypatch.chdir(tmp_path)
+    paths = locate_images(read_run_dir(tmp_path / "run"))
+    assert sorted(paths) == sorted(s.image_id for s in ds.samples[:3]) and all(p.is_file() for p in paths.values())

@@ -61,7 +61,7 @@ def locate_images(
     want = ds.get("ids_sha1") or run.run.get("ids_sha1")
     n = int(ds.get("n_images") or run.run.get("n_images") or len(run.records))
     candidates: list[tuple[str, Path, Path | None, str | None]] = []
-    if ds.get("root") and ds.get("kind"):
+    if root is None and ds.get("root") and ds.get("kind"):  # where the run read them (a root given overrides it)
         ann = Path(ds["annotations"]) if ds.get("annotations") else None
         candidates.append((str(ds["kind"]), Path(ds["root"]), ann, ds.get("split")))
     kinds = [kind] if kind else _guess_kinds(str(ds.get("name", "")))

@@ -38,6 +38,13 @@ def read_layout(kind: str, root: Path, annotations: Path | None = None, split: s
     """
     kind = one_of("kind", kind.lower(), LAYOUTS, "a dataset layout")
     root = Path(root)
+    ds = _read(kind, root, annotations, split, mask_root)
+    ds.origin = {"kind": kind, "root": str(root.resolve()),
+                 "annotations": str(Path(annotations).resolve()) if annotations is not None else None, "split": split}
+    return ds
+
+
+def _read(kind: str, root: Path, annotations: Path | None, split: str | None, mask_root: Path | None) -> LocDataset:
     if not root.is_dir():
         raise ParameterError("root", str(root), "is not a folder; pass the dataset's root folder")
     if mask_root is not None:

@@ -69,7 +69,9 @@ class LocDataset:
     ``class_names[i]`` / ``class_ids[i]`` describe class index ``i`` when the layout carries them
     (ILSVRC: wnids and synset names; CUB: folder names and bird names). ``n_clipped_boxes`` counts
     boxes that reached outside their image and were clipped to it. ``source`` names the layout and
-    the annotation file(s) read.
+    the annotation file(s) read. ``origin``: how :func:`camkit.datasets.read_layout` read it (``kind``,
+    ``root``, ``annotations``, ``split``; absolute paths), so that a run's viewer can find its photos
+    again; None for a dataset built otherwise.
     """
 
     name: str
@@ -78,6 +80,7 @@ class LocDataset:
     class_ids: list[str] | None = None
     n_clipped_boxes: int = 0
     source: str = ""
+    origin: dict | None = None
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -190,6 +190,8 @@ def evaluate(
     dataset_info = {"name": dataset.name, "source": dataset.source, "n_images": len(samples), "limit": limit,
                     "ids_sha1": ids_digest(samples),
                     "metrics": [m for m, on in (("boxes", has_boxes), ("pxap", has_masks)) if on]}
+    if dataset.origin:  # where the photos are, for `camkit view` and report.html later (not part of resume's check)
+        dataset_info.update({k: dataset.origin.get(k) for k in ("kind", "root", "annotations", "split")})
     preprocess = model.preprocess.with_input_size(input_size)
     source = map_source or make_map_source(model, method, protocol.topk, layer, smooth=smooth, seed=int(seed))
     # the loop keeps the maps of the images the galleries may show, so they are not forwarded twice
