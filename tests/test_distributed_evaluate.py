@@ -61,12 +61,12 @@ def reference(tmp_path_factory, lite0):
         pytest.skip(f"real ILSVRC sample not found at {SAMPLE} (needs ../shared beside the repository)")
     import torch
 
-    from camkit.datasets import read_csv_boxes
+    from camkit.datasets import read_layout
     from camkit.evaluate import evaluate
 
     folder = tmp_path_factory.mktemp("dist_eval")
     csv_path = _dataset_csv(folder)
-    ds = read_csv_boxes(csv_path, SAMPLE)
+    ds = read_layout("csv", SAMPLE, csv_path)  # as the CLI reads it (the summary records where from)
     assert len(ds) == N_IMAGES
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -179,7 +179,7 @@ def _crash_rank(out: str, csv_path: str) -> None:
     import torch.distributed as dist
 
     from camkit.cam.sources import make_map_source
-    from camkit.datasets import read_csv_boxes
+    from camkit.datasets import read_layout
     from camkit.distributed import RankCrashedError
     from camkit.evaluate import evaluate
     from camkit.models import load_model
@@ -194,7 +194,7 @@ def _crash_rank(out: str, csv_path: str) -> None:
         return source(x, gt)
 
     try:
-        evaluate(read_csv_boxes(csv_path, SAMPLE), model, out_dir=out, map_source=failing_on_rank_1, **OPTIONS)
+        evaluate(read_layout("csv", SAMPLE, csv_path), model, out_dir=out, map_source=failing_on_rank_1, **OPTIONS)
     except (ValueError, RankCrashedError) as e:
         print(json.dumps({"type": type(e).__name__, "message": str(e)}))
     dist.destroy_process_group()
@@ -203,11 +203,11 @@ def _crash_rank(out: str, csv_path: str) -> None:
 def _resume_rank(out: str, csv_path: str) -> None:
     import torch.distributed as dist
 
-    from camkit.datasets import read_csv_boxes
+    from camkit.datasets import read_layout
     from camkit.evaluate import evaluate
 
     dist.init_process_group("gloo")
-    ds = read_csv_boxes(csv_path, SAMPLE)
+    ds = read_layout("csv", SAMPLE, csv_path)
     summary = evaluate(ds, "efficientnet_lite0", out_dir=out, resume=True, **OPTIONS)
     in_memory = evaluate(ds, "efficientnet_lite0", **OPTIONS)  # no folder: the records are gathered instead
     assert dist.is_initialized()  # the caller's group is left to the caller
