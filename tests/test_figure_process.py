@@ -139,3 +139,11 @@ def test_evaluate_outputs_take_the_early_process(tmp_path, lite0, ilsvrc_sample)
     assert html.count('src="data:image/png;base64,') == 3  # the report waited for the figures
     files = json.loads((tmp_path / "there" / "summary.json").read_text())["run"]["files"]
     assert {"curves", "gallery_best", "gallery_worst"} <= set(files)
+
+
+def test_killing_an_idle_process_ends_its_thread():
+    process = FigureProcess.start()
+    assert process is not None
+    process.kill()
+    process._thread.join(30)
+    assert not process._thread.is_alive() and process._popen.poll() is not None

@@ -119,17 +119,14 @@ class FigureProcess:
         return list(self._answers)
 
     def kill(self) -> None:
-        """End the process now (no-op when it has ended)."""
+        """End the process now (no-op when it has ended); the thread talking to it ends too."""
+        self._outbox.put(None)  # a thread still waiting for a figure to send stops there
         if self._popen.poll() is None:
             self._popen.kill()
             try:
                 self._popen.wait(timeout=5.0)
             except subprocess.TimeoutExpired:
                 pass
-
-    @property
-    def pid(self) -> int:
-        return self._popen.pid
 
 
 class FigureDrawer:
@@ -161,12 +158,6 @@ class FigureDrawer:
         for k, (name, args) in enumerate(self._jobs):
             if k >= len(answers) or answers[k] is not None:
                 _draw_here(name, args)
-
-    def close(self) -> None:
-        """Stop the process without waiting for it (after an error elsewhere); no-op without one."""
-        if self._process is not None:
-            self._process.kill()
-            self._process = None
 
 
 def _draw_here(name: str, args: tuple) -> None:
