@@ -250,3 +250,37 @@ def test_report_html_renders_every_image(page, run_dir, tmp_path) -> None:
     assert len(widths) == 12 and all(w == 160 for w in widths)
     assert page.locator("#imgs tbody tr").count() == 12
     page.screenshot(path=str(SHOTS / "report.png"), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def mask_run_url(tmp_path_factory, lite0):
+    """`camkit view` of a masks-only run (OpenImages layout, PxAP): no boxes to show IoUs or a curve for."""
+    from test_evaluate_pxap import make_openimages
+
+    from camkit.datasets import read_layout
+    from camkit.evaluate import evaluate
+
+    root, mask_root, meta = make_openimages(tmp_path_factory.mktemp("oi"))
+    out = tmp_path_factory.mktemp("mask_run")
+    evaluate(read_layout("wsol", root, meta, None, mask_root), lite0, batch_size=4, out_dir=out, progress=False)
+    proc, url = _start(["view", str(out)], tmp_path_factory.mktemp("view_masks"))
+    yield url
+    _stop(proc)
+
+
+def test_view_of_a_masks_only_run_shows_pxap_and_no_box_columns(page, mask_run_url) -> None:
+    page.goto(mask_run_url)
+    page.wait_for_function("document.body.dataset.state === 'ready'")
+    assert page.locator("#images tbody tr").count() == 4
+    keys = page.eval_on_selector_all("#head th", "els => els.map(e => e.dataset.key)")
+    assert "pxap" in keys and not {"iou", "live", "correct", "gt_known_iou"} & set(keys)
+    assert page.locator("#no-boxes").count() == 1 and page.locator("#filter-correct").is_hidden()
+    assert page.locator("[data-boxes]").count() == 2 and page.locator("[data-boxes]").first.is_hidden()
+    assert page.input_value("#tau") == "20"  # CVPR16's tau 0.2, not a best tau of an all-zero curve
+    assert "τ*" not in page.inner_text("#runs")
+    page.wait_for_function("document.querySelectorAll('canvas.thumb[data-drawn=\"1\"]').length >= 4")
+    page.locator("#images tbody tr").first.click()
+    page.wait_for_function("document.querySelector('#detail canvas') !== null")
+    assert "PxAP" in page.inner_text("#detail")
+    time.sleep(0.5)
+    page.screenshot(path=str(SHOTS / "view_masks.png"))

@@ -51,6 +51,9 @@ def run_docs(runs: list[RunDir]) -> list[dict]:
             "taus": [round(float(t), 10) for t in r.taus],
             "curves": curves,
             "best_tau_index": r.best_tau_index("v1"),
+            # masks only (PxAP): no box curve or IoUs; the cursor starts at CVPR16's tau 0.2 of the max
+            "has_boxes": bool(r.box_records),
+            "start_tau_index": r.best_tau_index("v1") if r.box_records else int(np.argmin(np.abs(r.taus - 0.2))),
         })
     return docs
 

@@ -14,6 +14,8 @@ async function api(url) {
 }
 const fmt = (v, d = 3) => (v === null || v === undefined ? "–" : Number(v).toFixed(d));
 function tauIdx() { return Number($("tau").value); }
+// a run on masks only (PxAP) has no ground-truth boxes: no IoU columns, BoxAcc curve or best tau
+const hasBoxes = () => S.runs[0].has_boxes !== false;
 function iouIncl(a, b) {
   const ix = Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0]) + 1), iy = Math.max(0, Math.min(a[3], b[3]) - Math.max(a[1], b[1]) + 1);
   const inter = ix * iy, ua = (a[2] - a[0] + 1) * (a[3] - a[1] + 1) + (b[2] - b[0] + 1) * (b[3] - b[1] + 1) - inter;
@@ -28,15 +30,16 @@ function columns() {
     { key: "i", label: "#", num: true, get: (r) => r.i },
     { key: "id", label: "image id", get: (r) => r.id },
     { key: "gt_name", label: "class", get: (r) => r.gt_name || String(r.gt) },
+  ];
+  if (hasBoxes()) cols.push(
     { key: "iou", label: two ? "IoU A @τ*" : "IoU @τ*", num: true, get: (r) => val(r, 0, "iou") },
     { key: "live", label: "IoU @cursor", num: true, get: (r) => liveIou(r, 0) },
     { key: "correct", label: "correct", get: (r) => val(r, 0, "correct") },
-    { key: "gt_known_iou", label: "CVPR16 IoU", num: true, get: (r) => val(r, 0, "gt_known_iou") },
-    { key: "cls", label: "top-1", get: (r) => val(r, 0, "cls_correct") },
-  ];
+    { key: "gt_known_iou", label: "CVPR16 IoU", num: true, get: (r) => val(r, 0, "gt_known_iou") });
+  cols.push({ key: "cls", label: "top-1", get: (r) => val(r, 0, "cls_correct") });
   if ("pxap" in ra) cols.push({ key: "pxap", label: "PxAP", num: true, get: (r) => val(r, 0, "pxap") });
   for (const k of ["deletion", "insertion"]) if (k in ra) cols.push({ key: k, label: k === "deletion" ? "deletion ↓" : "insertion ↑", num: true, get: (r) => val(r, 0, k) });
-  if (two) {
+  if (two && hasBoxes()) {
     cols.push({ key: "iou_b", label: "IoU B @τ*", num: true, get: (r) => val(r, 1, "iou") });
     cols.push({ key: "live_b", label: "B @cursor", num: true, get: (r) => liveIou(r, 1) });
     cols.push({ key: "disagreement", label: "|Δ IoU|", num: true, get: (r) => r.disagreement });
@@ -193,7 +196,8 @@ async function showDetail(r, quiet) {
   for (let k = 0; k < S.runs.length; k++) {
     const rk = r.runs[k]; const cv = box.querySelector(`canvas[data-detail='${k}']`); const cap = box.querySelector(`[data-cap='${k}']`);
     if (!rk || !cv) continue;
-    cap.textContent = `${"AB"[k]}: ${S.runs[k].label} — IoU @τ* ${fmt(rk.iou)}, @cursor ${fmt(liveIou(r, k))}, CVPR16 ${fmt(rk.gt_known_iou)}`;
+    cap.textContent = hasBoxes() ? `${"AB"[k]}: ${S.runs[k].label} — IoU @τ* ${fmt(rk.iou)}, @cursor ${fmt(liveIou(r, k))}, CVPR16 ${fmt(rk.gt_known_iou)}`
+      : `${"AB"[k]}: ${S.runs[k].label} — PxAP ${fmt(rk.pxap, 1)}; red: boxes of the map at the cursor`;
     try { paint(cv, await dataFor(k, rk.i), rk); } catch (e) { cap.textContent += ` (${e.message})`; }
   }
 }
@@ -205,13 +209,15 @@ function drawCurve() {
   for (const v of [0, 25, 50, 75, 100]) s += `<line x1="${L}" x2="${W - R}" y1="${y(v)}" y2="${y(v)}" stroke="#eef0f3"/><text x="${L - 4}" y="${y(v) + 4}" font-size="10" text-anchor="end" fill="#667085">${v}</text>`;
   for (const t of [0, 0.25, 0.5, 0.75, 1]) s += `<text x="${x(t)}" y="${H - 8}" font-size="10" text-anchor="middle" fill="#667085">${t}</text>`;
   S.runs.forEach((run, k) => {
+    if (!hasBoxes()) return;
     const c = run.curves.v1["50"]; const pts = c.map((v, j) => `${x(run.taus[j]).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
     s += `<polyline points="${pts}" fill="none" stroke="${COLORS[k]}" stroke-width="2"/>`;
     const b = run.best_tau_index; s += `<circle cx="${x(run.taus[b])}" cy="${y(c[b])}" r="3.5" fill="${COLORS[k]}"/>`;
   });
   const t = S.runs[0].taus[tauIdx()] ?? 0;
   s += `<line id="cursor" x1="${x(t)}" x2="${x(t)}" y1="${T}" y2="${H - B}" stroke="#f43f5e" stroke-width="1.5"/>`;
-  const vals = S.runs.map((run, k) => `${"AB"[k]} ${fmt(run.curves.v1["50"][Math.min(tauIdx(), run.taus.length - 1)], 1)}%`).join("  ");
+  const vals = !hasBoxes() ? "" : S.runs.map((run, k) => `${"AB"[k]} ${fmt(run.curves.v1["50"][Math.min(tauIdx(), run.taus.length - 1)], 1)}%`).join("  ");
+  if (!hasBoxes()) s += `<text id="no-boxes" x="${(L + W - R) / 2}" y="${(T + H - B) / 2}" font-size="12" text-anchor="middle" fill="#667085">masks only: no ground-truth boxes, no BoxAcc curve</text>`;
   s += `<text x="${W - R - 4}" y="${T + 14}" font-size="11" text-anchor="end" fill="#1d2330">τ=${t.toFixed(2)}  ${vals}</text>`;
   svg.innerHTML = s;
   $("tau-value").textContent = t.toFixed(2);
@@ -229,7 +235,7 @@ function runCards() {
     const n = run.numbers, d = document.createElement("div"); d.className = "runcard"; d.style.background = "#1f2937"; d.style.borderColor = "#374151";
     d.innerHTML = `<div><span class="swatch" style="background:${COLORS[k]}"></span><b></b></div><div class="nums"></div>`;
     d.querySelector("b").textContent = `${S.runs.length > 1 ? "AB"[k] + ": " : ""}${run.label}`;
-    const nums = [["MaxBoxAcc", n.maxboxacc], ["V2", n.maxboxacc_v2], ["GT-known", n.gt_known_loc], ["top-1 loc", n.top1_loc], ["top-1 cls", n.top1_cls], ["PxAP", n.pxap], ["images", n.n_images], ["τ*", run.taus[run.best_tau_index]]];
+    const nums = [["MaxBoxAcc", n.maxboxacc], ["V2", n.maxboxacc_v2], ["GT-known", n.gt_known_loc], ["top-1 loc", n.top1_loc], ["top-1 cls", n.top1_cls], ["PxAP", n.pxap], ["images", n.n_images], ["τ*", run.has_boxes === false ? null : run.taus[run.best_tau_index]]];
     for (const [lab, v] of nums) if (v !== null && v !== undefined) { const sp = document.createElement("span"); sp.innerHTML = `${lab} <b>${typeof v === "number" && lab !== "images" ? v.toFixed(lab === "τ*" ? 2 : 1) : v}</b>`; d.querySelector(".nums").appendChild(sp); }
     box.appendChild(d);
   });
@@ -240,7 +246,8 @@ async function init() {
     S.runs = (await api("/api/runs")).runs;
     S.rows = (await api("/api/rows")).rows;
     $("tau").max = S.runs[0].taus.length - 1;
-    $("tau").value = S.runs[0].best_tau_index;
+    $("tau").value = S.runs[0].start_tau_index ?? S.runs[0].best_tau_index;
+    if (!hasBoxes()) for (const e of [$("filter-correct"), ...document.querySelectorAll("[data-boxes]")]) e.hidden = true;
     if (S.runs.length > 1) S.sort = { key: "disagreement", dir: -1 };  // where the runs disagree most, first
     runCards(); drawCurve(); render();
   } catch (e) { showError(e.message); }
