@@ -172,13 +172,14 @@ def _fmt(v, digits: int = 3) -> tuple[str, str]:
     return html.escape(str(v)), html.escape(str(v))
 
 
-def write_report_html(run_dir: str | Path, out: str | Path | None = None, images: dict[str, Path] | None = None,
+def write_report_html(run_dir: str | Path | RunDir, out: str | Path | None = None, images: dict[str, Path] | None = None,
                       thumbnails: Mapping[int, Future] | None = None,
                       figures_ready: Callable[[], None] | None = None) -> Path:
     """Write the self-contained report of a run folder; returns its path (default ``run_dir/report.html``).
 
     Args:
-        run_dir: a ``camkit evaluate --out`` folder (needs ``run.json`` or ``summary.json`` and ``records.jsonl``).
+        run_dir: a ``camkit evaluate --out`` folder (needs ``run.json`` or ``summary.json`` and ``records.jsonl``),
+            or such a folder already read.
         out: where to write the file (default inside ``run_dir``).
         images: image id -> photo path; None finds the run's dataset from its summary (thumbnails are
             left out when it cannot be found).
