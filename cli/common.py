@@ -64,6 +64,14 @@ def one_line_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise fail(f"{e} (`camkit models --classes` lists them)") from None
         except CamkitError as e:
             raise fail(flags_in(str(e))) from None
+        except OSError as e:  # a file the command reads or writes: the system's reason, and where to look
+            if os.environ.get("CAMKIT_DEBUG"):
+                raise
+            if isinstance(e, BrokenPipeError):  # `camkit ... | head`: the reader left early
+                raise fail("the output pipe was closed before the command finished", 1) from None
+            where = f" {e.filename}" if e.filename else ""
+            raise fail(f"cannot read or write{where}: {e.strerror or e}; check that path (a folder in the way, "
+                       "permissions, free space) or choose another --out") from None
         except Exception as e:  # never a traceback on the CLI unless asked for
             if os.environ.get("CAMKIT_DEBUG"):
                 raise

@@ -266,3 +266,15 @@ def test_report_quotes_only_the_datasets_own_published_rows(name, own, foreign):
         assert s in text, s
     for s in foreign:
         assert s not in text, s
+
+
+def test_cli_an_output_that_cannot_be_written_is_one_line_naming_it(tmp_path, ilsvrc_sample):
+    """A folder squatting on a figure's name: the run's other files are written, the error names the path (exit 2)."""
+    out = tmp_path / "out"
+    (out / "boxacc_vs_tau.png").mkdir(parents=True)
+    r = _cli(["--dataset", "ilsvrc", "--root", str(ilsvrc_sample), "--out", str(out), "--no-progress"])
+    err = _stderr(r).strip()
+    assert r.exit_code == 2, (r.exit_code, r.output)
+    assert len(err.splitlines()) == 1 and err.startswith("error: cannot read or write"), err
+    assert str(out / "boxacc_vs_tau.png") in err and "Is a directory" in err and "unexpected" not in err
+    assert (out / "summary.json").is_file() and (out / "per_image.csv").is_file()
