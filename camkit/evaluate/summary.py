@@ -22,6 +22,7 @@ from camkit.evaluate.protocol import Protocol, unpack_counts
 from camkit.evaluate.results import FailedImage, Record, as_record
 
 LOC_IOU = 0.5  # CVPR16 top-k / GT-known localization and MaxBoxAcc (V1)
+_CHUNK = 2048  # records counted per evaluator call
 
 
 def iou_key(delta: float) -> str:
@@ -61,23 +62,40 @@ def summarize(
     n_bins = len(pxap_eval.fg_hist)
     n_pxap = 0
     failed: list[dict[str, Any]] = []
+    # The evaluators take batches: records are counted CHUNK at a time (integer counts, so the same numbers).
+    cls_rows: list[tuple[int, list[int]]] = []
+    box_rows: list[tuple[int, list[int], float, Any, Any]] = []
+
+    def flush() -> None:
+        if cls_rows:
+            cls_acc.accumulate(np.array([g for g, _ in cls_rows]), np.array([t for _, t in cls_rows], dtype=np.int64))
+            cls_rows.clear()
+        if box_rows:
+            gt = np.array([b[0] for b in box_rows])
+            top = np.array([b[1] for b in box_rows], dtype=np.int64)
+            # A top-k guess localizes only when its class is the GT class, whose box is the GT class's:
+            # every guess can carry the GT-class IoU (records keep other classes' boxes for display only)
+            gt_iou = np.array([b[2] for b in box_rows], dtype=np.float64)
+            loc_acc.accumulate(gt, top, np.repeat(gt_iou[:, None], top.shape[1], axis=1), gt_iou)
+            boxacc["v1"].accumulate_ious(np.array([b[3] for b in box_rows], dtype=np.float64))
+            boxacc["v2"].accumulate_ious(np.array([b[4] for b in box_rows], dtype=np.float64))
+            box_rows.clear()
+
     for r in map(as_record, records):
         if isinstance(r, FailedImage):
             failed.append({"index": r.index, "image_id": r.image_id, "error": r.error})
             continue
-        gt = np.array([r.gt_class])
-        top = np.array([r.topk], dtype=np.int64)
-        cls_acc.accumulate(gt, top)
+        if cls_rows and len(r.topk) != len(cls_rows[0][1]):
+            flush()  # a batch needs one top-k length
+        cls_rows.append((r.gt_class, r.topk))
         if r.boxes is not None:
-            # A top-k guess localizes only when its class is the GT class, whose box is the GT class's:
-            # every guess can carry the GT-class IoU (records keep other classes' boxes for display only)
-            gt_iou = r.boxes.cvpr16_ious[0]
-            loc_acc.accumulate(gt, top, np.full((1, top.shape[1]), gt_iou), np.array([gt_iou]))
-            boxacc["v1"].accumulate_ious(np.asarray([r.boxes.v1], dtype=np.float64))
-            boxacc["v2"].accumulate_ious(np.asarray([r.boxes.v2], dtype=np.float64))
+            box_rows.append((r.gt_class, r.topk, r.boxes.cvpr16_ious[0], r.boxes.v1, r.boxes.v2))
         if r.pixels is not None:
             pxap_eval.accumulate_counts(unpack_counts(r.pixels.fg, n_bins), unpack_counts(r.pixels.bg, n_bins))
             n_pxap += 1
+        if len(cls_rows) == _CHUNK:
+            flush()
+    flush()
     n = cls_acc.n_images
     nb = loc_acc.n_images
     failed.sort(key=lambda f: f["index"])
