@@ -101,6 +101,12 @@ def launched() -> bool:
         return False
 
 
+def main_by_environment() -> bool:
+    """Whether this process will be rank 0 (the one that writes the outputs), read from the launcher's ``RANK``
+    before anything is imported: true without a launcher."""
+    return os.environ.get("RANK", "0").strip() in ("", "0")
+
+
 def _describe(error: BaseException) -> tuple[str, bool]:
     """A one-line description of ``error`` and whether it is a user-facing camkit error."""
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""

@@ -4,7 +4,6 @@ masks for PxAP) / a CSV of boxes."""
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 
@@ -44,9 +43,10 @@ def evaluate_command(
     faithfulness_steps: int = typer.Option(224, "--faithfulness-steps", min=2, help="Deletion/insertion steps (RISE: 224)."),
 ) -> None:
     """Score CAM localization: MaxBoxAcc, MaxBoxAccV2, top-1/top-5/GT-known loc, PxAP on masks (wsolevaluation protocol)."""
+    from camkit.distributed import main_by_environment
     from camkit.evaluate.figure_process import discard_early, start_early
 
-    if os.environ.get("RANK", "0") in ("", "0"):  # the process that writes the outputs (rank 0 under torchrun)
+    if main_by_environment():  # the process that writes the outputs (rank 0 under torchrun)
         start_early()  # the figure process does its imports while this one imports torch, below
     try:
         from camkit.distributed import process_group

@@ -147,3 +147,14 @@ def test_killing_an_idle_process_ends_its_thread():
     process.kill()
     process._thread.join(30)
     assert not process._thread.is_alive() and process._popen.poll() is not None
+
+
+@pytest.mark.parametrize(("rank", "main"), [(None, True), ("0", True), ("", True), ("1", False), ("3", False)])
+def test_only_the_rank_that_writes_the_outputs_starts_a_figure_process(monkeypatch, rank, main):
+    from camkit.distributed import main_by_environment
+
+    if rank is None:
+        monkeypatch.delenv("RANK", raising=False)
+    else:
+        monkeypatch.setenv("RANK", rank)
+    assert main_by_environment() is main

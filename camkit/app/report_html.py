@@ -201,7 +201,7 @@ def write_report_html(run_dir: str | Path | RunDir, out: str | Path | None = Non
             images = {}
             note = f"Thumbnails left out: {e}"
     # A run on masks only (PxAP) has no boxes: no box columns, curve or best tau; its images are ranked by PxAP.
-    has_boxes = any("iou" in r for r in rows)
+    has_boxes = run.has_boxes
     rank_key = "iou" if has_boxes else "pxap"
     # thumbnails for the worst and best images first when there are too many
     scored = sorted((r for r in rows if rank_key in r), key=lambda r: r[rank_key])

@@ -121,6 +121,11 @@ class RunDir:
         return [r for r in self.records if "error" not in r]
 
     @property
+    def has_boxes(self) -> bool:
+        """Whether any image has box values (a run on masks only has none)."""
+        return any("error" not in r and "v1" in r for r in self.records)
+
+    @property
     def box_records(self) -> list[dict]:
         return [r for r in self.records if "error" not in r and "v1" in r]
 

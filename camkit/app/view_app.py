@@ -40,6 +40,7 @@ def run_docs(runs: list[RunDir]) -> list[dict]:
     docs = []
     for r in runs:
         curves = {v: {k: r.curve(v, int(k) / 100).round(6).tolist() for k in IOU_KEYS} for v in ("v1", "v2")}
+        best = r.best_tau_index("v1")
         docs.append({
             "label": r.label,
             "path": str(r.path),
@@ -50,10 +51,10 @@ def run_docs(runs: list[RunDir]) -> list[dict]:
             "numbers": r.summary_numbers(),
             "taus": [round(float(t), 10) for t in r.taus],
             "curves": curves,
-            "best_tau_index": r.best_tau_index("v1"),
+            "best_tau_index": best,
             # masks only (PxAP): no box curve or IoUs; the cursor starts at CVPR16's tau 0.2 of the max
-            "has_boxes": bool(r.box_records),
-            "start_tau_index": r.best_tau_index("v1") if r.box_records else int(np.argmin(np.abs(r.taus - 0.2))),
+            "has_boxes": r.has_boxes,
+            "start_tau_index": best if r.has_boxes else int(np.argmin(np.abs(r.taus - 0.2))),
         })
     return docs
 
