@@ -44,10 +44,12 @@ def evaluate_command(
 ) -> None:
     """Score CAM localization: MaxBoxAcc, MaxBoxAccV2, top-1/top-5/GT-known loc, PxAP on masks (wsolevaluation protocol)."""
     from camkit.distributed import main_by_environment
-    from camkit.evaluate.figure_process import discard_early, start_early
+    from camkit.evaluate.figure_process import discard_early, prefetch_thumbnails_early, start_early
 
     if main_by_environment():  # the process that writes the outputs (rank 0 under torchrun)
         start_early()  # the figure process does its imports while this one imports torch, below
+        if dataset is not None and root is not None:  # and then the report's thumbnails
+            prefetch_thumbnails_early(dataset, root, annotations, split, mask_root, limit)
     try:
         from camkit.distributed import process_group
         from camkit.evaluate import evaluate

@@ -117,38 +117,32 @@ def test_report_thumbnails_show_the_squashed_photo_and_its_boxes(run_dir: Path, 
     import cv2
     from PIL import Image
 
-    from camkit.app.report_html import THUMB_SIDE, write_report_html
+    from camkit.app.report_html import write_report_html
+    from camkit.app.thumbnails import THUMB_SIDE
 
     text = write_report_html(run_dir, tmp_path / "report.html").read_text()
-    pattern = r'<img class="t" alt="(ILSVRC2012_val_\d+)" src="data:image/jpeg;base64,([^"]+)"'
-    thumbs = dict(re.findall(pattern, text))
-    # evaluate made its report's thumbnails while it drew the figures: the same bytes
-    assert dict(re.findall(pattern, (run_dir / "report.html").read_text())) == thumbs and len(thumbs) == 12
+    cell = (r'<div class="t"><img class="t" alt="(ILSVRC2012_val_\d+)" src="data:image/jpeg;base64,([^"]+)">'
+            r'<svg viewBox="0 0 224 224" preserveAspectRatio="none">(.*?)</svg></div>')
+    cells = {m[0]: (m[1], m[2]) for m in re.findall(cell, text)}
+    # evaluate's report (thumbnails made by its figure process or its own threads) holds the same bytes
+    assert {m[0]: (m[1], m[2]) for m in re.findall(cell, (run_dir / "report.html").read_text())} == cells
+    assert len(cells) == 12
     records = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
     root = shared_sample_or_skip()
-    s = THUMB_SIDE / 224
-    for rec in records[:4]:
-        thumb = cv2.cvtColor(cv2.imdecode(np.frombuffer(base64.b64decode(thumbs[rec["id"]]), np.uint8), cv2.IMREAD_COLOR),
+    for rec in records:
+        uri, svg = cells[rec["id"]]
+        thumb = cv2.cvtColor(cv2.imdecode(np.frombuffer(base64.b64decode(uri), np.uint8), cv2.IMREAD_COLOR),
                              cv2.COLOR_BGR2RGB).astype(np.float64)
         assert thumb.shape == (THUMB_SIDE, THUMB_SIDE, 3)
-        # independently: the whole photo decoded and squashed by Pillow
+        # independently: the whole photo decoded and squashed by Pillow. The DCT-scaled decode and JPEG 80 cost
+        # 2.3-4.5 levels on these photos; the same photo mirrored costs 10-125
         with Image.open(next((root / "val").glob(rec["id"] + ".*"))) as im:
             ref = np.asarray(im.convert("RGB").resize((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR), np.float64)
-        lines = np.zeros((THUMB_SIDE, THUMB_SIDE), bool)
-        boxes = rec["gt_boxes"] + [rec["cvpr16_boxes"][0]]
-        for x0, y0, x1, y1 in boxes:
-            a0, b0, a1, b1 = (int(round(v * s)) for v in (x0, y0, x1 + 1, y1 + 1))
-            # the 2-px line and the JPEG blocks it rings in (one ring per box: the red box may enclose the green)
-            ring = np.zeros_like(lines)
-            ring[max(b0 - 9, 0):b1 + 9, max(a0 - 9, 0):a1 + 9] = True
-            ring[b0 + 9:max(b1 - 9, b0 + 9), a0 + 9:max(a1 - 9, a0 + 9)] = False
-            lines |= ring
-        # JPEG 80 alone costs 2-4 levels on these photos; a misplaced or mirrored photo costs tens
-        assert np.abs(thumb - ref)[~lines].mean() < 5.0, rec["id"]
-        # the GT box's top edge is drawn green (34, 197, 94)
-        x0, y0, x1, _ = (int(round(v * s)) for v in rec["gt_boxes"][0])
-        edge = thumb[max(y0, 1), x0 + 4:max(x1 - 3, x0 + 5)].mean(axis=0)
-        assert edge[1] > 150 and edge[0] < 110 and edge[2] < 140, (rec["id"], edge)
+        assert np.abs(thumb - ref).mean() < 6.0 < np.abs(thumb - ref[:, ::-1]).mean(), rec["id"]
+        # the boxes drawn over it are the record's, on the 224 input square: inclusive pixels x0..x1 cover x1 - x0 + 1
+        rects = re.findall(r'<rect x="(\d+)" y="(\d+)" width="(\d+)" height="(\d+)" stroke="(#[0-9a-f]{6})"/>', svg)
+        want = [(b, "#22c55e") for b in rec["gt_boxes"]] + [(rec["cvpr16_boxes"][0], "#f43f5e")]
+        assert [([int(x), int(y), int(x) + int(w) - 1, int(y) + int(h) - 1], c) for x, y, w, h, c in rects] == want
 
 
 def test_records_hold_the_tau_curves_as_arrays_of_the_same_values(run_dir: Path) -> None:
@@ -175,17 +169,59 @@ def test_not_a_run_folder_is_one_line(tmp_path: Path) -> None:
 def test_every_thumbnail_is_started_only_when_the_report_shows_every_image(monkeypatch) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from camkit.app import report_html
+    from camkit.app import thumbnails
 
-    monkeypatch.setattr(report_html, "MAX_THUMBNAILS", 3)
+    monkeypatch.setattr(thumbnails, "MAX_THUMBNAILS", 3)
     made: list[int] = []
-    monkeypatch.setattr(report_html, "_thumb", lambda path, size, row: made.append(int(path.stem)) or f"uri{path.stem}")
-    boxes = [(i, [[0, 0, 1, 1]], [0, 0, 2, 2]) for i in range(4)]
+    monkeypatch.setattr(thumbnails, "thumbnail_uri", lambda path: made.append(int(path.stem)) or f"uri{path.stem}")
+    photos = [(i, Path(f"{i}.jpg")) for i in range(4)]
     with ThreadPoolExecutor(2) as pool:
-        assert report_html.start_every_thumbnail(pool, iter(boxes), lambda i: Path(f"{i}.jpg"), 224) == {}  # 4 > 3
-        started = report_html.start_every_thumbnail(pool, iter(boxes[:3]), lambda i: Path(f"{i}.jpg"), 224)
+        assert thumbnails.start_every_thumbnail(pool, iter(photos)) == {}  # 4 > 3
+        started = thumbnails.start_every_thumbnail(pool, iter(photos[:3]))
         assert {i: f.result() for i, f in started.items()} == {0: "uri0", 1: "uri1", 2: "uri2"}
     assert sorted(made) == [0, 1, 2]
+
+
+def test_thumbnails_made_ahead_are_handed_over_without_being_made_again(monkeypatch) -> None:
+    from camkit.app import thumbnails
+
+    root = shared_sample_or_skip()
+    paths = sorted((root / "val").glob("*.JPEG"))[:5]
+    assert len(paths) == 5
+    expected = {str(p): thumbnails.thumbnail_uri(p) for p in paths}
+    ahead = thumbnails.ThumbnailPrefetch(lambda: paths[:4])
+    ahead._thread.join(60)
+    assert not ahead._thread.is_alive()
+    made_now: list[str] = []
+    real = thumbnails.thumbnail_uri
+    monkeypatch.setattr(thumbnails, "thumbnail_uri", lambda p: made_now.append(p.name) or real(p))
+    assert ahead.take([str(p) for p in paths]) == expected
+    assert made_now == [paths[4].name]  # only the one it was not given
+    # a dataset it cannot read, or one too large for the report to show every image: nothing made ahead
+    for photos in (lambda: 1 / 0, lambda: paths * (thumbnails.MAX_THUMBNAILS // 5 + 1)):
+        empty = thumbnails.ThumbnailPrefetch(photos)
+        empty._thread.join(60)
+        assert empty._made == {}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is Linux's")
+def test_the_thread_making_thumbnails_ahead_lowers_its_own_priority_only() -> None:
+    import os
+    import threading
+
+    from camkit.app.thumbnails import _lower_this_threads_priority
+
+    seen: dict[str, int] = {}
+
+    def run() -> None:
+        _lower_this_threads_priority()
+        seen["thread"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(30)
+    assert seen["thread"] == 19 and os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
 
 
 def test_photos_found_for_a_run_on_a_relative_root_from_another_folder(tmp_path: Path, monkeypatch, lite0) -> None:

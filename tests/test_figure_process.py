@@ -5,6 +5,7 @@ in bounded time; it ends when its stdin closes; it never imports torch; `camkit 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -129,16 +130,61 @@ def test_evaluate_outputs_take_the_early_process(tmp_path, lite0, ilsvrc_sample)
     ds = read_ilsvrc_xml(ilsvrc_sample / "val", ilsvrc_sample / "bbox")
     evaluate(ds, lite0, batch_size=12, out_dir=tmp_path / "here", progress=False)
     figure_process.start_early()
+    figure_process.prefetch_thumbnails_early("ilsvrc", ilsvrc_sample, None, None, None, None)  # as the CLI does
     process = figure_process._early
     evaluate(ds, lite0, batch_size=12, out_dir=tmp_path / "there", progress=False)
     assert figure_process.take_early() is None  # taken by the run's outputs
-    assert process is not None and process._answers == [None, None, None]  # curves and both galleries drawn there
+    # the prefetch, the thumbnails, the curves and both galleries done there
+    assert process is not None and process._answers == [None] * 5
     for name in ("boxacc_vs_tau.png", "gallery_best.png", "gallery_worst.png", "per_image.csv"):
         assert (tmp_path / "there" / name).read_bytes() == (tmp_path / "here" / name).read_bytes(), name
     html = (tmp_path / "there" / "report.html").read_text()
     assert html.count('src="data:image/png;base64,') == 3  # the report waited for the figures
+    thumbs = re.compile(r'<img class="t" alt="[^"]+" src="data:image/jpeg;base64,[^"]+">')
+    assert thumbs.findall(html) == thumbs.findall((tmp_path / "here" / "report.html").read_text())
+    assert len(thumbs.findall(html)) == 12
     files = json.loads((tmp_path / "there" / "summary.json").read_text())["run"]["files"]
     assert {"curves", "gallery_best", "gallery_worst"} <= set(files)
+
+
+def test_thumbnails_made_there_equal_those_made_here(ilsvrc_sample):
+    from camkit.app.thumbnails import thumbnail_uri
+
+    paths = [str(p) for p in sorted((ilsvrc_sample / "val").glob("*.JPEG"))] + ["/nonexistent/photo.jpg"]
+    process = FigureProcess.start()
+    assert process is not None
+    ahead = process.submit("prefetch_thumbnails", ("ilsvrc", str(ilsvrc_sample), None, None, None, 3))
+    made = process.submit("thumbnails", (paths,))
+    assert ahead.result(timeout=60) is None
+    assert made.result(timeout=60) == {p: thumbnail_uri(Path(p)) for p in paths}  # None for the missing photo
+    assert made.result()["/nonexistent/photo.jpg"] is None
+    # without a prefetch first, all are made when asked
+    again = process.submit("thumbnails", (paths[:2],))
+    assert again.result(timeout=60) == {p: thumbnail_uri(Path(p)) for p in paths[:2]}
+    assert process.finish(timeout=60) == [None, None, None]
+
+
+@pytest.mark.parametrize("command", [
+    [sys.executable, "-c", "import time; time.sleep(60)"],  # a hang
+    [sys.executable, "-c", "pass"],  # a crash
+])
+def test_thumbnails_are_made_here_when_the_process_fails(ilsvrc_sample, monkeypatch, command):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from camkit.app.thumbnails import thumbnail_uri
+    from camkit.evaluate import outputs
+
+    monkeypatch.setattr(figure_process, "WAIT_S", 2.0)
+    photos = [(i, p) for i, p in enumerate(sorted((ilsvrc_sample / "val").glob("*.JPEG"))[:3])]
+    process = FigureProcess.start(command)
+    assert process is not None
+    made = process.submit("thumbnails", ([str(p) for _, p in photos],))
+    t = time.perf_counter()
+    with ThreadPoolExecutor(2) as pool:
+        got = outputs._thumbnails_made_there(made, photos, pool, process)
+        assert {i: f.result(timeout=60) for i, f in got.items()} == {i: thumbnail_uri(p) for i, p in photos}
+    assert time.perf_counter() - t < 30
+    assert process._popen.wait(timeout=30) is not None  # killed or ended, not left behind
 
 
 def test_killing_an_idle_process_ends_its_thread():

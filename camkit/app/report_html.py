@@ -7,8 +7,9 @@ with no server and no network. It is built from the run folder's files only: the
 (found and checked against the run's fingerprint by :func:`camkit.app.dataset_locate.locate_images`);
 when those photos cannot be found the report says so and shows the table without thumbnails.
 
-Thumbnails show the photo squashed to the run's input size, the ground-truth boxes (green) and the
-CVPR16 box of the ground-truth class's map (red), the boxes ``records.jsonl`` holds. Maps are not
+Thumbnails show the photo squashed to a square as the network's input was, under an SVG of the boxes
+``records.jsonl`` holds on that input square: the ground-truth boxes (green) and the CVPR16 box of the
+ground-truth class's map (red). Maps are not
 stored in run folders and are not recomputed here (``camkit view`` does that).
 """
 
@@ -16,23 +17,16 @@ from __future__ import annotations
 
 import html
 import json
-import os
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-import cv2
-import numpy as np
-
-from camkit.app.imaging import data_uri, jpeg_bytes
+from camkit.app.imaging import data_uri
 from camkit.app.rundir import RunDir, image_rows, read_run_dir
+from camkit.app.thumbnails import MAX_THUMBNAILS, start_thumbnails, thumbnail_threads
 from camkit.evaluate.files import FIGURE_NAMES, REPORT_HTML_NAME
 
-__all__ = ["write_report_html", "start_thumbnails", "start_every_thumbnail", "REPORT_HTML_NAME"]
-
-#: At most this many thumbnails are embedded (worst images first, then the best), ~8 KB each.
-MAX_THUMBNAILS = 2000
-THUMB_SIDE = 160
+__all__ = ["write_report_html", "REPORT_HTML_NAME"]
 
 _CSS = """
 body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2330;background:#f6f7f9}
@@ -44,7 +38,9 @@ h2{font-size:13px;text-transform:uppercase;letter-spacing:.6px;color:#667085;mar
 .num b{display:block;font-size:20px;font-variant-numeric:tabular-nums}.num span{color:#667085;font-size:12px}
 table{border-collapse:collapse;width:100%;font-size:13px}th,td{padding:5px 7px;border-bottom:1px solid #e3e6ec;text-align:left;vertical-align:middle}
 th{color:#667085;font-size:12px;cursor:pointer;user-select:none;position:sticky;top:0;background:#fff}
-td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}img.t{width:112px;height:112px;border-radius:4px;display:block}
+td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}div.t{position:relative;width:112px;height:112px}
+img.t{width:112px;height:112px;border-radius:4px;display:block}div.t svg{position:absolute;inset:0;width:100%;height:100%}
+div.t rect{fill:none;stroke-width:2;vector-effect:non-scaling-stroke}
 .good{color:#15803d;font-weight:600}.bad{color:#b91c1c;font-weight:600}.muted{color:#667085}
 .figs img{max-width:100%;border:1px solid #e3e6ec;border-radius:6px;margin:4px 0}
 input{font:inherit;padding:3px 6px;border:1px solid #e3e6ec;border-radius:6px}
@@ -113,52 +109,15 @@ def _box_section(run: RunDir) -> str:
             "class's map.</p></section>")
 
 
-def _thumb(path: Path, size: int, row: dict) -> str | None:
-    """A data URI: the photo squashed to the thumbnail square, with the boxes (given on the ``size`` input
-    square, the same squash) scaled to it: GT green, CVPR16 red."""
-    from camkit.io import load_image
-    from camkit.pil_resize import resize_rgb
-
-    try:
-        # a JPEG is decoded at the smallest DCT scale that still covers the thumbnail
-        img = load_image(path, reduce_to=(THUMB_SIDE, THUMB_SIDE))
-    except Exception:  # noqa: BLE001 - a missing photo leaves its thumbnail out, the row stays
-        return None
-    s = THUMB_SIDE / size
-    # Pillow's antialiased bilinear (camkit's kernel, read from the PIL image's memory: no array copy first)
-    out = np.ascontiguousarray(resize_rgb(img, (THUMB_SIDE, THUMB_SIDE), "bilinear"))
-    for box, colour in [(b, (34, 197, 94)) for b in row.get("gt_boxes", [])] + (
-            [(row["cvpr16_box"], (244, 63, 94))] if row.get("cvpr16_box") else []):
-        x0, y0, x1, y1 = (int(round(v * s)) for v in (box[0], box[1], box[2] + 1, box[3] + 1))
-        cv2.rectangle(out, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), colour, 2)
-    return data_uri(jpeg_bytes(out, 80), "image/jpeg")
-
-
-def thumbnail_threads() -> int:
-    """Threads for thumbnails: one per core (decoding, resizing and JPEG encoding release the GIL)."""
-    return max(1, min(8, os.cpu_count() or 1))
-
-
-def start_thumbnails(pool: Executor, items: Iterable[tuple[int, Path, dict]], input_size: int) -> dict[int, Future]:
-    """Start on ``pool`` the thumbnails of ``items``: (record index, photo path, row with the boxes on the
-    ``input_size`` square, ``gt_boxes`` and ``cvpr16_box``, as :func:`camkit.app.rundir.image_rows` gives
-    them). Returns record index -> future of the data URI (None when the photo cannot be read), for
-    :func:`write_report_html`'s ``thumbnails``: a caller starts them while it does other work."""
-    return {i: pool.submit(_thumb, path, input_size, row) for i, path, row in items}
-
-
-def start_every_thumbnail(pool: Executor, boxes: Iterable[tuple[int, list, list]], photo: Callable[[int], Path],
-                          input_size: int) -> dict[int, Future]:
-    """Start the thumbnails of a run whose report shows every image: ``boxes`` yields, per image with box values,
-    (record index, GT boxes, the GT class's CVPR16 box) on the ``input_size`` square, and ``photo(index)`` gives
-    its file. More than :data:`MAX_THUMBNAILS` images: nothing is started ({}), since the report then shows the
-    worst and best by the run's best tau, known once the summary is written."""
-    items: list[tuple[int, Path, dict]] = []
-    for i, gt_boxes, cvpr16_box in boxes:
-        if len(items) == MAX_THUMBNAILS:
-            return {}
-        items.append((i, photo(i), {"gt_boxes": gt_boxes, "cvpr16_box": cvpr16_box}))
-    return start_thumbnails(pool, items, input_size)
+def _thumb_cell(uri: str, image_id: str, row: dict, size: int) -> str:
+    """The thumbnail (the photo squashed to a square) under an SVG of the boxes on the ``size`` input square:
+    GT green, the GT class's CVPR16 box red; a box of inclusive pixels x0..x1 covers [x0, x1 + 1)."""
+    rects = [(b, "#22c55e") for b in row.get("gt_boxes", [])] + (
+        [(row["cvpr16_box"], "#f43f5e")] if row.get("cvpr16_box") else [])
+    svg = "".join(f'<rect x="{x0}" y="{y0}" width="{x1 - x0 + 1}" height="{y1 - y0 + 1}" stroke="{colour}"/>'
+                  for (x0, y0, x1, y1), colour in rects)
+    return (f'<div class="t"><img class="t" alt="{html.escape(image_id)}" src="{uri}">'
+            f'<svg viewBox="0 0 {size} {size}" preserveAspectRatio="none">{svg}</svg></div>')
 
 
 def _fmt(v, digits: int = 3) -> tuple[str, str]:
@@ -238,14 +197,14 @@ def write_report_html(run_dir: str | Path | RunDir, out: str | Path | None = Non
     started = dict(thumbnails or {})
     wanted = [r for r in rows if r["i"] in chosen and r["i"] not in started and str(r["id"]) in images]
     with ThreadPoolExecutor(thumbnail_threads()) as pool:
-        now = start_thumbnails(pool, ((r["i"], images[str(r["id"])], r) for r in wanted), run.input_size)
+        now = start_thumbnails(pool, ((r["i"], images[str(r["id"])]) for r in wanted))
         uris = {i: f.result() for i, f in {**started, **now}.items() if i in chosen}
     body = []
     for r in rows:
         thumb = ""
         uri = uris.get(r["i"])
         if uri:
-            thumb = f'<img class="t" alt="{html.escape(str(r["id"]))}" src="{uri}">'
+            thumb = _thumb_cell(uri, str(r["id"]), r, run.input_size)
         if "error" in r:
             body.append(f'<tr><td data-v=""></td><td class="n" data-v="{r["i"]}">{r["i"]}</td><td data-v="{html.escape(r["id"])}">'
                         f'{html.escape(r["id"])}</td><td colspan="{len(head) - 3}" class="bad" data-v="">{html.escape(r["error"])}</td></tr>')

@@ -1,8 +1,9 @@
 """The drawing side of :mod:`camkit.evaluate.figure_process`: ``python -m camkit.evaluate.figure_worker``.
 
 Imports what the figures need at once (the parent starts this before it imports torch, so the two
-imports run on different cores), then draws each figure it is sent until its stdin closes. torch is
-never imported here.
+imports run on different cores), then does each job it is sent until its stdin closes: draws a figure,
+or makes the report's thumbnails ahead (:class:`camkit.app.thumbnails.ThumbnailPrefetch`) and hands
+them over. torch is never imported here.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import os
 import pickle
 import signal
 import sys
+from pathlib import Path
+from typing import Any
 
 
 def main() -> None:
@@ -24,16 +27,44 @@ def main() -> None:
 
     plots.preload()
     jobs = sys.stdin.buffer
+    state: dict[str, Any] = {}
     while (payload := figure_process.read_frame(jobs)) is not None:
         name, args = pickle.loads(payload)
-        error = None
+        error, value = None, None
         try:
-            if name not in figure_process.FIGURES:
+            if name in figure_process.FIGURES:
+                getattr(plots, name)(*args)
+            elif name in figure_process.VALUE_JOBS:
+                value = _value_job(name, args, state)
+            else:
                 raise ValueError(f"unknown figure {name!r}")
-            getattr(plots, name)(*args)
-        except Exception as e:  # noqa: BLE001 - reported to the parent, which draws the figure itself
-            error = f"{type(e).__name__}: {e}"
-        figure_process.write_frame(answers, pickle.dumps(error))
+        except Exception as e:  # noqa: BLE001 - reported to the parent, which does the job itself
+            error, value = f"{type(e).__name__}: {e}", None
+        figure_process.write_frame(answers, pickle.dumps((error, value), protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _value_job(name: str, args: tuple, state: dict[str, Any]) -> Any:
+    from camkit.app.thumbnails import ThumbnailPrefetch, thumbnail_uri
+
+    if name == "prefetch_thumbnails":
+        kind, root, annotations, split, mask_root, limit = args
+        state["prefetch"] = ThumbnailPrefetch(lambda: _dataset_photos(kind, root, annotations, split, mask_root, limit))
+        return None
+    (paths,) = args
+    prefetch = state.pop("prefetch", None)
+    if prefetch is None:
+        return {str(p): thumbnail_uri(Path(p)) for p in paths}
+    return prefetch.take(paths)
+
+
+def _dataset_photos(kind: str, root: str, annotations: str | None, split: str | None, mask_root: str | None,
+                    limit: int | None) -> list[Path]:
+    """The photo paths of the first ``limit`` samples, as ``camkit.evaluate.evaluate`` takes them."""
+    from camkit.datasets import read_layout
+
+    ds = read_layout(kind, Path(root), None if annotations is None else Path(annotations), split,
+                     None if mask_root is None else Path(mask_root))
+    return [Path(s.image_path) for s in ds.samples[:limit]]
 
 
 if __name__ == "__main__":

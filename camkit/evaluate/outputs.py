@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from camkit.app.report_html import write_report_html
 from camkit.app.rundir import compact_record, read_run_dir
@@ -36,6 +38,9 @@ from camkit.evaluate.gallery import GalleryMaps, gallery_panels, select_extremes
 from camkit.evaluate.protocol import Protocol
 from camkit.evaluate.results import FailedImage, ImageRecord, Record, as_record
 from camkit.evaluate.summary import summarize
+
+if TYPE_CHECKING:
+    from camkit.evaluate.figure_process import FigureProcess
 
 
 def finish_run(out: Path | None, records: Callable[[], Iterator[Record | dict]], samples: Sequence, protocol: Protocol,
@@ -104,30 +109,67 @@ def write_outputs(
     """Write every output of the run into ``out``; ``records()`` streams the records (called several
     times). Gallery images whose map ``gallery_maps`` kept from the loop are not computed again. Adds
     ``summary["run"]["files"]`` and returns it."""
-    from camkit.app.report_html import start_every_thumbnail, thumbnail_threads
+    from camkit.app.thumbnails import MAX_THUMBNAILS, start_every_thumbnail, thumbnail_threads
+    from camkit.evaluate.figure_process import take_early
 
-    # the report's thumbnails are made on other threads while this one draws the figures
+    # `camkit evaluate`'s figure process, when it started one: it draws the figures and has made the report's
+    # thumbnails ahead (while this process imported torch); without it both are made here.
+    process = take_early()
     pool = ThreadPoolExecutor(thumbnail_threads(), thread_name_prefix="camkit-thumbnail")
     try:
-        boxes = ((r.index, r.boxes.gt_boxes, r.boxes.cvpr16_boxes[0]) for r in map(as_record, records())
-                 if isinstance(r, ImageRecord) and r.boxes is not None)
-        thumbnails = start_every_thumbnail(pool, boxes, lambda i: Path(samples[i].image_path), protocol.input_size)
+        photos = [(r.index, Path(samples[r.index].image_path)) for r in map(as_record, records())
+                  if isinstance(r, ImageRecord)]
+        if process is not None and len(photos) <= MAX_THUMBNAILS:
+            # asked first, so the process answers it before it draws
+            made = process.submit("thumbnails", ([str(p) for _, p in photos],))
+            thumbnails = lambda: _thumbnails_made_there(made, photos, pool, process)  # noqa: E731
+        else:
+            started = start_every_thumbnail(pool, photos)  # made here while this thread writes the rest
+            thumbnails = lambda: started  # noqa: E731
+    except BaseException:
+        if process is not None:
+            process.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    try:
         return _write_files(out, summary, records, samples, source, preprocess, protocol, class_names, gallery_size,
-                            gallery_maps, thumbnails)
+                            gallery_maps, process, thumbnails)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _thumbnails_made_there(made: Future, photos: list[tuple[int, Path]], pool: ThreadPoolExecutor,
+                           process: FigureProcess) -> dict[int, Future]:
+    """Record index -> settled future of the thumbnail the figure process made; when it failed or gave no
+    answer in :data:`~camkit.evaluate.figure_process.WAIT_S`, the thumbnails are started here instead."""
+    from camkit.app.thumbnails import start_every_thumbnail
+    from camkit.evaluate.figure_process import WAIT_S
+
+    try:
+        uris = made.result(timeout=WAIT_S)
+        out: dict[int, Future] = {}
+        for i, path in photos:
+            out[i] = Future()
+            out[i].set_result(uris[str(path)])
+        return out
+    except FutureTimeout:
+        process.kill()  # a hung process: the figures then fail over to this process too
+    except Exception:  # noqa: BLE001 - an error over there or a malformed answer: made here, the same bytes
+        pass
+    return start_every_thumbnail(pool, photos)
+
+
 def _write_files(out: Path, summary: dict, records: Callable[[], Iterator[Record | dict]], samples: Sequence,
                  source: MapSource, preprocess, protocol: Protocol, class_names: Sequence[str] | None, gallery_size: int,
-                 gallery_maps: GalleryMaps | None, thumbnails: dict) -> dict[str, str]:
+                 gallery_maps: GalleryMaps | None, process: FigureProcess | None,
+                 thumbnails: Callable[[], dict[int, Future]]) -> dict[str, str]:
     from camkit.evaluate import report
-    from camkit.evaluate.figure_process import FigureDrawer, take_early
+    from camkit.evaluate.figure_process import FigureDrawer
     from camkit.evaluate.tables import write_per_image_csv
 
     # The figures are handed out first: the figure process `camkit evaluate` started draws them while this
     # thread writes the tables and the report (without one, each is drawn here, at once).
-    drawer = FigureDrawer(take_early())
+    drawer = FigureDrawer(process)
     try:
         files = {"summary": SUMMARY_NAME, "per_image": PER_IMAGE_NAME}
         if summary["n_box_images"]:
@@ -152,7 +194,7 @@ def _write_files(out: Path, summary: dict, records: Callable[[], Iterator[Record
         (out / REPORT_NAME).write_text(report.markdown_report(summary, files), encoding="utf-8")
         # Last: it reads the run's own files (summary, per_image.csv, figures) and embeds the thumbnails.
         run = read_run_dir(out, records=[r for r in records() if isinstance(r, dict)])
-        write_report_html(run, images={s.image_id: Path(s.image_path) for s in samples}, thumbnails=thumbnails,
+        write_report_html(run, images={s.image_id: Path(s.image_path) for s in samples}, thumbnails=thumbnails(),
                           figures_ready=drawer.finish)
     finally:
         drawer.finish()  # (a no-op once the report has waited for it) every figure is drawn even if the report failed
