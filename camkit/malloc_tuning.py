@@ -9,8 +9,8 @@ difference on Score-CAM, which runs thousands of masked forwards). Two ``mallopt
 - ``M_MMAP_MAX = 0``: large blocks come from the heap, which is reused, not from fresh mappings;
 - ``M_TRIM_THRESHOLD = 2**31 - 1``: the heap is not trimmed after frees.
 
-The price: the process keeps its peak heap until it exits (the memory stays available for reuse by
-this process, not to others). camkit applies it once, on the first heavy call (explain, evaluate,
+The price: the process keeps its peak heap until it exits or calls :func:`release_free_memory` (the
+memory stays available for reuse by this process, not to others). camkit applies it once, on the first heavy call (explain, evaluate,
 finetune), process-wide. Opt out with the environment variable ``CAMKIT_NO_MALLOC_TUNING=1`` or by
 calling :func:`disable_malloc_tuning` before that first call. Elsewhere than glibc it is a no-op.
 """
@@ -54,6 +54,24 @@ def disable_malloc_tuning() -> None:
 def malloc_tuning_applied() -> bool:
     """True if this process runs with the tuning."""
     return _state["applied"]
+
+
+def release_free_memory() -> bool:
+    """Hand the memory glibc holds free (the tuning keeps it) back to the system now: ``malloc_trim(0)``.
+
+    For a moment when the process would only wait: it costs ~0.07 s per GB and saves about as much of the
+    kernel's work when the process exits (measured: ~1.2 GB kept after an evaluation, exit 0.105 -> 0.05 s).
+    True if it ran (glibc on Linux); later allocations are served as usual, from fresh pages.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # ctypes releases the GIL for the call
+        return True
+    except (OSError, AttributeError):  # not glibc
+        return False
 
 
 def _mallopt() -> bool:

@@ -105,6 +105,27 @@ def test_malloc_tuning_applies_on_first_heavy_call_with_opt_outs(env, before, ap
     assert r.stdout.strip() == applied
 
 
+_KEEP_THEN_RELEASE = (
+    "import numpy as np, camkit.malloc_tuning as mt\n"
+    "def anon(): return int(open('/proc/self/status').read().split('RssAnon:')[1].split()[0]) // 1024\n"
+    "assert mt.apply_malloc_tuning()\n"
+    "a = np.ones(50_000_000)\n"  # 400 MB, from the heap under the tuning
+    "held = anon(); del a; kept = anon()\n"
+    "assert mt.release_free_memory()\n"
+    "print(held, kept, anon())\n"
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim, /proc")
+def test_memory_the_tuning_kept_is_released_on_request():
+    env = {k: v for k, v in os.environ.items() if k != "CAMKIT_NO_MALLOC_TUNING"}
+    r = subprocess.run([sys.executable, "-c", _KEEP_THEN_RELEASE], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    held, kept, released = map(int, r.stdout.split())  # MB of anonymous memory
+    assert kept > held - 50  # freed, but kept by the process (the tuning's point)
+    assert released < kept - 350  # given back: the 400 MB block left the process
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

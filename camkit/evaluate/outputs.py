@@ -40,7 +40,7 @@ from camkit.evaluate.results import FailedImage, ImageRecord, Record, as_record
 from camkit.evaluate.summary import summarize
 
 if TYPE_CHECKING:
-    from camkit.evaluate.figure_process import FigureProcess
+    from camkit.evaluate.figure_process import FigureDrawer, FigureProcess
 
 
 def finish_run(out: Path | None, records: Callable[[], Iterator[Record | dict]], samples: Sequence, protocol: Protocol,
@@ -138,6 +138,17 @@ def write_outputs(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _wait_for_figures(drawer: FigureDrawer, process: FigureProcess | None) -> None:
+    """Every figure on disk; while the figure process draws them this process has nothing else to do, so
+    it first returns the memory the run kept (:func:`camkit.malloc_tuning.release_free_memory`) instead of
+    leaving that to the kernel at exit."""
+    if process is not None:
+        from camkit.malloc_tuning import release_free_memory
+
+        release_free_memory()
+    drawer.finish()
+
+
 def _thumbnails_made_there(made: Future, photos: list[tuple[int, Path]], pool: ThreadPoolExecutor,
                            process: FigureProcess) -> dict[int, Future]:
     """Record index -> settled future of the thumbnail the figure process made; when it failed or gave no
@@ -195,7 +206,7 @@ def _write_files(out: Path, summary: dict, records: Callable[[], Iterator[Record
         # Last: it reads the run's own files (summary, per_image.csv, figures) and embeds the thumbnails.
         run = read_run_dir(out, records=[r for r in records() if isinstance(r, dict)])
         write_report_html(run, images={s.image_id: Path(s.image_path) for s in samples}, thumbnails=thumbnails(),
-                          figures_ready=drawer.finish)
+                          figures_ready=lambda: _wait_for_figures(drawer, process))
     finally:
         drawer.finish()  # (a no-op once the report has waited for it) every figure is drawn even if the report failed
     return files
