@@ -12,7 +12,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -102,7 +102,11 @@ class ThumbnailPrefetch:
         """path (as given) -> its thumbnail's data URI (None when unreadable), for every path."""
         self._stop.set()
         made = dict(self._made)  # a snapshot: the thread may add one more, made here again (same bytes)
-        return {str(p): made[str(p)] if str(p) in made else thumbnail_uri(Path(p)) for p in paths}
+        missing = [str(p) for p in paths if str(p) not in made]
+        if missing:  # e.g. large PNGs the background thread did not finish: one thread per core now
+            with ThreadPoolExecutor(thumbnail_threads()) as pool:
+                made.update(zip(missing, pool.map(thumbnail_uri, map(Path, missing)), strict=True))
+        return {str(p): made[str(p)] for p in paths}
 
 
 def _lower_this_threads_priority() -> None:
