@@ -7,7 +7,8 @@
     LocalizationImages with the squash transform, batch 32, ``--workers`` processes); against both, the
     whole ``camkit.evaluate.evaluate`` loop (maps, upsampling, CVPR16 boxes, the wsolevaluation tau sweep,
     fsync'd records), the call including the summary and output files, and a whole ``python -m camkit evaluate``
-    process on the same photos in Kaggle's layout (spawn to exit: imports, model, every output file); and the
+    process on the same photos in Kaggle's layout (spawn to exit: imports, model, every output file; also against
+    two ready-tensor forwards run just before and just after it); and the
     loop against the ready forward paired in chunks of ``--chunk-batches`` batches taken in turn, so the machine's
     drift falls on both sides. Runs are interleaved after a
     warm-up, in one process with glibc told to keep freed memory and libgomp's idle spin shortened (as the CLI
@@ -222,14 +223,18 @@ def throughput(args) -> list[str]:
     byte_compile_camkit()
     fwd, ready_fwd, ev, ev_total, procs, fixed, loads = [], [], [], [], [], [], []
     ratios: dict[str, list[float]] = {"fwd": [], "loop": [], "total": [], "process": [], "share": [], "inloop": [],
-                                      "paired": []}
+                                      "paired": [], "process_beside": []}
     for r in range(args.rounds):
         # the ready-tensor forward before and after the others: a round's ratios compare runs minutes apart
         # at most, which matters when other jobs share the machine
         before = ready_forward(model, ready)
         fwd.append(plain_forward(model, ds, args.batch_size, args.workers))
         loop, total, network = full_evaluate(model, ds, args.batch_size, args.workers)
+        # the process also against ready forwards run right beside it: the VM's speed drifts within a minute
+        beside = ready_forward(model, ready)
         wall, process_loop = cli_process(layout, args.batch_size, args.workers)
+        beside += ready_forward(model, ready)
+        ratios["process_beside"].append(beside / 2 / wall)
         procs.append(wall)
         fixed.append(wall - process_loop)
         paired_fwd, paired_loop = paired_chunks(model, ds, ready, args.batch_size, args.workers, args.chunk_batches)
@@ -247,7 +252,8 @@ def throughput(args) -> list[str]:
         print(f"round {r + 1} (load {loads[-1]:.1f}): ready-tensor forward {n / before:.1f} / {n / after:.1f} img/s, "
               f"forward {n / fwd[-1]:.1f} img/s, evaluate loop {n / loop:.1f} img/s (with summary/CSV/curves/report {n / total:.1f} img/s); "
               f"loop / ready {ratios['loop'][-1]:.2f}, run / ready {ratios['total'][-1]:.2f}, process {n / procs[-1]:.1f} img/s "
-              f"({procs[-1]:.1f} s, / ready {ratios['process'][-1]:.2f}; outside its loop {fixed[-1]:.2f} s); loop / ready paired in chunks {ratios['paired'][-1]:.3f}; "
+              f"({procs[-1]:.1f} s, / ready {ratios['process'][-1]:.2f}, / ready beside it {ratios['process_beside'][-1]:.3f}; "
+              f"outside its loop {fixed[-1]:.2f} s); loop / ready paired in chunks {ratios['paired'][-1]:.3f}; "
               f"network share of the loop "
               f"{ratios['share'][-1]:.3f}, in-loop network / ready forward speed {ratios['inloop'][-1]:.3f}", file=sys.stderr)
     rf, f, e, t, pr = n / min(ready_fwd), n / min(fwd), n / min(ev), n / min(ev_total), n / min(procs)
@@ -273,7 +279,10 @@ def throughput(args) -> list[str]:
         "",
         f"The `camkit evaluate` process spent outside its loop (spawn to exit minus the loop's seconds in its summary: "
         f"interpreter, imports, model, run folder, outputs, exit) median {statistics.median(fixed):.2f} s "
-        f"(rounds {', '.join(f'{v:.2f}' for v in fixed)}); camkit's modules byte-compiled first, as an installed camkit is.",
+        f"(rounds {', '.join(f'{v:.2f}' for v in fixed)}); camkit's modules byte-compiled first, as an installed camkit is. "
+        "Against the mean of two ready-tensor forwards of the same images run just before and just after it (seconds "
+        f"apart, not a round apart): process / ready forward median {med['process_beside']:.3f} "
+        f"(rounds {', '.join(f'{v:.3f}' for v in ratios['process_beside'])}).",
         "",
         "Within each evaluate run (no reference run at another time, so machine drift cancels): the network's share "
         f"of the loop's time (the map source's calls / loop seconds) median {med['share']:.3f} "
