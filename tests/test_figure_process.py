@@ -60,9 +60,10 @@ def drawn_here(tmp_path_factory) -> dict[str, bytes]:
 def test_the_process_draws_the_same_bytes_and_ends(tmp_path, drawn_here):
     process = FigureProcess.start()
     assert process is not None
-    process.send("plot_curves", (_summary(), tmp_path / "curves.png"))
-    process.send("plot_gallery", (_panels(), tmp_path / "gallery.png", "best 4"))
+    drawn = [process.submit("plot_curves", (_summary(), tmp_path / "curves.png")),
+             process.submit("plot_gallery", (_panels(), tmp_path / "gallery.png", "best 4"))]
     assert process.finish(timeout=60) == [None, None]  # both drawn over there
+    assert [f.result(timeout=0) for f in drawn] == [None, None]
     assert _bytes(tmp_path) == drawn_here and set(drawn_here) == {"curves.png", "gallery.png"}
     assert process._popen.wait(timeout=30) is not None  # ends by itself once its stdin is closed
 
@@ -79,8 +80,13 @@ def test_an_error_over_there_is_raised_here(tmp_path):
 def test_the_process_refuses_names_outside_the_figures(tmp_path):
     process = FigureProcess.start()
     assert process is not None
-    process.send("preload_everything", ())
+    refused = process.submit("preload_everything", ())
     assert process.finish(timeout=60) == ["ValueError: unknown figure 'preload_everything'"]
+    with pytest.raises(figure_process.FigureProcessError, match="unknown figure"):
+        refused.result(timeout=0)
+    late = process.submit("plot_curves", (_summary(), tmp_path / "late.png"))  # after the process ended
+    with pytest.raises(figure_process.FigureProcessError, match="ended"):
+        late.result(timeout=30)
     with pytest.raises(ValueError, match="unknown figure"):
         FigureDrawer(None).draw("savefig", tmp_path / "x.png")
 

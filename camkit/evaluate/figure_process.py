@@ -12,8 +12,8 @@ it, so an error surfaces here as it always did. Every wait is bounded (:data:`WA
 
 Protocol: pickles over the child's stdin / stdout, each framed by its 8-byte little-endian length;
 ``(name, args)`` -> ``(None, value)`` when the job was done (a figure: ``camkit.evaluate.plots.<name>(*args)``
-drew it, value None), else ``(error, None)`` with the error's ``"Type: message"``. The child ends when its stdin closes, so it never outlives this process (a
-parent killed by SIGKILL closes it too).
+drew it, value None), else ``(error, None)`` with the error's ``"Type: message"``. The child ends when its
+stdin closes, so it never outlives this process (a parent killed by SIGKILL closes it too).
 """
 
 from __future__ import annotations
@@ -104,10 +104,6 @@ class FigureProcess:
             self._pending.append(future)
             self._outbox.put((payload, future))
         return future
-
-    def send(self, name: str, args: tuple) -> None:
-        """:meth:`submit`, the answer read through :meth:`finish`."""
-        self.submit(name, args)
 
     def _talk(self) -> None:
         stdin, stdout = self._popen.stdin, self._popen.stdout
