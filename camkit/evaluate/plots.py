@@ -40,7 +40,7 @@ def plot_curves(summary: dict, path: str | Path) -> None:
     """BoxAcc(tau) per IoU threshold for MaxBoxAcc (V1) and MaxBoxAccV2, best taus marked."""
     curves = summary["curves"]
     taus = np.asarray(curves["taus"])
-    fig = _figure(figsize=(11, 4.2))
+    fig = _figure(figsize=(11, 4.2), dpi=110)
     axes = fig.subplots(1, 2, sharey=True)
     titles = {"v1": "MaxBoxAcc (V1: largest contour)", "v2": "MaxBoxAccV2 (all contours)"}
     for ax, v in zip(axes, ("v1", "v2"), strict=True):
@@ -63,7 +63,7 @@ def plot_curves(summary: dict, path: str | Path) -> None:
     model = summary.get("model", {}).get("name", "")
     fig.suptitle(f"BoxAcc vs tau - {model}, {n} images, input {summary['protocol']['input_size']}", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save_png(_rendered_rgb(fig), path)
 
 
 def plot_pxap_curve(summary: dict, path: str | Path) -> None:
@@ -77,7 +77,7 @@ def plot_pxap_curve(summary: dict, path: str | Path) -> None:
     precision = np.asarray(c["precision"], dtype=float)
     recall = np.asarray(c["recall"], dtype=float)
     thresholds = np.asarray(c["thresholds"], dtype=float)
-    fig = _figure(figsize=(5.6, 5.0))
+    fig = _figure(figsize=(5.6, 5.0), dpi=110)
     ax = fig.subplots()
     # PxAP sums precision[i] * (recall[i] - recall[i-1]), recall starting at 0: a step whose height
     # on each recall interval is the precision at its right end.
@@ -103,7 +103,7 @@ def plot_pxap_curve(summary: dict, path: str | Path) -> None:
     fig.suptitle(f"PxAP {summary['pxap']:.2f} - {model}, {summary['n_pxap_images']} images, "
                  f"input {summary['protocol']['input_size']}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save_png(_rendered_rgb(fig), path)
 
 
 #: Gallery layout at the figure's 100 dpi: a column is 330 px wide, a panel's picture 300 px square under its
@@ -122,31 +122,40 @@ def plot_gallery(panels: list[dict], path: str | Path, title: str, columns: int 
     cols = max(1, min(columns, len(panels)))
     rows = (len(panels) + cols - 1) // cols
     width, height = _COLUMN_PX * cols, _HEAD_PX + _ROW_PX * rows + _FOOT_PX * (1 if cols > 1 else 2)
-    canvas = np.full((height, width, 3), 255, np.uint8)
     fig = _figure(figsize=(width / 100, height / 100), dpi=100)
+    places = []
     for k, p in enumerate(panels):
         r, c = divmod(k, cols)
         x = c * _COLUMN_PX + (_COLUMN_PX - _PANEL_PX) // 2
         y = _HEAD_PX + r * _ROW_PX + _TITLE_PX
-        canvas[y : y + _PANEL_PX, x : x + _PANEL_PX] = _panel_picture(p)
+        places.append((x, y))
         fig.text((x + _PANEL_PX / 2) / width, 1 - (y - 4) / height, p["title"], ha="center", va="bottom", fontsize=8)
-    fig.figimage(canvas, 0, 0, origin="upper")
     fig.legend(handles=[Patch(ec=GT_COLOUR, fc="none", label="ground truth"),
                         Patch(ec=PRED_COLOUR, fc="none", ls="--", label="predicted (CVPR16, GT class)")],
                loc="lower center", ncol=2 if cols > 1 else 1, fontsize=8, frameon=False)  # one column is too narrow
     fig.suptitle(title, fontsize=10, y=1 - 8 / height, va="top")
-    _save_rgb_png(fig, path)
+    rgb = _rendered_rgb(fig)
+    # The pictures go straight into the rendered pixels (no text reaches them): matplotlib would only copy
+    # them there itself, through its image resampling (~35 ms a gallery).
+    for p, (x, y) in zip(panels, places, strict=True):
+        rgb[y : y + _PANEL_PX, x : x + _PANEL_PX] = _panel_picture(p)
+    _save_png(rgb, path)
 
 
-def _save_rgb_png(fig, path: str | Path) -> None:
-    """The figure as an RGB PNG (its background is opaque, so alpha carries nothing) at zlib level 3: a
-    quarter of ``savefig``'s RGBA level-6 encoding time for a photo gallery, the same file size."""
+def _rendered_rgb(fig) -> np.ndarray:
+    """The figure drawn by Agg as a writable uint8 ``[H, W, 3]`` (its background is opaque: alpha carries nothing)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from PIL import Image
 
     agg = FigureCanvasAgg(fig)
     agg.draw()
-    rgb = np.ascontiguousarray(np.asarray(agg.buffer_rgba())[..., :3])
+    return np.ascontiguousarray(np.asarray(agg.buffer_rgba())[..., :3])
+
+
+def _save_png(rgb: np.ndarray, path: str | Path) -> None:
+    """An RGB PNG at zlib level 3: a quarter of ``savefig``'s RGBA level-6 encoding time for a photo gallery,
+    the same file size."""
+    from PIL import Image
+
     Image.fromarray(rgb).save(path, format="PNG", compress_level=3)
 
 
