@@ -63,25 +63,30 @@ def release_free_memory() -> bool:
     0.065-0.09 s to return the ~1.2 GB kept and cut the kernel's work at the process's exit from 0.105 to 0.05 s.
     True if it ran (glibc on Linux); later allocations are served as usual, from fresh pages.
     """
-    if not sys.platform.startswith("linux"):
+    libc = _glibc()
+    if libc is None:
         return False
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)  # ctypes releases the GIL for the call
-        return True
-    except (OSError, AttributeError):  # not glibc
-        return False
+    libc.malloc_trim(0)  # ctypes releases the GIL for the call
+    return True
 
 
 def _mallopt() -> bool:
-    if not sys.platform.startswith("linux"):
+    libc = _glibc()
+    if libc is None:  # not glibc (musl, macOS, ...): nothing to tune
         return False
+    ok = libc.mallopt(_M_MMAP_MAX, 0) == 1
+    return libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1 and ok
+
+
+def _glibc():
+    """glibc through ctypes, or None elsewhere (its ``mallopt`` and ``malloc_trim`` are glibc's own)."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6")
-        ok = libc.mallopt(_M_MMAP_MAX, 0) == 1
-        return libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1 and ok
-    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
-        return False
+        libc.mallopt, libc.malloc_trim  # noqa: B018 - musl's libc.so.6 (if any) lacks them: AttributeError
+    except (OSError, AttributeError):
+        return None
+    return libc

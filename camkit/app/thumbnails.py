@@ -20,7 +20,7 @@ import numpy as np
 from camkit.app.imaging import data_uri, jpeg_bytes
 
 __all__ = ["MAX_THUMBNAILS", "THUMB_SIDE", "ThumbnailPrefetch", "start_every_thumbnail", "start_thumbnails",
-           "thumbnail_threads", "thumbnail_uri"]
+           "thumbnail_threads", "thumbnail_uri", "thumbnails_of"]
 
 #: At most this many thumbnails are embedded in a report (worst images first, then the best), ~8 KB each.
 MAX_THUMBNAILS = 2000
@@ -69,6 +69,17 @@ def start_every_thumbnail(pool: Executor, items: Iterable[tuple[int, Path]]) -> 
     return start_thumbnails(pool, chosen)
 
 
+def thumbnails_of(paths: Iterable[str | Path], made: dict[str, str | None] | None = None) -> dict[str, str | None]:
+    """path (as given) -> :func:`thumbnail_uri` for every path: taken from ``made`` (str(path) -> URI) when
+    there, else made now on one thread per core."""
+    made = dict(made or {})
+    missing = list(dict.fromkeys(str(p) for p in paths if str(p) not in made))
+    if missing:
+        with ThreadPoolExecutor(thumbnail_threads()) as pool:
+            made.update(zip(missing, pool.map(thumbnail_uri, map(Path, missing)), strict=True))
+    return {str(p): made[str(p)] for p in paths}
+
+
 class ThumbnailPrefetch:
     """Thumbnails of a list of photos made ahead, in order, on a background thread of low priority.
 
@@ -101,12 +112,8 @@ class ThumbnailPrefetch:
     def take(self, paths: Iterable[str | Path]) -> dict[str, str | None]:
         """path (as given) -> its thumbnail's data URI (None when unreadable), for every path."""
         self._stop.set()
-        made = dict(self._made)  # a snapshot: the thread may add one more, made here again (same bytes)
-        missing = [str(p) for p in paths if str(p) not in made]
-        if missing:  # e.g. large PNGs the background thread did not finish: one thread per core now
-            with ThreadPoolExecutor(thumbnail_threads()) as pool:
-                made.update(zip(missing, pool.map(thumbnail_uri, map(Path, missing)), strict=True))
-        return {str(p): made[str(p)] for p in paths}
+        # a snapshot: the thread may add one more, made again there (the same bytes)
+        return thumbnails_of(paths, dict(self._made))
 
 
 def _lower_this_threads_priority() -> None:

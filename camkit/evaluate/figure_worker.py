@@ -44,7 +44,7 @@ def main() -> None:
 
 
 def _value_job(name: str, args: tuple, state: dict[str, Any]) -> Any:
-    from camkit.app.thumbnails import ThumbnailPrefetch, thumbnail_uri
+    from camkit.app.thumbnails import ThumbnailPrefetch, thumbnails_of
 
     if name == "prefetch_thumbnails":
         kind, root, annotations, split, mask_root, limit = args
@@ -52,9 +52,7 @@ def _value_job(name: str, args: tuple, state: dict[str, Any]) -> Any:
         return None
     (paths,) = args
     prefetch = state.pop("prefetch", None)
-    if prefetch is None:
-        return {str(p): thumbnail_uri(Path(p)) for p in paths}
-    return prefetch.take(paths)
+    return prefetch.take(paths) if prefetch is not None else thumbnails_of(paths)
 
 
 def _dataset_photos(kind: str, root: str, annotations: str | None, split: str | None, mask_root: str | None,
