@@ -206,10 +206,13 @@ def test_the_embedded_model_is_built_without_a_random_init_and_equals_a_loaded_o
     from camkit.models import load_model
     from camkit.models.efficientnet_lite import EfficientNetLite0
     from camkit.models.lite0_weights import load_lite0_imagenet
+    from camkit.models.memory_format import prefer_channels_last
 
     fast = load_model("efficientnet_lite0").net
-    copied = load_lite0_imagenet(EfficientNetLite0())
-    assert all(t.device.type == "cpu" and t.is_contiguous() for t in [*fast.parameters(), *fast.buffers()])
+    copied = prefer_channels_last(load_lite0_imagenet(EfficientNetLite0()))  # as load_model lays a CNN out
+    dense = (torch.contiguous_format, torch.channels_last)
+    assert all(t.device.type == "cpu" and any(t.is_contiguous(memory_format=f) for f in dense)
+               for t in [*fast.parameters(), *fast.buffers()])
     assert all(p.requires_grad for p in fast.parameters())  # fine-tuning still trains them
     for (k, a), (k2, b) in zip(fast.state_dict().items(), copied.state_dict().items(), strict=True):
         assert k == k2 and torch.equal(a, b) and a.stride() == b.stride(), k
