@@ -3,7 +3,9 @@
 (a) Throughput. The real ILSVRC sample (12 photos, ../shared/data/ilsvrc_val_sample) is listed
     ``--repeat`` times under different ids. Two references: a plain forward pass (``model.features`` +
     ``model.head`` under ``torch.inference_mode()``) on ready tensors (one batch decoded and squashed
-    beforehand and fed as every batch, so only the network runs), and the same forward fed by the DataLoader (camkit's
+    beforehand and fed as every batch, so only the network runs) of the model as ``load_model`` gives it,
+    channels-last (``camkit.models.memory_format``), on channels-last batches as the loop reads them: the
+    network exactly as camkit runs it; and the same forward fed by the DataLoader (camkit's
     LocalizationImages with the squash transform, batch 32, ``--workers`` processes); against both, the
     whole ``camkit.evaluate.evaluate`` loop (maps, upsampling, CVPR16 boxes, the wsolevaluation tau sweep,
     fsync'd records), the call including the summary and output files, and a whole ``python -m camkit evaluate``
@@ -18,6 +20,8 @@
     Also, from inside each evaluate run, the network's share of the loop's time (the map source is timed:
     what is not network is the loop's own work) and the in-loop network's speed against the ready forward;
     the share needs no reference run, so it holds when the machine's speed drifts between runs.
+    And the plain forward of the same network in PyTorch's default NCHW layout (``model(x)`` on a model as
+    torchvision builds it, NCHW ready tensors), run beside the process too: what a user's own loop costs.
 (b) Peak memory. ``evaluate`` on 100 and on 1000 images, each in a fresh subprocess; peak RSS of the
     main process (``ru_maxrss``) and, with ``--workers`` > 0, of the largest DataLoader worker (``RUSAGE_CHILDREN``).
 
@@ -132,10 +136,11 @@ def plain_forward(model, dataset, batch_size: int, workers: int) -> float:
     return time.perf_counter() - t
 
 
-def ready_batches(model, dataset, batch_size: int) -> list:
+def ready_batches(model, dataset, batch_size: int, channels_last: bool = False) -> list:
     """Ready float batches of the network's input, one per batch of ``dataset`` (same sizes): views of one
     decoded and squashed batch, so they take no more memory than a batch (a forward's cost does not
-    depend on the pixels) and the allocator state stays that of the runs they are compared with."""
+    depend on the pixels) and the allocator state stays that of the runs they are compared with;
+    laid out channels-last when ``channels_last`` (as the loop reads them for a channels-last model)."""
     import torch
 
     from camkit.datasets.torch_dataset import LocalizationImages, collate_localization
@@ -144,6 +149,8 @@ def ready_batches(model, dataset, batch_size: int) -> list:
     loader = torch.utils.data.DataLoader(LocalizationImages(dataset, SquashTransform(model.preprocess.with_input_size(224))),
                                          batch_size=batch_size, num_workers=0, collate_fn=collate_localization)
     first = next(iter(loader))["images"]
+    if channels_last:
+        first = first.contiguous(memory_format=torch.channels_last)
     n = len(dataset)
     return [first[: min(batch_size, n - s)] for s in range(0, n, batch_size)]
 
@@ -204,26 +211,33 @@ def full_evaluate(model, dataset, batch_size: int, workers: int) -> tuple[float,
 
 
 def throughput(args) -> list[str]:
+    import copy
     import os
     import statistics
 
+    import torch
+
     from camkit.cli.common import keep_allocator_memory
     from camkit.models import load_model
+    from camkit.models.memory_format import takes_channels_last_input
 
     keep_allocator_memory()
     model = load_model("efficientnet_lite0")
+    nchw = copy.deepcopy(model).to(memory_format=torch.contiguous_format)  # PyTorch's default layout
     if args.image_size:
         _BASE[:] = resized_samples(args.image_size, Path(tempfile.mkdtemp(prefix="camkit-bench-")))
     ds = repeated_dataset(12 * args.repeat)
     n = len(ds)
     plain_forward(model, repeated_dataset(64), args.batch_size, args.workers)  # warm-up
-    ready = ready_batches(model, ds, args.batch_size)
+    ready = ready_batches(model, ds, args.batch_size, takes_channels_last_input(model))
+    ready_nchw = ready_batches(nchw, ds, args.batch_size)
     ready_forward(model, ready)
+    ready_forward(nchw, ready_nchw)
     layout = kaggle_layout(ds, Path(tempfile.mkdtemp(prefix="camkit-bench-layout-")) / "ilsvrc")
     byte_compile_camkit()
     fwd, ready_fwd, ev, ev_total, procs, fixed, loads = [], [], [], [], [], [], []
     ratios: dict[str, list[float]] = {"fwd": [], "loop": [], "total": [], "process": [], "share": [], "inloop": [],
-                                      "paired": [], "process_beside": []}
+                                      "paired": [], "process_beside": [], "process_nchw": [], "loop_nchw": []}
     for r in range(args.rounds):
         # the ready-tensor forward before and after the others: a round's ratios compare runs minutes apart
         # at most, which matters when other jobs share the machine
@@ -231,10 +245,12 @@ def throughput(args) -> list[str]:
         fwd.append(plain_forward(model, ds, args.batch_size, args.workers))
         loop, total, network = full_evaluate(model, ds, args.batch_size, args.workers)
         # the process also against ready forwards run right beside it: the VM's speed drifts within a minute
-        beside = ready_forward(model, ready)
+        beside, beside_nchw = ready_forward(model, ready), ready_forward(nchw, ready_nchw)
         wall, process_loop = cli_process(layout, args.batch_size, args.workers)
-        beside += ready_forward(model, ready)
+        beside, beside_nchw = beside + ready_forward(model, ready), beside_nchw + ready_forward(nchw, ready_nchw)
         ratios["process_beside"].append(beside / 2 / wall)
+        ratios["process_nchw"].append(beside_nchw / 2 / wall)
+        ratios["loop_nchw"].append(beside_nchw / 2 / loop)
         procs.append(wall)
         fixed.append(wall - process_loop)
         paired_fwd, paired_loop = paired_chunks(model, ds, ready, args.batch_size, args.workers, args.chunk_batches)
@@ -253,7 +269,8 @@ def throughput(args) -> list[str]:
               f"forward {n / fwd[-1]:.1f} img/s, evaluate loop {n / loop:.1f} img/s (with summary/CSV/curves/report {n / total:.1f} img/s); "
               f"loop / ready {ratios['loop'][-1]:.2f}, run / ready {ratios['total'][-1]:.2f}, process {n / procs[-1]:.1f} img/s "
               f"({procs[-1]:.1f} s, / ready {ratios['process'][-1]:.2f}, / ready beside it {ratios['process_beside'][-1]:.3f}; "
-              f"outside its loop {fixed[-1]:.2f} s); loop / ready paired in chunks {ratios['paired'][-1]:.3f}; "
+              f"outside its loop {fixed[-1]:.2f} s; / plain NCHW forward beside it {ratios['process_nchw'][-1]:.3f}, "
+              f"NCHW forward {n / beside_nchw * 2:.1f} img/s); loop / ready paired in chunks {ratios['paired'][-1]:.3f}; "
               f"network share of the loop "
               f"{ratios['share'][-1]:.3f}, in-loop network / ready forward speed {ratios['inloop'][-1]:.3f}", file=sys.stderr)
     rf, f, e, t, pr = n / min(ready_fwd), n / min(fwd), n / min(ev), n / min(ev_total), n / min(procs)
@@ -263,7 +280,7 @@ def throughput(args) -> list[str]:
          f"{args.workers} workers | img/s (best round) | ratio to forward (same loader) "
          "| ratio to ready-tensor forward (best / best) | ratio to ready-tensor forward (median of rounds) |"),
         "|---|---|---|---|---|",
-        f"| plain forward on ready tensors (one batch decoded beforehand) | {rf:.1f} | {rf / f:.2f} | 1.00 | 1.00 |",
+        f"| plain forward on ready tensors (one batch decoded beforehand; channels-last, as camkit runs it) | {rf:.1f} | {rf / f:.2f} | 1.00 | 1.00 |",
         f"| plain forward (same loader) | {f:.1f} | 1.00 | {f / rf:.2f} | {med['fwd']:.2f} |",
         f"| camkit evaluate loop (maps, boxes, 100-tau sweep V1+V2, fsync'd records) | {e:.1f} | {e / f:.2f} | {e / rf:.2f} | {med['loop']:.2f} |",
         f"| camkit evaluate call incl. summary, per_image.csv, curves PNG, report.html (no galleries) | {t:.1f} | {t / f:.2f} | {t / rf:.2f} | {med['total']:.2f} |",
@@ -288,6 +305,12 @@ def throughput(args) -> list[str]:
         f"of the loop's time (the map source's calls / loop seconds) median {med['share']:.3f} "
         f"(rounds {', '.join(f'{v:.3f}' for v in ratios['share'])}); the network inside the loop ran at "
         f"{med['inloop']:.3f}x the ready-tensor forward's speed (median; rounds {', '.join(f'{v:.3f}' for v in ratios['inloop'])}).",
+        "",
+        "Against the plain forward of the same network in PyTorch's default NCHW layout (NCHW weights and ready tensors, "
+        "run just before and just after the process; what a user's own `model(x)` loop costs): process / NCHW forward "
+        f"median {med['process_nchw']:.3f} (rounds {', '.join(f'{v:.3f}' for v in ratios['process_nchw'])}); the round's "
+        f"evaluate loop / that NCHW forward median {med['loop_nchw']:.3f} "
+        f"(rounds {', '.join(f'{v:.3f}' for v in ratios['loop_nchw'])}).",
     ]
 
 

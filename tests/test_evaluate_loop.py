@@ -45,14 +45,35 @@ def test_squash_transform_is_bit_identical_to_to_array(pre):
     assert np.array_equal(SquashTransform(pre).array(gray), pre.to_array(gray, "squash")[0])
 
 
-def _run(samples, lite0, helpers: int, todo=None, source=None, batch_size=5, workers=0):
+@pytest.mark.parametrize("size", [224, 97])
+def test_squash_transform_writes_a_channels_last_row_with_the_same_bits(size):
+    """A row of a channels-last batch (what the loop reads into for a channels-last model): the same bits as
+    the planar path, for RGB photos (3-channel table lookup on Pillow's pixels) and the general path."""
+    import torch
+
+    p = Preprocess(interpolation="bicubic", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)).with_input_size(size)
+    tf = SquashTransform(p)
+    photos = [*_photos(), Image.fromarray(skimage.data.camera())]
+    batch = torch.empty((len(photos), 3, size, size), memory_format=torch.channels_last).fill_(float("nan"))
+    assert not batch[0].is_contiguous()
+    for b, photo in enumerate(photos):
+        row = batch[b]
+        assert tf(photo, row) is row
+    assert batch.is_contiguous(memory_format=torch.channels_last)  # written in place, not replaced
+    for b, photo in enumerate(photos):
+        want = p.to_array(photo, "squash")[0]
+        assert np.array_equal(batch[b].numpy().view(np.uint32), want.view(np.uint32))
+
+
+def _run(samples, lite0, helpers: int, todo=None, source=None, batch_size=5, workers=0, channels_last=False):
     protocol = Protocol()
     batches = batch_partition(len(samples), batch_size)
     got: list[list] = []
     seen: list[tuple[int, int]] = []
     run_batches(samples, batches, set(range(len(samples))) if todo is None else todo, protocol,
                 source or make_map_source(lite0), lite0.preprocess.with_input_size(224), got.append,
-                LoopOptions(workers=workers, helpers=helpers), progress=lambda d, t: seen.append((d, t)))
+                LoopOptions(workers=workers, helpers=helpers, channels_last=channels_last),
+                progress=lambda d, t: seen.append((d, t)))
     return [[r.to_dict() for r in batch] for batch in got], seen
 
 
@@ -66,8 +87,9 @@ def serial(lite0, ilsvrc_sample):
 def test_helper_threads_give_the_one_thread_records(lite0, ilsvrc_sample, serial):
     samples = read_ilsvrc(ilsvrc_sample).samples
     serial, serial_progress = serial
-    for helpers, workers in ((3, 0), (2, 2)):
-        threaded, threaded_progress = _run(samples, lite0, helpers=helpers, workers=workers)
+    # channels_last: the images read into channels-last batches, as for the channels-last lite0 (the same maps)
+    for helpers, workers, channels_last in ((3, 0, False), (2, 2, False), (1, 0, True), (2, 0, True)):
+        threaded, threaded_progress = _run(samples, lite0, helpers=helpers, workers=workers, channels_last=channels_last)
         assert threaded == serial and [len(b) for b in serial] == [5, 5, 2]
         assert threaded_progress == serial_progress == [(5, 12), (10, 12), (12, 12)]
     # resumed runs: only images in todo get records, batches stay whole

@@ -130,6 +130,30 @@ def test_resume_refuses_a_different_run(tmp_path, lite0):
         evaluate(ds, lite0, batch_size=12, limit=2, out_dir=out, progress=False)
 
 
+def test_resume_refuses_the_other_weight_layout_and_says_how_to_match(tmp_path, lite0, ilsvrc_sample, monkeypatch):
+    """A channels-last model's maps differ from the NCHW one's by float rounding, so a run continues only with the
+    layout it began with; an NCHW run (CAMKIT_CHANNELS_LAST=0, or one made before camkit laid models out
+    channels-last: run.json without the key) continues with an NCHW model."""
+    from camkit.datasets import read_ilsvrc
+    from camkit.models import load_model
+
+    ds = read_ilsvrc(ilsvrc_sample)
+    out = tmp_path / "run"
+    evaluate(ds, lite0, batch_size=4, limit=4, out_dir=out, progress=False, gallery_size=0)
+    assert json.loads((out / "run.json").read_text())["model"]["layout"] == "channels_last"
+    monkeypatch.setenv("CAMKIT_CHANNELS_LAST", "0")
+    nchw = load_model("efficientnet_lite0")
+    with pytest.raises(CamkitError, match="weight layout .*CAMKIT_CHANNELS_LAST=0"):
+        evaluate(ds, nchw, batch_size=4, limit=4, out_dir=out, resume=True, progress=False, gallery_size=0)
+    out2 = tmp_path / "nchw"
+    evaluate(ds, nchw, batch_size=4, limit=4, out_dir=out2, progress=False, gallery_size=0)
+    assert "layout" not in json.loads((out2 / "run.json").read_text())["model"]
+    full = evaluate(ds, nchw, batch_size=4, limit=4, out_dir=out2, resume=True, progress=False, gallery_size=0)
+    assert full["n_images"] == 4
+    with pytest.raises(CamkitError, match="weight layout"):
+        evaluate(ds, lite0, batch_size=4, limit=4, out_dir=out2, resume=True, progress=False, gallery_size=0)
+
+
 def test_resume_reruns_the_original_batches(tmp_path, lite0, ilsvrc_sample):
     # An interruption can leave a batch half-written (records are appended as they come). The resumed
     # run must compute the missing images in their original batch, with the same neighbours, because

@@ -45,10 +45,11 @@ class SquashTransform:
             ((levels / 255.0 - np.asarray(preprocess.mean, np.float32)) / np.asarray(preprocess.std, np.float32)).T
         )[:, None, :]  # [3, 1, 256]: one cv2.LUT table per channel
         self._planes = self._table.reshape(3, 256)  # the same values, as the compiled kernel reads them
+        self._interleaved = np.ascontiguousarray(self._planes.T, dtype=np.float32)[None]  # [1, 256, 3]: one 3-channel cv2.LUT table
 
     def __call__(self, image, out=None):
-        """The tensor ``[3, S, S]``; with ``out`` (a float32 C-contiguous CPU tensor of that shape, e.g. a
-        row of a batch), written into it and ``out`` returned."""
+        """The tensor ``[3, S, S]``; with ``out`` (a float32 CPU tensor of that shape, C-contiguous or a
+        channels-last batch's row, e.g. a row of a batch), written into it and ``out`` returned."""
         import torch
 
         if out is None:
@@ -62,7 +63,8 @@ class SquashTransform:
         return (3, self.preprocess.crop, self.preprocess.crop)
 
     def array(self, image, out: np.ndarray | None = None) -> np.ndarray:
-        """float32 ``[3, S, S]``, C-contiguous (see the class docstring), in ``out`` when given."""
+        """float32 ``[3, S, S]`` (see the class docstring): C-contiguous, or in ``out`` when given, which may
+        also be laid out channels-last (``out.transpose(1, 2, 0)`` C-contiguous: a row of a channels-last batch)."""
         p = self.preprocess
         size = p.resized_size(p.geometry(image.width, image.height, "squash"))
         # load_image always gives RGB; anything else (or a model whose resize is not the crop) takes the
@@ -75,6 +77,9 @@ class SquashTransform:
             return out
         if out is None:
             out = np.empty(self.shape, dtype=np.float32)
+        elif not out.flags.c_contiguous:  # channels-last: the pixels interleaved, as Pillow resizes them
+            cv2.LUT(resize_rgb(image, size, p.interpolation), self._interleaved, dst=out.transpose(1, 2, 0))
+            return out
         if resize_rgb_planar(image, size, p.interpolation, self._planes, out):  # one call, GIL released
             return out
         pixels = resize_rgb(image, size, p.interpolation)  # [S, S, 3] uint8, Pillow's pixels
@@ -100,7 +105,9 @@ class LoopOptions:
     ``boxes`` (every sample has a GT box) and ``masks`` (read each sample's mask for PxAP); ``backend`` of
     the threshold sweep; ``model`` for faithfulness (``protocol.faithfulness_steps > 0``); ``helpers``:
     threads for the per-image work between forwards (None: ``torch.get_num_threads()``, the cores the
-    forward uses; the records are the same for any number); ``keep_map(record, gt_map)``: called on the
+    forward uses; the records are the same for any number); ``channels_last``: the helper threads read the
+    images into channels-last batches (for a model whose first convolution takes them without a reorder,
+    :func:`camkit.models.memory_format.takes_channels_last_input`; the same values and maps); ``keep_map(record, gt_map)``: called on the
     calling thread with each image's record and raw GT-class map ``[h, w]`` once the batch is written
     (:class:`camkit.evaluate.gallery.GalleryMaps` keeps the few a gallery will show)."""
 
@@ -110,6 +117,7 @@ class LoopOptions:
     backend: str = "auto"
     model: Any = None
     helpers: int | None = None
+    channels_last: bool = False
     keep_map: Callable[[ImageRecord, np.ndarray], None] | None = None
 
 
@@ -154,7 +162,7 @@ def run_batches(
     if options.workers:
         loader = torch.utils.data.DataLoader(items, batch_sampler=parts, num_workers=options.workers,
                                              collate_fn=collate_localization)
-    it = iter(loader) if loader is not None else _HelperReader(helpers, items, parts)
+    it = iter(loader) if loader is not None else _HelperReader(helpers, items, parts, options.channels_last)
     done = n_done
     # OpenCV's own thread pool would split each map resize across cores, for maps too small to gain
     # from it; the helpers already use every core (the pixels are the same)
@@ -200,8 +208,11 @@ class _HelperReader:
     :meth:`read_ahead` is called (after the previous batch's forward), so the reading runs beside the box
     work, not beside the forward."""
 
-    def __init__(self, helpers: ThreadPoolExecutor, items, batches: list[list[int]]) -> None:
+    def __init__(self, helpers: ThreadPoolExecutor, items, batches: list[list[int]], channels_last: bool = False) -> None:
+        import torch
+
         self.helpers, self.items, self.batches = helpers, items, batches
+        self._layout = torch.channels_last if channels_last else torch.contiguous_format
         self._next = 0
         self._pending: list = []
         self._images: Any = None  # the batch tensor being read into
@@ -214,7 +225,8 @@ class _HelperReader:
         if not self._pending and self._next < len(self.batches):
             indices = self.batches[self._next]
             # a new tensor per batch: the previous one may still be referenced by its batch's records' work
-            images = torch.empty((len(indices), *self.items.transform.shape), dtype=torch.float32)
+            images = torch.empty((len(indices), *self.items.transform.shape), dtype=torch.float32,
+                                 memory_format=self._layout)
             self._pending = [self.helpers.submit(self.items.read, i, images[b]) for b, i in enumerate(indices)]
             self._images = images
 

@@ -76,6 +76,17 @@ def run_fingerprint(protocol: Protocol, model: dict, dataset: dict, batch_size: 
             "n_images": dataset["n_images"], "batch_size": batch_size}
 
 
+def _difference(key: str, old, new) -> str:
+    """How a fingerprint entry differs, in words: its key, or for a model that differs only in the layout of its
+    weights (camkit.models.memory_format), that and the switch that sets it."""
+    if key == "model" and isinstance(old, dict) and isinstance(new, dict):
+        rest = [k for k in {*old, *new} if k != "layout" and old.get(k) != new.get(k)]
+        if not rest:
+            return ("model weight layout (channels-last or NCHW: set CAMKIT_CHANNELS_LAST=0 for a run made with NCHW "
+                    "weights, unset it for a channels-last one)")
+    return key
+
+
 class RunDirectory:
     """An output folder opened for one run (a context manager holding its :class:`RunLock`).
 
@@ -122,7 +133,7 @@ class RunDirectory:
                 old = json.loads(run_path.read_text(encoding="utf-8"))
             except ValueError:
                 raise RunDirectoryError(f"{run_path} is not valid JSON; delete {self.path} and start the run again") from None
-            what = [k for k in self.fingerprint if old.get(k) != self.fingerprint[k]]
+            what = [_difference(k, old.get(k), v) for k, v in self.fingerprint.items() if old.get(k) != v]
             if what:
                 raise ResumeError(self.path, what)
             world_sizes = [int(w) for w in old.get("world_sizes", [])]

@@ -44,6 +44,7 @@ from camkit.evaluate.protocol import Protocol
 from camkit.evaluate.results import Record
 from camkit.evaluate.rundir import RUN_NAME, RunDirectory, ids_digest, run_fingerprint
 from camkit.localize.sweep import resolve_backend
+from camkit.models.memory_format import takes_channels_last_input
 
 if TYPE_CHECKING:
     from camkit.models.cam_model import CAMModel
@@ -83,8 +84,13 @@ def check_options(input_size: int, batch_size: int, workers: int, tau_step: floa
 
 
 def _model_info(model) -> dict:
-    return {"name": getattr(model, "name", type(model).__name__), "weights": getattr(model, "weights_name", None),
+    info = {"name": getattr(model, "name", type(model).__name__), "weights": getattr(model, "weights_name", None),
             "cam_kind": getattr(model, "cam_kind", None), "num_classes": int(getattr(model, "num_classes", 0) or 0)}
+    if takes_channels_last_input(model):
+        # its maps differ from the NCHW network's by float rounding: a resumed run must use the same layout (absent
+        # for NCHW, so runs recorded before camkit laid models out channels-last still match an NCHW model)
+        info["layout"] = "channels_last"
+    return info
 
 
 def _check_dataset(dataset: LocDataset, samples: list, model) -> tuple[bool, bool]:
@@ -197,6 +203,7 @@ def evaluate(
     # the loop keeps the maps of the images the galleries may show, so they are not forwarded twice
     gallery_maps = GalleryMaps(gallery_size) if out_dir is not None and gallery_size > 0 else None
     options = LoopOptions(workers=workers, boxes=has_boxes, masks=has_masks, backend=sweep_backend, model=model,
+                          channels_last=takes_channels_last_input(model),
                           keep_map=gallery_maps.offer if gallery_maps is not None else None)
     with _long_lived_objects_frozen():
         partition = batch_partition(len(samples), batch_size)
