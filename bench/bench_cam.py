@@ -3,7 +3,10 @@
 Measured in one run, interleaved (9 rounds, medians), after warm-up, with glibc told to keep freed memory (camkit.malloc_tuning),
 batch 32 at 224x224 on the CPU:
 
-- forward: the plain network forward (``model.net(x)``) under inference_mode;
+- forward: the plain network forward (``model.net(x)``) under inference_mode, of the network as ``load_model``
+  gives it (channels-last weights, ``camkit.models.memory_format``); the peers run on that same network;
+- NCHW forward: the same forward with the weights in PyTorch's default NCHW layout (a network as torchvision
+  builds it), for the speed-up the layout gives;
 - camkit: one forward + top-5 CAMs (one einsum) upsampled bicubic to 224 (``compute_cams`` + ``upsample``);
 - torch-cam CAM: the same work with torchcam.methods.CAM (hooks; one call per rank of the top-5) + the same upsample;
 - grad-cam GradCAM: pytorch-grad-cam's GradCAM for the top-1 class only (one call; its usual use).
@@ -16,6 +19,7 @@ Run: ``.venv/bin/python bench/bench_cam.py`` (or ``python3 tools/dev.py bench``)
 
 from __future__ import annotations
 
+import copy
 import os
 import statistics
 import subprocess
@@ -42,11 +46,16 @@ def bench_model(name: str, weights: str | None, target_layer: str, fc_layer: str
 
     model = load_model(name, weights=weights)
     net = model.net
+    nchw = copy.deepcopy(net).to(memory_format=torch.contiguous_format)
     x = torch.randn(BATCH, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
 
     def forward():
         with torch.inference_mode():
             return net(x)
+
+    def forward_nchw():
+        with torch.inference_mode():
+            return nchw(x)
 
     def camkit_cam():
         res = compute_cams(model, x, TOPK)
@@ -69,12 +78,13 @@ def bench_model(name: str, weights: str | None, target_layer: str, fc_layer: str
     ours, theirs = camkit_cam(), torchcam_cam()
     assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-4 * float(ours.abs().max())), "peer parity broken"
 
-    t = interleaved({"forward": forward, "camkit": camkit_cam, "torchcam": torchcam_cam}, rounds=9)
+    t = interleaved({"forward": forward, "nchw": forward_nchw, "camkit": camkit_cam, "torchcam": torchcam_cam}, rounds=9)
     tg = interleaved({"forward": forward, "gradcam": gradcam_top1}, rounds=2)
     gradcam_ratio = tg["gradcam"] / tg["forward"]
     return [
         name,
         f"{t['forward'] * 1000:.0f}",
+        f"{t['nchw'] * 1000:.0f} ({t['nchw'] / t['forward']:.2f}x)",
         f"{t['camkit'] / t['forward']:.3f}",
         f"{t['torchcam'] / t['forward']:.3f}",
         f"{t['torchcam'] / t['camkit']:.2f}x",
@@ -121,7 +131,7 @@ def main() -> None:
     print(f"\nTop-{TOPK} CAMs upsampled to {SIZE}, batch {BATCH}, CPU ({torch.get_num_threads()} threads); "
           "ratios are time / plain forward of the same batch, medians of interleaved rounds\n")
     print(markdown_table(
-        ["model", "forward ms", "camkit CAM / fwd", "torch-cam CAM / fwd", "camkit speed-up vs torch-cam",
+        ["model", "forward ms", "NCHW forward ms (/ forward)", "camkit CAM / fwd", "torch-cam CAM / fwd", "camkit speed-up vs torch-cam",
          "grad-cam GradCAM (top-1) / fwd", "camkit speed-up vs grad-cam"], rows))
     print("\nStart-up, process start to exit (median of 5, seconds)\n")
     print(markdown_table(["command", "seconds", "vs import torch"], startup()))
