@@ -604,14 +604,21 @@ static const uint8_t *source_pixels(PyObject *src_obj, Py_ssize_t in_w, Py_ssize
 }
 
 /* resample() into a scratch buffer, then each channel through its 256-entry float table into the planes of
- * dst (float32 [3, out_h, out_w]): the lookup reads every result the per-channel arithmetic can give. */
+ * dst (float32 [3, out_h, out_w]), or with interleaved into dst as float32 [out_h, out_w, 3] (the pixel order
+ * of a channels-last tensor): the lookup reads every result the per-channel arithmetic can give. */
 static int resample_planar(const uint8_t *src, size_t src_len, int in_w, int in_h, int px, const float *table,
-                           float *dst, int out_w, int out_h, int filter, int order, int use_simd) {
+                           float *dst, int out_w, int out_h, int filter, int order, int use_simd, int interleaved) {
     const size_t n = (size_t)out_w * out_h;
     uint8_t *rgb = (uint8_t *)malloc(3 * n);
     if (!rgb) return -1;
     int rc = resample(src, src_len, in_w, in_h, px, rgb, out_w, out_h, filter, order, use_simd);
-    if (rc == 0) {
+    if (rc == 0 && interleaved) {
+        for (size_t i = 0; i < 3 * n; i += 3) {
+            dst[i] = table[rgb[i]];
+            dst[i + 1] = table[256 + rgb[i + 1]];
+            dst[i + 2] = table[512 + rgb[i + 2]];
+        }
+    } else if (rc == 0) {
         float *r = dst, *g = dst + n, *b = dst + 2 * n;
         const float *tr = table, *tg = table + 256, *tb = table + 512;
         for (size_t i = 0; i < n; i++) {
@@ -628,7 +635,7 @@ static int resample_planar(const uint8_t *src, size_t src_len, int in_w, int in_
  * when table is NULL, else through the table into float32 planes (resample_planar). None, or NULL with an
  * exception set. */
 static PyObject *run_resize(PyObject *src_obj, Py_ssize_t in_w, Py_ssize_t in_h, const float *table, void *dst,
-                            Py_ssize_t out_w, Py_ssize_t out_h, int filter, int order, int use_simd) {
+                            Py_ssize_t out_w, Py_ssize_t out_h, int filter, int order, int use_simd, int interleaved) {
     Py_buffer sbuf = {0};
     size_t src_len;
     int px;
@@ -637,7 +644,7 @@ static PyObject *run_resize(PyObject *src_obj, Py_ssize_t in_w, Py_ssize_t in_h,
     if (src) {
         Py_BEGIN_ALLOW_THREADS
         rc = table ? resample_planar(src, src_len, (int)in_w, (int)in_h, px, table, (float *)dst, (int)out_w, (int)out_h,
-                                     filter, order, use_simd)
+                                     filter, order, use_simd, interleaved)
                    : resample(src, src_len, (int)in_w, (int)in_h, px, (uint8_t *)dst, (int)out_w, (int)out_h, filter,
                               order, use_simd);
         Py_END_ALLOW_THREADS
@@ -666,7 +673,7 @@ static PyObject *py_resize(PyObject *self, PyObject *args) {
         return NULL;
     }
     PyObject *result = run_resize(src_obj, in_w, in_h, NULL, dbuf.buf, out_w, out_h, filter, order,
-                                  cpu_has_avx2 && !force_scalar);
+                                  cpu_has_avx2 && !force_scalar, 0);
     PyBuffer_Release(&dbuf);
     return result;
 }
@@ -675,9 +682,10 @@ static PyObject *py_resize_planar(PyObject *self, PyObject *args) {
     PyObject *src_obj;
     Py_buffer tbuf, dbuf;
     Py_ssize_t in_w, in_h, out_w, out_h;
-    int filter, order;
+    int filter, order, interleaved = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "Onny*w*nnii", &src_obj, &in_w, &in_h, &tbuf, &dbuf, &out_w, &out_h, &filter, &order))
+    if (!PyArg_ParseTuple(args, "Onny*w*nnii|p", &src_obj, &in_w, &in_h, &tbuf, &dbuf, &out_w, &out_h, &filter, &order,
+                          &interleaved))
         return NULL;
     const char *error = check_args(in_w, in_h, out_w, out_h, filter, order);
     if (!error && tbuf.len != 3 * 256 * (Py_ssize_t)sizeof(float)) error = "table must hold 3 * 256 float32 values";
@@ -691,7 +699,7 @@ static PyObject *py_resize_planar(PyObject *self, PyObject *args) {
         return NULL;
     }
     PyObject *result = run_resize(src_obj, in_w, in_h, (const float *)tbuf.buf, dbuf.buf, out_w, out_h, filter, order,
-                                  cpu_has_avx2);
+                                  cpu_has_avx2, interleaved);
     PyBuffer_Release(&tbuf);
     PyBuffer_Release(&dbuf);
     return result;
@@ -710,9 +718,10 @@ static PyMethodDef methods[] = {
      "in_w * 3 bytes, or the (schema, array) capsules of a Pillow RGB image's __arrow_c_array__(). filter: 0 "
      "bilinear, 1 bicubic. order: 0 horizontal pass first (Pillow <= 12), 1 Pillow 13's choice of the first pass."},
     {"resize_planar", py_resize_planar, METH_VARARGS,
-     "resize_planar(src, in_w, in_h, table, dst, out_w, out_h, filter, order, /): resize(...) of the same arguments, "
-     "then channel c of each pixel through table[c] (float32 [3, 256]) into plane c of dst (float32 [3, out_h, "
-     "out_w]); the GIL is released throughout."},
+     "resize_planar(src, in_w, in_h, table, dst, out_w, out_h, filter, order, interleaved=False, /): resize(...) of "
+     "the same arguments, then channel c of each pixel through table[c] (float32 [3, 256]) into plane c of dst "
+     "(float32 [3, out_h, out_w]), or with interleaved into dst as float32 [out_h, out_w, 3]; the GIL is released "
+     "throughout."},
     {"simd", py_simd, METH_NOARGS, "simd(): the vector path resize takes on this CPU, 'avx2' or 'scalar'."},
     {NULL, NULL, 0, NULL},
 };

@@ -9,7 +9,8 @@ def resize(src: Any, in_w: int, in_h: int, dst: Any, out_w: int, out_h: int, fil
 
 def resize_planar(src: Any, in_w: int, in_h: int, table: Any, dst: Any, out_w: int, out_h: int, filter: int, order: int, /) -> None:
     """:func:`resize` of the same ``src`` and sizes, then channel ``c`` of each pixel through ``table[c]`` (a float32
-    ``[3, 256]`` buffer) into plane ``c`` of ``dst`` (a writable float32 ``[3, out_h, out_w]`` buffer)."""
+    ``[3, 256]`` buffer) into plane ``c`` of ``dst`` (a writable float32 ``[3, out_h, out_w]`` buffer), or with
+    ``interleaved`` into ``dst`` as float32 ``[out_h, out_w, 3]``."""
 
 def simd() -> str:
     """The vector path :func:`resize` takes on this CPU: ``"avx2"`` or ``"scalar"``."""

@@ -73,7 +73,9 @@ def resize_rgb_planar(image: Image.Image | np.ndarray, size: tuple[int, int], in
     """:func:`resize_rgb` with each channel then read through its table, straight into planes: one kernel call.
 
     ``table``: float32 ``[3, 256]`` (C-contiguous), ``table[c][v]`` the value for level ``v`` of channel ``c``;
-    ``out``: float32 ``[3, height, width]``, C-contiguous, for ``size = (width, height)``. On return True,
+    ``out``: float32 ``[3, height, width]`` for ``size = (width, height)``, C-contiguous (planes), or laid out
+    channels-last (``out.transpose(1, 2, 0)`` C-contiguous, the pixels interleaved: a row of a channels-last
+    batch tensor's ``.numpy()``). On return True,
     ``out[c] == table[c][resize_rgb(image, size, interpolation)[..., c]]`` exactly, computed with the GIL
     released. Returns False, leaving ``out`` alone, where :func:`resize_rgb` would not take the compiled
     kernel (another filter or mode, no kernel) or the arrays are not as above: the caller then resizes
@@ -85,12 +87,14 @@ def resize_rgb_planar(image: Image.Image | np.ndarray, size: tuple[int, int], in
     width, height, _, plan = _route(image, size, interpolation)
     if plan is None:
         return False
+    interleaved = not out.flags.c_contiguous
+    dst = out.transpose(1, 2, 0) if interleaved else out
     if (table.dtype != np.float32 or table.shape != (3, 256) or not table.flags.c_contiguous or out.dtype != np.float32
-            or out.shape != (3, height, width) or not out.flags.c_contiguous or not out.flags.writeable):
+            or out.shape != (3, height, width) or not dst.flags.c_contiguous or not out.flags.writeable):
         return False
     kernel = _kernel
     assert kernel is not None  # _pass_order() found it
-    _on_pixels(image, lambda src, w, h: kernel.resize_planar(src, w, h, table, out, width, height, *plan))
+    _on_pixels(image, lambda src, w, h: kernel.resize_planar(src, w, h, table, dst, width, height, *plan, interleaved))
     return True
 
 

@@ -46,12 +46,14 @@ def test_squash_transform_is_bit_identical_to_to_array(pre):
 
 
 @pytest.mark.parametrize("size", [224, 97])
-def test_squash_transform_writes_a_channels_last_row_with_the_same_bits(size):
+@pytest.mark.parametrize("interpolation", ["bicubic", "nearest"])
+def test_squash_transform_writes_a_channels_last_row_with_the_same_bits(size, interpolation):
     """A row of a channels-last batch (what the loop reads into for a channels-last model): the same bits as
-    the planar path, for RGB photos (3-channel table lookup on Pillow's pixels) and the general path."""
+    the planar path, for RGB photos (bicubic: the compiled kernel's interleaved lookup; nearest: Pillow's pixels
+    through a 3-channel cv2.LUT) and the general path (a grey photo)."""
     import torch
 
-    p = Preprocess(interpolation="bicubic", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)).with_input_size(size)
+    p = Preprocess(interpolation=interpolation, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)).with_input_size(size)
     tf = SquashTransform(p)
     photos = [*_photos(), Image.fromarray(skimage.data.camera())]
     batch = torch.empty((len(photos), 3, size, size), memory_format=torch.channels_last).fill_(float("nan"))

@@ -288,6 +288,10 @@ def test_planar_lookup_equals_resize_then_table():
                 assert resize_rgb_planar(image, size, interpolation, table, out)
                 want = _planes_by_lookup(resize_rgb(image, size, interpolation), table)
                 assert np.array_equal(out, want), (type(image).__name__, interpolation, size)
+                # a channels-last row ([3, h, w] over interleaved pixels): the same values, interleaved
+                pixels = np.full((size[1], size[0], 3), np.nan, np.float32)
+                assert resize_rgb_planar(image, size, interpolation, table, pixels.transpose(2, 0, 1))
+                assert np.array_equal(pixels.transpose(2, 0, 1), want), (type(image).__name__, interpolation, size)
 
 
 def test_planar_lookup_declines_what_the_kernel_does_not_take(monkeypatch):
@@ -302,6 +306,7 @@ def test_planar_lookup_declines_what_the_kernel_does_not_take(monkeypatch):
         (rgb, "bicubic", table, out.astype(np.float64)),
         (rgb, "bicubic", table, np.zeros((3, 8, 9), np.float32)),  # not the size asked for
         (rgb, "bicubic", table, np.zeros((3, 8, 16), np.float32)[:, :, ::2]),  # not contiguous
+        (rgb, "bicubic", table, np.zeros((8, 16, 3), np.float32)[:, ::2].transpose(2, 0, 1)),  # nor interleaved
     ]
     for image, interpolation, t, o in declined:
         before = o.copy()

@@ -77,12 +77,13 @@ class SquashTransform:
             return out
         if out is None:
             out = np.empty(self.shape, dtype=np.float32)
-        elif not out.flags.c_contiguous:  # channels-last: the pixels interleaved, as Pillow resizes them
-            cv2.LUT(resize_rgb(image, size, p.interpolation), self._interleaved, dst=out.transpose(1, 2, 0))
-            return out
-        if resize_rgb_planar(image, size, p.interpolation, self._planes, out):  # one call, GIL released
+        # one call with the GIL released, into planes or (a channels-last batch's row) interleaved
+        if resize_rgb_planar(image, size, p.interpolation, self._planes, out):
             return out
         pixels = resize_rgb(image, size, p.interpolation)  # [S, S, 3] uint8, Pillow's pixels
+        if not out.flags.c_contiguous:  # channels-last: the pixels interleaved, as Pillow resizes them
+            cv2.LUT(pixels, self._interleaved, dst=out.transpose(1, 2, 0))
+            return out
         # cv2.LUT reads the table (any depth) per uint8 pixel into out: ~3x faster than np.take
         for c, plane in enumerate(cv2.split(pixels)):
             cv2.LUT(plane, self._table[c], dst=out[c])
