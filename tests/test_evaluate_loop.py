@@ -65,6 +65,12 @@ def test_squash_transform_writes_a_channels_last_row_with_the_same_bits(size, in
     for b, photo in enumerate(photos):
         want = p.to_array(photo, "squash")[0]
         assert np.array_equal(batch[b].numpy().view(np.uint32), want.view(np.uint32))
+    # any other strides (here every other column of a wider tensor): the same values, in place
+    wide = torch.full((3, size, 2 * size), float("nan"))
+    view = wide[:, :, ::2]
+    assert tf(photos[0], view) is view
+    assert np.array_equal(view.numpy(), p.to_array(photos[0], "squash")[0])
+    assert torch.isnan(wide[:, :, 1::2]).all()
 
 
 def _run(samples, lite0, helpers: int, todo=None, source=None, batch_size=5, workers=0, channels_last=False):

@@ -77,11 +77,14 @@ class SquashTransform:
             return out
         if out is None:
             out = np.empty(self.shape, dtype=np.float32)
+        elif not out.flags.c_contiguous and not out.transpose(1, 2, 0).flags.c_contiguous:
+            out[...] = self.array(image)  # neither planes nor channels-last: made dense, then copied
+            return out
         # one call with the GIL released, into planes or (a channels-last batch's row) interleaved
         if resize_rgb_planar(image, size, p.interpolation, self._planes, out):
             return out
         pixels = resize_rgb(image, size, p.interpolation)  # [S, S, 3] uint8, Pillow's pixels
-        if not out.flags.c_contiguous:  # channels-last: the pixels interleaved, as Pillow resizes them
+        if not out.flags.c_contiguous:  # channels-last (checked above): the pixels interleaved, as Pillow gives them
             cv2.LUT(pixels, self._interleaved, dst=out.transpose(1, 2, 0))
             return out
         # cv2.LUT reads the table (any depth) per uint8 pixel into out: ~3x faster than np.take
