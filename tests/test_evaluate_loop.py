@@ -96,7 +96,7 @@ def test_helper_threads_give_the_one_thread_records(lite0, ilsvrc_sample, serial
     samples = read_ilsvrc(ilsvrc_sample).samples
     serial, serial_progress = serial
     # channels_last: the images read into channels-last batches, as for the channels-last lite0 (the same maps)
-    for helpers, workers, channels_last in ((3, 0, False), (2, 2, False), (1, 0, True), (2, 0, True)):
+    for helpers, workers, channels_last in ((3, 0, False), (2, 2, False), (1, 0, True), (2, 0, True), (2, 2, True)):
         threaded, threaded_progress = _run(samples, lite0, helpers=helpers, workers=workers, channels_last=channels_last)
         assert threaded == serial and [len(b) for b in serial] == [5, 5, 2]
         assert threaded_progress == serial_progress == [(5, 12), (10, 12), (12, 12)]
@@ -105,6 +105,25 @@ def test_helper_threads_give_the_one_thread_records(lite0, ilsvrc_sample, serial
     part, _ = _run(samples, lite0, helpers=2, todo=todo)
     assert [r["i"] for b in part for r in b] == [1, 7, 8, 11]
     assert [r for b in part for r in b] == [r for b in serial for r in b if r["i"] in todo]
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_network_gets_batches_in_the_layout_asked_for(lite0, ilsvrc_sample, workers, channels_last):
+    """Read on the helper threads or collated by a DataLoader worker, the batches reach the map source laid out
+    as LoopOptions.channels_last says (no reorder at a channels-last model's first convolution)."""
+    import torch
+
+    source = make_map_source(lite0)
+    layouts = []
+
+    def recording(x, gt):
+        layouts.append((x.is_contiguous(), x.is_contiguous(memory_format=torch.channels_last)))
+        return source(x, gt)
+
+    samples = read_ilsvrc(ilsvrc_sample).samples[:6]
+    _run(samples, lite0, helpers=2, source=recording, batch_size=3, workers=workers, channels_last=channels_last)
+    assert layouts == [(not channels_last, channels_last)] * 2
 
 
 def _helper_threads() -> list[threading.Thread]:

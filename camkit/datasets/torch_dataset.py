@@ -83,7 +83,8 @@ class LocalizationImages(torch.utils.data.Dataset):
         return {"index": i, "image": None, "error": one_line, "width": sample.width, "height": sample.height, "mask": None}
 
 
-def collate_localization(batch: Sequence[dict[str, Any]], images: torch.Tensor | None = None) -> dict[str, Any]:
+def collate_localization(batch: Sequence[dict[str, Any]], images: torch.Tensor | None = None,
+                         channels_last: bool = False) -> dict[str, Any]:
     """Stack the good items of a batch and pass the failed ones through.
 
     Returns ``indices`` (int64 tensor [B_ok]), ``images`` (tensor [B_ok, ...] or None when every item
@@ -91,13 +92,17 @@ def collate_localization(batch: Sequence[dict[str, Any]], images: torch.Tensor |
     None without a mask loader) and ``failed`` (list of ``(index, message)`` for the items whose
     image or mask could not be read). ``images``: the tensor ``[B, ...]`` the items were read into, row b
     holding ``batch[b]`` (:meth:`LocalizationImages.read` with ``out=images[b]``): used as it is when every
-    item is good, else its good rows, instead of stacking.
+    item is good, else its good rows, instead of stacking. ``channels_last``: stacked images ``[B, C, H, W]``
+    are laid out channels-last (for a channels-last model, e.g. in a DataLoader worker:
+    ``functools.partial(collate_localization, channels_last=True)``); the same values.
     """
     good = [item for item in batch if item["image"] is not None]
     if not good:
         stacked = None
     elif images is None:
         stacked = torch.stack([item["image"] for item in good])
+        if channels_last and stacked.dim() == 4:
+            stacked = stacked.contiguous(memory_format=torch.channels_last)
     elif len(good) == len(batch):
         stacked = images
     else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import cv2
@@ -110,7 +111,7 @@ class LoopOptions:
     the threshold sweep; ``model`` for faithfulness (``protocol.faithfulness_steps > 0``); ``helpers``:
     threads for the per-image work between forwards (None: ``torch.get_num_threads()``, the cores the
     forward uses; the records are the same for any number); ``channels_last``: the helper threads read the
-    images into channels-last batches (for a model whose first convolution takes them without a reorder,
+    images into channels-last batches (the DataLoader's workers collate them so) (for a model whose first convolution takes them without a reorder,
     :func:`camkit.models.memory_format.takes_channels_last_input`; the same values and maps); ``keep_map(record, gt_map)``: called on the
     calling thread with each image's record and raw GT-class map ``[h, w]`` once the batch is written
     (:class:`camkit.evaluate.gallery.GalleryMaps` keeps the few a gallery will show)."""
@@ -164,8 +165,9 @@ def run_batches(
     helpers = ThreadPoolExecutor(max(1, n_helpers), thread_name_prefix="camkit-helper")
     loader = None
     if options.workers:
+        # the workers lay the batches out for the model (a copy there instead of a reorder here)
         loader = torch.utils.data.DataLoader(items, batch_sampler=parts, num_workers=options.workers,
-                                             collate_fn=collate_localization)
+                                             collate_fn=partial(collate_localization, channels_last=options.channels_last))
     it = iter(loader) if loader is not None else _HelperReader(helpers, items, parts, options.channels_last)
     done = n_done
     # OpenCV's own thread pool would split each map resize across cores, for maps too small to gain
