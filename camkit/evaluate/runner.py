@@ -203,7 +203,7 @@ def evaluate(
     # the loop keeps the maps of the images the galleries may show, so they are not forwarded twice
     gallery_maps = GalleryMaps(gallery_size) if out_dir is not None and gallery_size > 0 else None
     options = LoopOptions(workers=workers, boxes=has_boxes, masks=has_masks, backend=sweep_backend, model=model,
-                          channels_last=takes_channels_last_input(model),
+                          channels_last=model_info.get("layout") == "channels_last",  # decided once, in _model_info
                           keep_map=gallery_maps.offer if gallery_maps is not None else None)
     with _long_lived_objects_frozen():
         partition = batch_partition(len(samples), batch_size)
