@@ -3,9 +3,10 @@
 (a) Throughput. The real ILSVRC sample (12 photos, ../shared/data/ilsvrc_val_sample) is listed
     ``--repeat`` times under different ids. Two references: a plain forward pass (``model.features`` +
     ``model.head`` under ``torch.inference_mode()``) on ready tensors (one batch decoded and squashed
-    beforehand and fed as every batch, so only the network runs) of the model as ``load_model`` gives it,
-    channels-last (``camkit.models.memory_format``), on channels-last batches as the loop reads them: the
-    network exactly as camkit runs it; and the same forward fed by the DataLoader (camkit's
+    beforehand and fed as every batch, so only the network runs) of the network exactly as camkit's evaluate
+    runs it: the model as ``load_model`` gives it, channels-last (``camkit.models.memory_format``), with its
+    batch norms folded into its convolutions (``camkit.models.batchnorm_fold``), on channels-last batches as
+    the loop reads them; and the same forward fed by the DataLoader (camkit's
     LocalizationImages with the squash transform, batch 32, ``--workers`` processes); against both, the
     whole ``camkit.evaluate.evaluate`` loop (maps, upsampling, CVPR16 boxes, the wsolevaluation tau sweep,
     fsync'd records), the call including the summary and output files, and a whole ``python -m camkit evaluate``
@@ -20,8 +21,9 @@
     Also, from inside each evaluate run, the network's share of the loop's time (the map source is timed:
     what is not network is the loop's own work) and the in-loop network's speed against the ready forward;
     the share needs no reference run, so it holds when the machine's speed drifts between runs.
-    And the plain forward of the same network in PyTorch's default NCHW layout (``model(x)`` on a model as
-    torchvision builds it, NCHW ready tensors), run beside the process too: what a user's own loop costs.
+    And the plain forward of the same network in PyTorch's default NCHW layout, batch norms unfolded
+    (``model(x)`` on a model as torchvision builds it, NCHW ready tensors), run beside the process too: what a
+    user's own loop costs.
 (b) Peak memory. ``evaluate`` on 100 and on 1000 images, each in a fresh subprocess; peak RSS of the
     main process (``ru_maxrss``) and, with ``--workers`` > 0, of the largest DataLoader worker (``RUSAGE_CHILDREN``).
 
@@ -170,7 +172,8 @@ def paired_chunks(model, dataset, ready: list, batch_size: int, workers: int, ch
     """Seconds of the ready-tensor forward and of the evaluate loop, summed over chunks of ``chunk_batches``
     batches taken in turn (a ready forward of the chunk's batches, then ``evaluate`` of its images into a fresh
     output folder, records fsync'd): each pair runs within a few seconds, so the machine's drift over a round
-    falls on both sides. Each chunk's loop time also carries the start of its helper threads and its first read."""
+    falls on both sides. Each chunk's loop time also carries the start of its helper threads and its first read
+    (``evaluate`` folds the batch norms of its own copy before its loop, as for the ready forward)."""
     from camkit.datasets import LocDataset
     from camkit.evaluate import evaluate
 
@@ -186,13 +189,14 @@ def paired_chunks(model, dataset, ready: list, batch_size: int, workers: int, ch
     return fwd, loop
 
 
-def full_evaluate(model, dataset, batch_size: int, workers: int) -> tuple[float, float, float]:
+def full_evaluate(model, dataset, batch_size: int, workers: int, network=None) -> tuple[float, float, float]:
     """Seconds of the loop, of the whole call, and of the network inside the loop (the map source's calls:
-    the forward, the top-k and the CAM einsum), measured in the same run."""
+    the forward, the top-k and the CAM einsum, on ``network``: the model evaluate computes the maps with,
+    default ``model``), measured in the same run."""
     from camkit.cam.sources import make_map_source
     from camkit.evaluate import evaluate
 
-    source = make_map_source(model)
+    source = make_map_source(network if network is not None else model)
     in_source = [0.0]
 
     def timed_source(x, gt):
@@ -219,19 +223,21 @@ def throughput(args) -> list[str]:
 
     from camkit.cli.common import keep_allocator_memory
     from camkit.models import load_model
+    from camkit.models.batchnorm_fold import fold_batchnorm
     from camkit.models.memory_format import takes_channels_last_input
 
     keep_allocator_memory()
     model = load_model("efficientnet_lite0")
     nchw = copy.deepcopy(model).to(memory_format=torch.contiguous_format)  # PyTorch's default layout
+    runs = fold_batchnorm(model) or model  # the network evaluate computes plain CAM with
     if args.image_size:
         _BASE[:] = resized_samples(args.image_size, Path(tempfile.mkdtemp(prefix="camkit-bench-")))
     ds = repeated_dataset(12 * args.repeat)
     n = len(ds)
-    plain_forward(model, repeated_dataset(64), args.batch_size, args.workers)  # warm-up
-    ready = ready_batches(model, ds, args.batch_size, takes_channels_last_input(model))
+    plain_forward(runs, repeated_dataset(64), args.batch_size, args.workers)  # warm-up
+    ready = ready_batches(runs, ds, args.batch_size, takes_channels_last_input(runs))
     ready_nchw = ready_batches(nchw, ds, args.batch_size)
-    ready_forward(model, ready)
+    ready_forward(runs, ready)
     ready_forward(nchw, ready_nchw)
     layout = kaggle_layout(ds, Path(tempfile.mkdtemp(prefix="camkit-bench-layout-")) / "ilsvrc")
     byte_compile_camkit()
@@ -241,13 +247,13 @@ def throughput(args) -> list[str]:
     for r in range(args.rounds):
         # the ready-tensor forward before and after the others: a round's ratios compare runs minutes apart
         # at most, which matters when other jobs share the machine
-        before = ready_forward(model, ready)
-        fwd.append(plain_forward(model, ds, args.batch_size, args.workers))
-        loop, total, network = full_evaluate(model, ds, args.batch_size, args.workers)
+        before = ready_forward(runs, ready)
+        fwd.append(plain_forward(runs, ds, args.batch_size, args.workers))
+        loop, total, network = full_evaluate(model, ds, args.batch_size, args.workers, runs)
         # the process also against ready forwards run right beside it: the VM's speed drifts within a minute
-        beside, beside_nchw = ready_forward(model, ready), ready_forward(nchw, ready_nchw)
+        beside, beside_nchw = ready_forward(runs, ready), ready_forward(nchw, ready_nchw)
         wall, process_loop = cli_process(layout, args.batch_size, args.workers)
-        beside, beside_nchw = beside + ready_forward(model, ready), beside_nchw + ready_forward(nchw, ready_nchw)
+        beside, beside_nchw = beside + ready_forward(runs, ready), beside_nchw + ready_forward(nchw, ready_nchw)
         ratios["process_beside"].append(beside / 2 / wall)
         ratios["process_nchw"].append(beside_nchw / 2 / wall)
         ratios["loop_nchw"].append(beside_nchw / 2 / loop)
@@ -255,7 +261,7 @@ def throughput(args) -> list[str]:
         fixed.append(wall - process_loop)
         paired_fwd, paired_loop = paired_chunks(model, ds, ready, args.batch_size, args.workers, args.chunk_batches)
         ratios["paired"].append(paired_fwd / paired_loop)
-        after = ready_forward(model, ready)
+        after = ready_forward(runs, ready)
         ratios["share"].append(network / loop)
         ratios["inloop"].append((before + after) / 2 / network)
         ready_fwd += [before, after]
@@ -280,7 +286,7 @@ def throughput(args) -> list[str]:
          f"{args.workers} workers | img/s (best round) | ratio to forward (same loader) "
          "| ratio to ready-tensor forward (best / best) | ratio to ready-tensor forward (median of rounds) |"),
         "|---|---|---|---|---|",
-        f"| plain forward on ready tensors (one batch decoded beforehand; channels-last, as camkit runs it) | {rf:.1f} | {rf / f:.2f} | 1.00 | 1.00 |",
+        f"| plain forward on ready tensors (one batch decoded beforehand; channels-last, batch norms folded: as camkit runs it) | {rf:.1f} | {rf / f:.2f} | 1.00 | 1.00 |",
         f"| plain forward (same loader) | {f:.1f} | 1.00 | {f / rf:.2f} | {med['fwd']:.2f} |",
         f"| camkit evaluate loop (maps, boxes, 100-tau sweep V1+V2, fsync'd records) | {e:.1f} | {e / f:.2f} | {e / rf:.2f} | {med['loop']:.2f} |",
         f"| camkit evaluate call incl. summary, per_image.csv, curves PNG, report.html (no galleries) | {t:.1f} | {t / f:.2f} | {t / rf:.2f} | {med['total']:.2f} |",
@@ -307,6 +313,7 @@ def throughput(args) -> list[str]:
         f"{med['inloop']:.3f}x the ready-tensor forward's speed (median; rounds {', '.join(f'{v:.3f}' for v in ratios['inloop'])}).",
         "",
         "Against the plain forward of the same network in PyTorch's default NCHW layout (NCHW weights and ready tensors, "
+        "batch norms unfolded, "
         "run just before and just after the process; what a user's own `model(x)` loop costs): process / NCHW forward "
         f"median {med['process_nchw']:.3f} (rounds {', '.join(f'{v:.3f}' for v in ratios['process_nchw'])}); the round's "
         f"evaluate loop / that NCHW forward median {med['loop_nchw']:.3f} "

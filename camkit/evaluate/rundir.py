@@ -76,14 +76,23 @@ def run_fingerprint(protocol: Protocol, model: dict, dataset: dict, batch_size: 
             "n_images": dataset["n_images"], "batch_size": batch_size}
 
 
+#: Model fingerprint keys that say how the network is computed (its maps differ by float rounding), with the
+#: words for a resume that differs only there.
+_COMPUTE_KEYS = {
+    "layout": "the model's weight layout (channels-last or NCHW: set CAMKIT_CHANNELS_LAST=0 for a run made with "
+              "NCHW weights, unset it for a channels-last one)",
+    "batchnorm": "folded batch norms (set CAMKIT_FOLD_BATCHNORM=0 for a run made without them, unset it for one "
+                 "made with them)",
+}
+
+
 def _difference(key: str, old, new) -> str:
-    """How a fingerprint entry differs, in words: its key, or for a model that differs only in the layout of its
-    weights (camkit.models.memory_format), that and the switch that sets it."""
+    """How a fingerprint entry differs, in words: its key, or for a model that differs only in how the network is
+    computed (camkit.models.memory_format, camkit.models.batchnorm_fold), that and the switch that sets it."""
     if key == "model" and isinstance(old, dict) and isinstance(new, dict):
-        rest = [k for k in {*old, *new} if k != "layout" and old.get(k) != new.get(k)]
-        if not rest:
-            return ("model weight layout (channels-last or NCHW: set CAMKIT_CHANNELS_LAST=0 for a run made with NCHW "
-                    "weights, unset it for a channels-last one)")
+        differ = [k for k in {*old, *new} if old.get(k) != new.get(k)]
+        if differ and all(k in _COMPUTE_KEYS for k in differ):
+            return "; ".join(_COMPUTE_KEYS[k] for k in sorted(differ))
     return key
 
 

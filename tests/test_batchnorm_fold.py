@@ -1,0 +1,180 @@
+"""camkit.models.batchnorm_fold: an inference copy with each batch norm folded into the convolution before it.
+
+Golden values worked by hand on a one-convolution network, the real EfficientNet-Lite0 against its unfolded
+self (features, classes, CAM boxes on real photos), the networks it must leave alone (a convolution output
+that also feeds something else, training mode, the opt-out), and evaluate's use of it (run.json, resume)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+from torch import nn
+
+from camkit.errors import CamkitError
+from camkit.models.batchnorm_fold import OPT_OUT_ENV, TOLERANCE, fold_batchnorm
+from camkit.models.cam_model import CAMModel
+from camkit.models.efficientnet_lite import BatchNormAct2d
+
+
+def _tiny(net: nn.Module, channels: int = 2) -> CAMModel:
+    head = nn.Sequential()
+    head.add_module("fc", nn.Linear(channels, 3))
+    net.add_module("head", head)
+    model = CAMModel(net, lambda n, x: n.body(x), "head.fc", name="tiny")
+    return model.eval()
+
+
+def _conv_bn(bn: nn.Module) -> CAMModel:
+    net = nn.Module()
+    net.body = nn.Sequential()
+    net.body.add_module("conv", nn.Conv2d(3, 2, 1, bias=True))  # reads channel 0 only (weights below)
+    net.body.add_module("bn", bn)
+    model = _tiny(net)
+    with torch.no_grad():
+        net.body.conv.weight.copy_(torch.tensor([[2.0, 0, 0], [-1.0, 0, 0]]).view(2, 3, 1, 1))
+        net.body.conv.bias.copy_(torch.tensor([1.0, 0.5]))
+        bn.running_mean.copy_(torch.tensor([3.0, -2.0]))
+        bn.running_var.copy_(torch.tensor([4.0 - bn.eps, 0.25 - bn.eps]))  # sqrt(var + eps) = 2 and 0.5
+        bn.weight.copy_(torch.tensor([0.5, 3.0]))
+        bn.bias.copy_(torch.tensor([1.0, -1.0]))
+    return model
+
+
+def test_the_folded_convolution_holds_the_hand_worked_weights():
+    """y = (w x + b - mean) / sqrt(var + eps) * gamma + beta: channel 0 (2x + 1 - 3) / 2 * 0.5 + 1 = 0.5 x + 0.5,
+    channel 1 (-x + 0.5 + 2) / 0.5 * 3 - 1 = -6 x + 14."""
+    model = _conv_bn(nn.BatchNorm2d(2))
+    folded = fold_batchnorm(model, input_size=8)
+    assert folded is not None
+    conv = folded.net.body.conv
+    assert torch.allclose(conv.weight.view(2, 3), torch.tensor([[0.5, 0, 0], [-6.0, 0, 0]]), atol=1e-6)
+    assert torch.allclose(conv.bias, torch.tensor([0.5, 14.0]), atol=1e-5)
+    assert isinstance(folded.net.body.bn, nn.Identity)  # same name, now the identity
+    x = torch.tensor([[[[0.0, 1.0], [2.0, -3.0]]]]).repeat(1, 3, 1, 1)
+    with torch.inference_mode():
+        assert torch.allclose(folded.features(x), model.features(x), atol=1e-5)
+        assert torch.allclose(folded.features(x)[0, 1], -6 * x[0, 0] + 14, atol=1e-5)
+
+
+def test_a_norm_with_its_activation_keeps_the_activation():
+    model = _conv_bn(BatchNormAct2d(2, act=True))
+    folded = fold_batchnorm(model, input_size=8)
+    assert folded is not None and isinstance(folded.net.body.bn, nn.ReLU6)
+    x = torch.linspace(-5, 5, 16).view(1, 1, 4, 4).repeat(1, 3, 1, 1)
+    with torch.inference_mode():
+        assert torch.allclose(folded.features(x), model.features(x), atol=1e-5)
+        assert float(model.features(x).min()) == 0.0 and float(model.features(x).max()) == 6.0  # both clamps reached
+
+
+def test_the_given_model_is_not_changed():
+    model = _conv_bn(nn.BatchNorm2d(2))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert fold_batchnorm(model, input_size=8) is not None
+    assert isinstance(model.net.body.bn, nn.BatchNorm2d)
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert not model._forward_hooks and not any(m._forward_hooks for m in model.modules())  # hooks removed
+
+
+class _AlsoUsesTheConvolution(nn.Module):
+    """The convolution's output feeds the batch norm and, unnormalised, an addition: folding would change the sum."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 1)
+        self.bn = nn.BatchNorm2d(2)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.bn(y) + y
+
+
+def test_a_convolution_output_used_elsewhere_is_not_folded():
+    net = nn.Module()
+    net.body = _AlsoUsesTheConvolution()
+    model = _tiny(net)
+    with torch.no_grad():
+        net.body.bn.running_var.fill_(9.0)  # a batch norm that is not the identity
+        net.body.bn.running_mean.fill_(1.0)
+    assert fold_batchnorm(model, input_size=8) is None  # the check against the original refuses it
+
+
+def test_training_mode_opt_out_and_nothing_to_fold_give_none(monkeypatch):
+    model = _conv_bn(nn.BatchNorm2d(2))
+    assert fold_batchnorm(model.train(), input_size=8) is None  # batch statistics: not an affine map
+    model.eval()
+    monkeypatch.setenv(OPT_OUT_ENV, "0")
+    assert fold_batchnorm(model, input_size=8) is None
+    monkeypatch.delenv(OPT_OUT_ENV)
+    net = nn.Module()
+    net.body = nn.Sequential(nn.Conv2d(3, 2, 1), nn.ReLU())
+    assert fold_batchnorm(_tiny(net), input_size=8) is None
+
+
+class _OtherNorm(nn.BatchNorm2d):
+    def forward(self, x):
+        return super().forward(x) * 2  # a forward fold_batchnorm does not know
+
+
+def test_a_batch_norm_of_an_unknown_kind_stays():
+    net = nn.Module()
+    net.body = nn.Sequential(nn.Conv2d(3, 2, 1), nn.BatchNorm2d(2), nn.Conv2d(2, 2, 1), _OtherNorm(2))
+    folded = fold_batchnorm(_tiny(net), input_size=8)
+    assert folded is not None
+    assert isinstance(folded.net.body[1], nn.Identity) and type(folded.net.body[3]) is _OtherNorm
+
+
+def test_lite0_folds_every_batch_norm_and_gives_the_same_classes_and_boxes(lite0):
+    """The embedded EfficientNet-Lite0: its 49 batch norms fold; on chelsea, coffee and rocket the features differ
+    by float rounding only (measured ~6e-6 of their range), the top-5 classes are the same and so are the
+    CVPR16 boxes of the CAMs."""
+    from camkit.cam.sources import make_map_source
+    from camkit.localize.cvpr16 import cvpr16_box
+    from camkit.resample import resize_map_cubic
+
+    folded = fold_batchnorm(lite0)
+    assert folded is not None
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in lite0.modules()) == 49
+    assert not any(p.requires_grad for p in folded.parameters())
+    photos = (data.chelsea(), data.coffee(), data.rocket())
+    x = torch.from_numpy(np.stack([lite0.preprocess.to_array(Image.fromarray(p), "squash")[0] for p in photos]))
+    with torch.inference_mode():
+        a, b = lite0.features(x), folded.features(x)
+    assert float((a - b).abs().max()) <= TOLERANCE * float(a.abs().max())
+    gt = torch.zeros(3, dtype=torch.int64)
+    (ca, _, ma), (cb, _, mb) = make_map_source(lite0)(x, gt), make_map_source(folded)(x, gt)
+    assert np.array_equal(ca, cb)
+    for i in range(3):
+        box_a = cvpr16_box(resize_map_cubic(ma[i, 1], 224), 0.2)
+        box_b = cvpr16_box(resize_map_cubic(mb[i, 1], 224), 0.2)
+        assert np.array_equal(box_a, box_b)
+
+
+def test_evaluate_records_the_fold_and_resume_refuses_the_other_way(tmp_path, lite0, ilsvrc_sample, monkeypatch):
+    """Plain CAM in evaluate runs on the folded copy: run.json says so; a run made with it continues only with
+    it, and one made without (CAMKIT_FOLD_BATCHNORM=0, or before camkit folded) only without, and the message
+    names the switch. Both give the same summary on the sample (maps differ by float rounding only)."""
+    from camkit.datasets import read_ilsvrc
+    from camkit.evaluate import evaluate
+
+    ds = read_ilsvrc(ilsvrc_sample)
+    opts = dict(batch_size=4, progress=False, gallery_size=0)
+    folded = evaluate(ds, lite0, out_dir=tmp_path / "folded", **opts)
+    assert json.loads((tmp_path / "folded" / "run.json").read_text())["model"]["batchnorm"] == "folded"
+    monkeypatch.setenv(OPT_OUT_ENV, "0")
+    with pytest.raises(CamkitError, match="folded batch norms .*CAMKIT_FOLD_BATCHNORM=0"):
+        evaluate(ds, lite0, out_dir=tmp_path / "folded", resume=True, **opts)
+    plain = evaluate(ds, lite0, out_dir=tmp_path / "plain", **opts)
+    assert "batchnorm" not in json.loads((tmp_path / "plain" / "run.json").read_text())["model"]
+    monkeypatch.delenv(OPT_OUT_ENV)
+    with pytest.raises(CamkitError, match="folded batch norms"):
+        evaluate(ds, lite0, out_dir=tmp_path / "plain", resume=True, **opts)
+    assert folded["model"] == {**plain["model"], "batchnorm": "folded"}
+    assert {k: v for k, v in folded.items() if k not in ("run", "model")} == {
+        k: v for k, v in plain.items() if k not in ("run", "model")}
