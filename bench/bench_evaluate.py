@@ -168,12 +168,14 @@ def ready_forward(model, batches: list) -> float:
     return time.perf_counter() - t
 
 
-def paired_chunks(model, dataset, ready: list, batch_size: int, workers: int, chunk_batches: int) -> tuple[float, float]:
+def paired_chunks(model, dataset, ready: list, batch_size: int, workers: int, chunk_batches: int,
+                  network=None) -> tuple[float, float]:
     """Seconds of the ready-tensor forward and of the evaluate loop, summed over chunks of ``chunk_batches``
     batches taken in turn (a ready forward of the chunk's batches, then ``evaluate`` of its images into a fresh
     output folder, records fsync'd): each pair runs within a few seconds, so the machine's drift over a round
-    falls on both sides. Each chunk's loop time also carries the start of its helper threads and its first read
-    (``evaluate`` folds the batch norms of its own copy before its loop, as for the ready forward)."""
+    falls on both sides. Each chunk's loop time also carries the start of its helper threads and its first read.
+    The ready forward runs ``network`` (default ``model``): the network evaluate computes the maps with (it folds
+    the batch norms of its own copy before its loop)."""
     from camkit.datasets import LocDataset
     from camkit.evaluate import evaluate
 
@@ -182,7 +184,7 @@ def paired_chunks(model, dataset, ready: list, batch_size: int, workers: int, ch
     for start in range(0, n, per):
         part = LocDataset(dataset.name, dataset.samples[start : start + per], source=dataset.source)
         first = start // batch_size
-        fwd += ready_forward(model, ready[first : first + (len(part.samples) + batch_size - 1) // batch_size])
+        fwd += ready_forward(network if network is not None else model, ready[first : first + (len(part.samples) + batch_size - 1) // batch_size])
         with tempfile.TemporaryDirectory() as d:  # records written and fsync'd as in a real run
             s = evaluate(part, model, batch_size=batch_size, workers=workers, out_dir=d, progress=False, gallery_size=0)
         loop += s["run"]["seconds"]
@@ -259,7 +261,7 @@ def throughput(args) -> list[str]:
         ratios["loop_nchw"].append(beside_nchw / 2 / loop)
         procs.append(wall)
         fixed.append(wall - process_loop)
-        paired_fwd, paired_loop = paired_chunks(model, ds, ready, args.batch_size, args.workers, args.chunk_batches)
+        paired_fwd, paired_loop = paired_chunks(model, ds, ready, args.batch_size, args.workers, args.chunk_batches, runs)
         ratios["paired"].append(paired_fwd / paired_loop)
         after = ready_forward(runs, ready)
         ratios["share"].append(network / loop)

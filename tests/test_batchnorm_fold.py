@@ -178,3 +178,29 @@ def test_evaluate_records_the_fold_and_resume_refuses_the_other_way(tmp_path, li
     assert folded["model"] == {**plain["model"], "batchnorm": "folded"}
     assert {k: v for k, v in folded.items() if k not in ("run", "model")} == {
         k: v for k, v in plain.items() if k not in ("run", "model")}
+
+
+@pytest.mark.parametrize(("name", "folds"), [("resnet18", 20), ("densenet121", 59)])
+def test_torchvision_networks_fold_where_a_norm_follows_a_convolution(name, folds):
+    """ResNet-18 (residual additions, a downsample branch): all 20 batch norms fold. DenseNet-121 normalises
+    concatenations (norm1, transitions, norm5): only the 59 after a convolution (norm2 of each dense layer) do.
+    Batch-norm statistics are drawn at random so that a wrongly folded norm would show in the features."""
+    from camkit.models import load_model
+
+    model = load_model(name, "random")
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+    folded = fold_batchnorm(model, input_size=64)
+    assert folded is not None
+    remaining = sum(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) - remaining == folds
+    x = torch.randn(2, 3, 64, 64, generator=g)
+    with torch.inference_mode():
+        a, b = model.features(x), folded.features(x)
+    assert float((a - b).abs().max()) <= TOLERANCE * float(a.abs().max())

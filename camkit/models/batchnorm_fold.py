@@ -42,7 +42,7 @@ def fold_batchnorm(model: CAMModel, input_size: int | None = None) -> CAMModel |
     """An inference copy of ``model`` with each foldable batch norm folded into its convolution, or None.
 
     Args:
-        model: a :class:`~camkit.models.cam_model.CAMModel` in eval mode (left unchanged).
+        model: a :class:`~camkit.models.cam_model.CAMModel` in eval mode (left unchanged); anything else gives None.
         input_size: side of the square check input (default: the model's ``preprocess.crop``).
 
     Returns:
@@ -53,9 +53,14 @@ def fold_batchnorm(model: CAMModel, input_size: int | None = None) -> CAMModel |
         statistics), no batch norm takes a convolution's output, or the check fails.
     """
     import torch
+    from torch import nn
 
-    if not folding_enabled() or model.training:
+    from camkit.models.cam_model import CAMModel
+
+    if not folding_enabled() or not isinstance(model, CAMModel) or model.training:
         return None
+    if not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
+        return None  # e.g. a transformer: no forward needed to know
     size = int(input_size or model.preprocess.crop)
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
