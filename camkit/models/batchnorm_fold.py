@@ -131,25 +131,21 @@ def _replacement(bn: nn.Module) -> nn.Module | None:
 
 
 def _fold_pair(model: nn.Module, conv_name: str, bn_name: str) -> None:
+    import torch
     from torch import nn
     from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    from camkit.models.memory_format import laid_out_channels_last
 
     conv, bn = model.get_submodule(conv_name), model.get_submodule(bn_name)
     assert isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)  # as paired
     replacement = _replacement(bn)
     assert replacement is not None  # only known kinds are paired
     fused = fuse_conv_bn_eval(conv, bn)  # a copy of conv (its class kept, e.g. a TF-"same" padding conv)
-    fused.weight.data = fused.weight.data.contiguous(memory_format=_layout(conv.weight))
+    layout = torch.channels_last if laid_out_channels_last(conv.weight) else torch.contiguous_format
+    fused.weight.data = fused.weight.data.contiguous(memory_format=layout)
     _set(model, conv_name, fused)
     _set(model, bn_name, replacement)
-
-
-def _layout(weight: torch.Tensor) -> torch.memory_format:
-    import torch
-
-    if weight.dim() == 4 and not weight.is_contiguous() and weight.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    return torch.contiguous_format
 
 
 def _set(root: nn.Module, name: str, module: nn.Module) -> None:

@@ -61,11 +61,16 @@ def takes_channels_last_input(model) -> bool:
     """True when ``model``'s first convolution has channels-last weights: a batch laid out channels-last
     (``torch.empty(..., memory_format=torch.channels_last)``) then reaches it without a reorder. Its outputs
     are the same bits as for the NCHW batch of the same values."""
-    import torch
     from torch import nn
 
     for module in model.modules() if isinstance(model, nn.Module) else ():
         if isinstance(module, nn.Conv2d):
-            w = module.weight
-            return w.dim() == 4 and not w.is_contiguous() and w.is_contiguous(memory_format=torch.channels_last)
+            return laid_out_channels_last(module.weight)
     return False
+
+
+def laid_out_channels_last(weight) -> bool:
+    """True for a 4-D tensor in channels-last layout (and not also plain contiguous, as a 1x1 kernel's may be)."""
+    import torch
+
+    return weight.dim() == 4 and not weight.is_contiguous() and weight.is_contiguous(memory_format=torch.channels_last)
