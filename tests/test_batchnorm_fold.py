@@ -104,6 +104,24 @@ def test_a_convolution_output_used_elsewhere_is_not_folded():
     assert fold_batchnorm(model, input_size=8) is None  # the check against the original refuses it
 
 
+class _TwoNormsOfOneConvolution(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 1)
+        self.bn1, self.bn2 = nn.BatchNorm2d(2), nn.BatchNorm2d(2)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.bn1(y) + self.bn2(y)
+
+
+def test_a_convolution_feeding_two_norms_is_not_folded():
+    """Each norm alone would fold correctly, but the one convolution cannot take both: neither is folded."""
+    net = nn.Module()
+    net.body = _TwoNormsOfOneConvolution()
+    assert fold_batchnorm(_tiny(net), input_size=8) is None
+
+
 def test_training_mode_opt_out_and_nothing_to_fold_give_none(monkeypatch):
     model = _conv_bn(nn.BatchNorm2d(2))
     assert fold_batchnorm(model.train(), input_size=8) is None  # batch statistics: not an affine map
