@@ -222,3 +222,38 @@ def test_torchvision_networks_fold_where_a_norm_follows_a_convolution(name, fold
     with torch.inference_mode():
         a, b = model.features(x), folded.features(x)
     assert float((a - b).abs().max()) <= TOLERANCE * float(a.abs().max())
+
+
+def test_plain_cam_faithfulness_runs_on_the_folded_copy_with_the_same_numbers(lite0, ilsvrc_sample, monkeypatch):
+    """Deletion/insertion AUCs and the confidence changes of plain CAM maps, computed on the folded copy, equal
+    the streaming FaithfulnessEvaluator on the model itself to float rounding."""
+    from camkit.datasets import read_ilsvrc
+    from camkit.evaluate import evaluate
+    from camkit.evaluate import faithfulness as faith_module
+    from camkit.evaluate.loop import SquashTransform
+    from camkit.io import load_image
+    from camkit.metrics import FaithfulnessEvaluator
+
+    seen = []
+    real = faith_module.faithfulness_results
+
+    def spy(model, *args, **kwargs):
+        seen.append(model)
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr("camkit.evaluate.loop.faithfulness_results", spy)
+    ds = read_ilsvrc(ilsvrc_sample)
+    ds.samples = ds.samples[:3]
+    s = evaluate(ds, lite0, batch_size=3, progress=False, faithfulness=True, faithfulness_steps=8)
+    assert seen and all(m is not lite0 and not any(isinstance(x, nn.BatchNorm2d) for x in m.modules()) for m in seen)
+    tf = SquashTransform(lite0.preprocess.with_input_size(224))
+    from camkit.cam.sources import make_map_source
+
+    x = torch.stack([tf(load_image(smp.image_path)) for smp in ds.samples])
+    gt = torch.tensor([smp.class_index for smp in ds.samples])
+    _, _, maps = make_map_source(lite0)(x, gt)
+    fe = FaithfulnessEvaluator(lite0, steps=8)
+    fe.accumulate(x, torch.from_numpy(maps[:, 0]), gt)
+    ref = fe.compute()
+    for k in ("deletion_auc", "insertion_auc", "average_drop", "increase_in_confidence"):
+        assert s["faithfulness"][k] == pytest.approx(ref[k], rel=1e-5, abs=1e-6), k  # average drop is in %

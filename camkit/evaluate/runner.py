@@ -195,8 +195,8 @@ def evaluate(
     has_boxes, has_masks = _check_dataset(dataset, samples, model)
     protocol = Protocol(input_size=input_size, tau_step=tau_step, method=method, layer=layer, smooth=smooth, seed=int(seed),
                         faithfulness_steps=int(faithfulness_steps) if faithfulness else 0)
-    # plain CAM computes its maps on an inference copy with the batch norms folded (same function; Lite0's 1.2x faster);
-    # the model itself stays as given (faithfulness and the other methods use it)
+    # plain CAM computes its maps, and their faithfulness curves, on an inference copy with the batch norms folded
+    # (same function; Lite0's 1.2x faster); the model itself stays as given (the other methods use it)
     folded = fold_batchnorm(model, input_size) if plain_cam and map_source is None else None
     model_info = _model_info(model, batchnorm_folded=folded is not None)
     dataset_info = {"name": dataset.name, "source": dataset.source, "n_images": len(samples), "limit": limit,
@@ -208,7 +208,7 @@ def evaluate(
     source = map_source or make_map_source(folded or model, method, protocol.topk, layer, smooth=smooth, seed=int(seed))
     # the loop keeps the maps of the images the galleries may show, so they are not forwarded twice
     gallery_maps = GalleryMaps(gallery_size) if out_dir is not None and gallery_size > 0 else None
-    options = LoopOptions(workers=workers, boxes=has_boxes, masks=has_masks, backend=sweep_backend, model=model,
+    options = LoopOptions(workers=workers, boxes=has_boxes, masks=has_masks, backend=sweep_backend, model=folded or model,
                           channels_last=model_info.get("layout") == "channels_last",  # decided once, in _model_info
                           keep_map=gallery_maps.offer if gallery_maps is not None else None)
     with _long_lived_objects_frozen():
