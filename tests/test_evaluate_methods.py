@@ -8,6 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from camkit.cam.methods import layer_modules
 from camkit.cam.sources import make_map_source
 from camkit.cli.app import app
 from camkit.datasets import read_ilsvrc
@@ -15,6 +16,7 @@ from camkit.evaluate import evaluate
 from camkit.evaluate.loop import SquashTransform
 from camkit.io import load_image
 from camkit.metrics import FaithfulnessEvaluator
+from camkit.models.batchnorm_fold import fold_batchnorm
 
 
 def test_gradcam_faithfulness_equals_streaming_evaluator(lite0, ilsvrc_sample):
@@ -23,12 +25,15 @@ def test_gradcam_faithfulness_equals_streaming_evaluator(lite0, ilsvrc_sample):
     s = evaluate(ds, lite0, batch_size=3, method="gradcam", progress=False, faithfulness=True, faithfulness_steps=8)
     assert s["protocol"]["method"] == "gradcam" and s["protocol"]["faithfulness_steps"] == 8
 
-    # Independent route: the same squashed inputs and GT-class maps through FaithfulnessEvaluator.
+    # Independent route: the same squashed inputs and GT-class maps through FaithfulnessEvaluator, on the network
+    # the run computes with (Grad-CAM reads only its layer and the logits: the batch norms are folded)
+    assert s["model"]["batchnorm"] == "folded"
+    net = fold_batchnorm(lite0, 224)
     tf = SquashTransform(lite0.preprocess.with_input_size(224))
     x = torch.stack([tf(load_image(smp.image_path)) for smp in ds.samples])
     gt = torch.tensor([smp.class_index for smp in ds.samples])
-    _, _, maps = make_map_source(lite0, "gradcam")(x, gt)
-    fe = FaithfulnessEvaluator(lite0, steps=8)
+    _, _, maps = make_map_source(net, "gradcam")(x, gt)
+    fe = FaithfulnessEvaluator(net, steps=8)
     fe.accumulate(x, torch.from_numpy(maps[:, 0]), gt)
     ref = fe.compute()
     for k in ("deletion_auc", "insertion_auc", "average_drop", "increase_in_confidence"):
@@ -67,8 +72,11 @@ def test_fused_layers_and_smoothing_are_the_maps_scored_and_resume(tmp_path, lit
     idx, _, maps = make_map_source(lite0, "gradcam", layer=opts["layer"], smooth="eigen")(x[:2], gt[:2])
     direct = compute_method_maps(lite0, x[:2], "gradcam", torch.from_numpy(idx), opts["layer"], smooth="eigen")
     assert torch.allclose(torch.from_numpy(maps), direct.maps.float(), atol=1e-6)
-    # The runner scores exactly those maps: a run fed that source explicitly gives the same metrics.
-    source = make_map_source(lite0, "gradcam", layer=opts["layer"], smooth="eigen")
+    # The runner scores exactly those maps: a run fed that source explicitly gives the same metrics (computed, as
+    # the run computes them, on the copy with the batch norms folded outside the target layers)
+    assert full["model"]["batchnorm"] == "folded"
+    net = fold_batchnorm(lite0, 224, keep=layer_modules(lite0, opts["layer"]))
+    source = make_map_source(net, "gradcam", layer=opts["layer"], smooth="eigen")
     same = evaluate(ds, lite0, batch_size=1, progress=False, map_source=source, method="gradcam")
     plain = evaluate(ds, lite0, batch_size=1, progress=False, method="gradcam")
     metrics = ("maxboxacc_v2", "maxboxacc_v2_per_iou", "gt_known_loc", "top1_loc", "curves")

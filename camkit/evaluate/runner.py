@@ -184,7 +184,14 @@ def evaluate(
         from camkit.models import load_model
 
         model = cast("CAMModel", load_model(model))  # the registry types its models loosely (Any)
-    from camkit.cam.methods import check_smooth, default_method, layer_spec, method_info
+    from camkit.cam.methods import (
+        check_smooth,
+        default_method,
+        layer_modules,
+        layer_spec,
+        method_info,
+        reads_layer_and_logits_only,
+    )
     from camkit.limits import check_input_size
 
     layer, smooth = layer_spec(layer), check_smooth(smooth)
@@ -195,9 +202,12 @@ def evaluate(
     has_boxes, has_masks = _check_dataset(dataset, samples, model)
     protocol = Protocol(input_size=input_size, tau_step=tau_step, method=method, layer=layer, smooth=smooth, seed=int(seed),
                         faithfulness_steps=int(faithfulness_steps) if faithfulness else 0)
-    # plain CAM computes its maps, and their faithfulness curves, on an inference copy with the batch norms folded
-    # (same function; Lite0's 1.2x faster); the model itself stays as given (the other methods use it)
-    folded = fold_batchnorm(model, input_size) if plain_cam and map_source is None else None
+    # the maps (and their faithfulness curves) are computed on an inference copy with the batch norms folded (same
+    # function; Lite0's 1.2x faster) by plain CAM and by the methods that read only their target layers and the
+    # logits (those layers left unfolded); the model itself stays as given
+    folded = None
+    if map_source is None and (plain_cam or reads_layer_and_logits_only(method)):
+        folded = fold_batchnorm(model, input_size, keep=layer_modules(model, layer))
     model_info = _model_info(model, batchnorm_folded=folded is not None)
     dataset_info = {"name": dataset.name, "source": dataset.source, "n_images": len(samples), "limit": limit,
                     "ids_sha1": ids_digest(samples),

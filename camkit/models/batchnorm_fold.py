@@ -21,6 +21,7 @@ import copy
 import os
 import weakref
 from collections import Counter
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -41,12 +42,14 @@ def folding_enabled() -> bool:
     return os.environ.get(OPT_OUT_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def fold_batchnorm(model: CAMModel, input_size: int | None = None) -> CAMModel | None:
+def fold_batchnorm(model: CAMModel, input_size: int | None = None, keep: Iterable[str] = ()) -> CAMModel | None:
     """An inference copy of ``model`` with each foldable batch norm folded into its convolution, or None.
 
     Args:
         model: a :class:`~camkit.models.cam_model.CAMModel` in eval mode (left unchanged); anything else gives None.
         input_size: side of the square check input (default: the model's ``preprocess.crop``).
+        keep: full module names to leave as they are (a method's target layers): a convolution named here keeps
+            its batch norm after it, since folding would change what the convolution outputs.
 
     Returns:
         A deep copy (parameters without gradients, same device and memory layout) whose folded batch
@@ -68,14 +71,19 @@ def fold_batchnorm(model: CAMModel, input_size: int | None = None) -> CAMModel |
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     probe = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+    kept = set(keep)
     with torch.inference_mode():
         pairs, expected = _conv_bn_pairs(model, probe)
-        if not pairs:
-            return None
+    pairs = [(c, b) for c, b in pairs if c not in kept]
+    if not pairs:
+        return None
+    # no_grad, not inference mode: the copy's parameters must be usable by the gradient methods
+    with torch.no_grad():
         folded = copy.deepcopy(model)
         for conv_name, bn_name in pairs:
             _fold_pair(folded, conv_name, bn_name)
         folded.requires_grad_(False)
+    with torch.inference_mode():
         got = folded.features(probe)
         scale = float(expected.abs().max())
         if got.shape != expected.shape or not float((got - expected).abs().max()) <= TOLERANCE * max(scale, 1e-12):

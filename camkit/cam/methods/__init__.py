@@ -12,11 +12,20 @@ RefineCAM, SESS, Sobel (a baseline).
 its maps; :func:`default_method` is the one rule for the method used when none is named.
 """
 
-from .api import MethodBatch, compute_method_maps, default_method
-from .base import METHODS, MethodInfo, auto_layer, layer_spec, method_info, probe_spatial_layers, resolve_layer
+from .api import MethodBatch, compute_method_maps, default_method, reads_layer_and_logits_only
+from .base import (
+    METHODS,
+    MethodInfo,
+    auto_layer,
+    layer_modules,
+    layer_spec,
+    method_info,
+    probe_spatial_layers,
+    resolve_layer,
+)
 from .smoothing import check_smooth
 
 __all__ = [
     "METHODS", "MethodBatch", "MethodInfo", "auto_layer", "check_smooth", "compute_method_maps", "default_method",
-    "layer_spec", "method_info", "probe_spatial_layers", "resolve_layer",
+    "layer_modules", "layer_spec", "method_info", "probe_spatial_layers", "reads_layer_and_logits_only", "resolve_layer",
 ]

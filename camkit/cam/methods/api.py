@@ -157,6 +157,15 @@ RUNNERS: dict[str, Runner] = {
 RUNNERS.update({"smoothgradcam++": smoothgradcampp.run, "sscam": sscam.run, "iscam": iscam.run, "legrad": legrad.run})
 
 
+def reads_layer_and_logits_only(method: str) -> bool:
+    """True for a method computed from its target layers' activations (and their gradients) and the logits alone:
+    the network in between may be any that computes the same function (e.g. with its batch norms folded into
+    its convolutions, :mod:`camkit.models.batchnorm_fold`). The methods with their own pipeline (``RUNNERS``:
+    perturbations of other layers, every layer's biases, guided backward passes, ...) and plain CAM are not."""
+    name = method_info(method).name
+    return name != "cam" and name not in RUNNERS
+
+
 def _selector(classes: Targets, idx: torch.Tensor, categories):
     """Scores of masked inputs: the selected classes' logits of their image, or the callable's values."""
     if callable(classes) and not isinstance(classes, torch.Tensor):

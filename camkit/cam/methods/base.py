@@ -264,6 +264,13 @@ def resolve_layer(model: nn.Module, x: torch.Tensor, layer: str | Sequence[str] 
     return full
 
 
+def layer_modules(model: nn.Module, layer: str | Sequence[str] | None) -> list[str]:
+    """Full module names of the layers ``layer`` names (one name or several; ``features`` and names that
+    match no module are left out: no module, or an error the method reports itself)."""
+    names = [] if layer is None else [layer] if isinstance(layer, str) else list(layer)
+    return [full for name in names if (full := _full_name(model, name)) is not None]
+
+
 def _full_name(model: nn.Module, layer: str) -> str | None:
     mods = _modules(model)
     for cand in (layer, "net." + layer):
