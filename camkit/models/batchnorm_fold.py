@@ -56,7 +56,7 @@ def fold_batchnorm(model: CAMModel, input_size: int | None = None, keep: Iterabl
         norms are replaced by their activation (or ``nn.Identity``) under the same names, so its features
         are ``model.features`` up to float rounding (checked: :data:`TOLERANCE`). None when folding is
         switched off (:func:`folding_enabled`), ``model`` is training (its batch norms use batch
-        statistics), no batch norm takes a convolution's output, or the check fails.
+        statistics), no batch norm outside ``keep`` takes a convolution's output, or the check fails.
     """
     import torch
     from torch import nn
