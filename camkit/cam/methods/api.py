@@ -157,13 +157,18 @@ RUNNERS: dict[str, Runner] = {
 RUNNERS.update({"smoothgradcam++": smoothgradcampp.run, "sscam": sscam.run, "iscam": iscam.run, "legrad": legrad.run})
 
 
+#: Runners that, like the methods computed inline, read only the target layer's activations (or gradients) and the
+#: logits of (perturbed or ablated) forwards.
+_LAYER_AND_LOGIT_RUNNERS = frozenset({"sscam", "iscam", "smoothgradcam++", "ablationcam"})
+
+
 def reads_layer_and_logits_only(method: str) -> bool:
     """True for a method computed from its target layers' activations (and their gradients) and the logits alone:
     the network in between may be any that computes the same function (e.g. with its batch norms folded into
-    its convolutions, :mod:`camkit.models.batchnorm_fold`). The methods with their own pipeline (``RUNNERS``:
-    perturbations of other layers, every layer's biases, guided backward passes, ...) and plain CAM are not."""
+    its convolutions, :mod:`camkit.models.batchnorm_fold`). Not: plain CAM, and the other runners (every layer's
+    biases, guided backward passes through the activation modules, other layers, ...)."""
     name = method_info(method).name
-    return name != "cam" and name not in RUNNERS
+    return name != "cam" and (name not in RUNNERS or name in _LAYER_AND_LOGIT_RUNNERS)
 
 
 def _selector(classes: Targets, idx: torch.Tensor, categories):
