@@ -21,8 +21,11 @@ import dataclasses
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _timing import interleaved  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared/data/ilsvrc_val_sample"
 
@@ -40,7 +43,8 @@ def _loop_seconds(dataset, model, fold: bool, **options) -> float:
 
 
 def _pair(fn, rounds: int) -> tuple[float, float]:
-    """Median seconds of ``fn(True)`` and ``fn(False)``, run in turn each round after one warm-up of each."""
+    """Medians of the seconds ``fn(True)`` and ``fn(False)`` report (the loop's own time, not the call's: not
+    ``_timing.interleaved``), run in turn each round after one warm-up of each."""
     fn(True), fn(False)
     times: dict[bool, list[float]] = {True: [], False: []}
     for _ in range(rounds):
@@ -81,15 +85,8 @@ def main() -> None:
     rows = []
 
     def per_batch(name: str, fn_folded, fn_plain) -> None:
-        fn_folded(), fn_plain()
-        times: dict[str, list[float]] = {"f": [], "p": []}
-        for _ in range(max(5, 3 * args.rounds)):
-            for key, fn in (("f", fn_folded), ("p", fn_plain)):
-                t = time.perf_counter()
-                fn()
-                times[key].append(time.perf_counter() - t)
-        f, q = statistics.median(times["f"]), statistics.median(times["p"])
-        rows.append((name, q * 1e3, f * 1e3, q / f, "ms"))
+        t = interleaved({"folded": fn_folded, "kept": fn_plain}, rounds=max(5, 3 * args.rounds))
+        rows.append((name, t["kept"] * 1e3, t["folded"] * 1e3, t["kept"] / t["folded"], "ms"))
 
     with torch.inference_mode():
         per_batch("feature extractor, batch 32", lambda: folded.features(x), lambda: model.features(x))

@@ -21,6 +21,11 @@ from camkit.models.cam_model import CAMModel
 from camkit.models.efficientnet_lite import BatchNormAct2d
 
 
+def _squashed(model: CAMModel, photos) -> torch.Tensor:
+    """The model's input batch ``[N, 3, S, S]`` of ``photos`` (HxWx3 uint8 arrays), squashed as evaluate does."""
+    return torch.from_numpy(np.stack([model.preprocess.to_array(Image.fromarray(p), "squash")[0] for p in photos]))
+
+
 def _tiny(net: nn.Module, channels: int = 2) -> CAMModel:
     head = nn.Sequential()
     head.add_module("fc", nn.Linear(channels, 3))
@@ -161,7 +166,7 @@ def test_lite0_folds_every_batch_norm_and_gives_the_same_classes_and_boxes(lite0
     assert sum(isinstance(m, nn.BatchNorm2d) for m in lite0.modules()) == 49
     assert not any(p.requires_grad for p in folded.parameters())
     photos = (data.chelsea(), data.coffee(), data.rocket())
-    x = torch.from_numpy(np.stack([lite0.preprocess.to_array(Image.fromarray(p), "squash")[0] for p in photos]))
+    x = _squashed(lite0, photos)
     with torch.inference_mode():
         a, b = lite0.features(x), folded.features(x)
     assert float((a - b).abs().max()) <= TOLERANCE * float(a.abs().max())
@@ -281,7 +286,7 @@ def test_layer_and_logit_methods_give_the_same_maps_on_the_folded_copy(lite0, me
 
     assert reads_layer_and_logits_only(method)
     photos = (data.chelsea(),) if method in ("sscam", "iscam") else (data.chelsea(), data.coffee())  # many noisy copies a channel
-    x = torch.from_numpy(np.stack([lite0.preprocess.to_array(Image.fromarray(p), "squash")[0] for p in photos]))
+    x = _squashed(lite0, photos)
     folded = fold_batchnorm(lite0, keep=layer_modules(lite0, layer))
     assert folded is not None
     a = compute_method_maps(lite0, x, method, 2, layer, batch_size=64)
